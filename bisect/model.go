@@ -1,0 +1,509 @@
+package bisect
+
+import (
+	"math"
+	"sort"
+)
+
+// Unit says how the exposure of a test is measured: in runs (each run a
+// Bernoulli trial that fails with an unknown probability p) or in minutes
+// of test time (failures arrive at an unknown rate λ per minute, and a run
+// stops at its first failure).
+type Unit string
+
+// Units of exposure.
+const (
+	UnitRuns Unit = "runs"
+	UnitTime Unit = "time"
+)
+
+// Prior and noise parameters of the default model. They are the defaults
+// of ModelParams; see there.
+const (
+	defaultPriorA      = 0.5
+	defaultPriorB      = 1.0
+	defaultTimePriorB  = 1.0 // minutes: Gamma(0.5, 1/min), mean 0.5 failures per minute
+	defaultFalseFail   = 1e-3
+	defaultFalseRate   = 1e-3 // per minute of test on a good commit
+	defaultGoodWeight  = 1.0
+	minUsefulGain      = 1e-9
+	defaultEndpointRun = 1000
+)
+
+// ModelParams are the assumptions of the probabilistic model. The zero value
+// means the defaults.
+type ModelParams struct {
+	// PriorA and PriorB are the prior on the detection rate of a bad
+	// commit: Beta(PriorA, PriorB) on the per-run failure probability p
+	// (runs), or Gamma(PriorA, rate PriorB per minute) on the failure rate
+	// per minute (time). Default Beta(1/2, 1) and Gamma(1/2, 1 min).
+	PriorA, PriorB float64
+	// FalseFail is the probability that a good commit fails a run (runs),
+	// or its failure rate per minute (time): failures that are not the
+	// bug. Default 1e-3.
+	FalseFail float64
+	// GoodWeight is the prior weight of "the bug predates good" relative
+	// to one commit of the range (default 1).
+	GoodWeight float64
+	// KnownRate, when > 0, fixes p (or λ) instead of integrating over it
+	// (for the simulator's oracle only).
+	KnownRate float64
+	// PlugIn estimates p from the runs on commits that failed and uses it
+	// as if known (the bisect-kit-like baseline; overconfident).
+	PlugIn bool
+}
+
+func (mp ModelParams) withDefaults(u Unit) ModelParams {
+	if mp.PriorA <= 0 {
+		mp.PriorA = defaultPriorA
+	}
+	if mp.PriorB <= 0 {
+		if u == UnitTime {
+			mp.PriorB = defaultTimePriorB
+		} else {
+			mp.PriorB = defaultPriorB
+		}
+	}
+	if mp.FalseFail <= 0 {
+		if u == UnitTime {
+			mp.FalseFail = defaultFalseRate
+		} else {
+			mp.FalseFail = defaultFalseFail
+		}
+	}
+	if mp.GoodWeight <= 0 {
+		mp.GoodWeight = defaultGoodWeight
+	}
+	return mp
+}
+
+// rateModel is the likelihood of the runs on a set of commits, given whether
+// they are bad or good. Bad commits share one unknown detection rate that is
+// integrated out in closed form (Beta-Bernoulli or Gamma-Poisson).
+type rateModel struct {
+	unit     Unit
+	p        ModelParams
+	lnorm    float64 // log normaliser of the prior
+	logEps   float64
+	log1mEps float64
+	rate     float64 // > 0: fixed p or λ (known or plugged in)
+}
+
+func newRateModel(u Unit, p ModelParams) *rateModel {
+	p = p.withDefaults(u)
+	m := &rateModel{unit: u, p: p}
+	if u == UnitTime {
+		lg, _ := math.Lgamma(p.PriorA)
+		m.lnorm = p.PriorA*math.Log(p.PriorB) - lg
+		m.logEps = math.Log(p.FalseFail)
+	} else {
+		m.lnorm = -lbeta(p.PriorA, p.PriorB)
+		m.logEps = math.Log(p.FalseFail)
+		m.log1mEps = math.Log1p(-p.FalseFail)
+	}
+	m.rate = p.KnownRate
+	return m
+}
+
+func lbeta(a, b float64) float64 {
+	x, _ := math.Lgamma(a)
+	y, _ := math.Lgamma(b)
+	z, _ := math.Lgamma(a + b)
+	return x + y - z
+}
+
+// logML is the log marginal likelihood of F failures and exposure E (passing
+// runs, or minutes of test) on commits that are all bad.
+func (m *rateModel) logML(F, E float64) float64 {
+	if m.rate > 0 {
+		if m.unit == UnitTime {
+			return F*math.Log(m.rate) - m.rate*E
+		}
+		return F*math.Log(m.rate) + E*math.Log1p(-m.rate)
+	}
+	a, b := m.p.PriorA, m.p.PriorB
+	if m.unit == UnitTime {
+		lg, _ := math.Lgamma(a + F)
+		return m.lnorm + lg - (a+F)*math.Log(b+E)
+	}
+	return m.lnorm + lbeta(a+F, b+E)
+}
+
+// passBad is the probability that a bad commit shows no failure over a
+// further exposure e, given F failures and exposure E on the bad commits.
+func (m *rateModel) passBad(F, E, e float64) float64 {
+	if m.rate > 0 {
+		if m.unit == UnitTime {
+			return math.Exp(-m.rate * e)
+		}
+		return math.Pow(1-m.rate, e)
+	}
+	a, b := m.p.PriorA, m.p.PriorB
+	if m.unit == UnitTime {
+		return math.Pow((b+E)/(b+E+e), a+F)
+	}
+	// Beta-Bernoulli: Π_{i<e} (b+E+i)/(a+F+b+E+i) for integer e.
+	if e == math.Trunc(e) && e <= 64 {
+		r := 1.0
+		x, y := b+E, a+F+b+E
+		for i := 0.0; i < e; i++ {
+			r *= (x + i) / (y + i)
+		}
+		return r
+	}
+	l1, _ := math.Lgamma(b + E + e)
+	l2, _ := math.Lgamma(a + F + b + E)
+	l3, _ := math.Lgamma(b + E)
+	l4, _ := math.Lgamma(a + F + b + E + e)
+	return math.Exp(l1 + l2 - l3 - l4)
+}
+
+// goodLL is the log-likelihood of F failures and exposure E on good commits.
+func (m *rateModel) goodLL(F, E float64) float64 {
+	if m.unit == UnitTime {
+		return F*m.logEps - m.p.FalseFail*E
+	}
+	return F*m.logEps + E*m.log1mEps
+}
+
+// passGood is the probability that a good commit passes a further exposure e.
+func (m *rateModel) passGood(e float64) float64 {
+	if m.unit == UnitTime {
+		return math.Exp(-m.p.FalseFail * e)
+	}
+	return math.Exp(e * m.log1mEps)
+}
+
+// meanRate is the posterior mean of p (or λ) given F failures and exposure
+// E on bad commits.
+func (m *rateModel) meanRate(F, E float64) float64 {
+	if m.rate > 0 {
+		return m.rate
+	}
+	a, b := m.p.PriorA, m.p.PriorB
+	if m.unit == UnitTime {
+		return (a + F) / (b + E)
+	}
+	return (a + F) / (a + F + b + E)
+}
+
+// posStat is what is known about one position of the search.
+type posStat struct {
+	F, E  float64 // failures; exposure (passing runs, or minutes of test)
+	runs  int
+	skip  bool // untestable (build or boot failure): keeps its mass, never tested again
+	built bool // a build exists: another run costs no build
+}
+
+// Search is the state of a bisection over an ordered list of positions: 0
+// is the good commit, n-1 the bad one, and hypothesis c says position c is
+// the first bad one (c == 0: the bug predates good). It holds the data and
+// computes the posterior over c.
+type Search struct {
+	unit  Unit
+	model *rateModel
+	prior []float64
+	cum   []float64 // cum[i] = Σ_{k<i} prior[k]
+	st    []posStat
+
+	// Posterior, valid when !dirty. Segment j covers positions
+	// [segLo[j], segHi[j]]: all hypotheses in it see the same bad set.
+	dirty  bool
+	segLo  []int
+	segHi  []int
+	segM   []float64 // posterior mass
+	segF   []float64 // failures on the bad set of the segment
+	segE   []float64 // exposure on the bad set
+	tested []int
+	best   int
+	bestP  float64
+	cumM   []float64 // cumM[j] = Σ_{k<j} segM[k]
+}
+
+// NewSearch returns a search over n positions (n >= 2: good, the commits of
+// the range, bad last) with a uniform prior over the commits of the range
+// and params.GoodWeight on "the bug predates good".
+func NewSearch(n int, u Unit, params ModelParams) *Search {
+	params = params.withDefaults(u)
+	prior := make([]float64, n)
+	for i := range prior {
+		prior[i] = 1
+	}
+	prior[0] = params.GoodWeight
+	return newSearchPrior(prior, u, params)
+}
+
+func newSearchPrior(prior []float64, u Unit, params ModelParams) *Search {
+	s := &Search{unit: u, model: newRateModel(u, params), prior: prior, st: make([]posStat, len(prior)), dirty: true}
+	s.recum()
+	return s
+}
+
+func (s *Search) recum() {
+	s.cum = make([]float64, len(s.prior)+1)
+	for i, w := range s.prior {
+		s.cum[i+1] = s.cum[i] + w
+	}
+}
+
+// Len is the number of positions.
+func (s *Search) Len() int { return len(s.prior) }
+
+// Record adds one run at position pos: failed or not, with exposure e
+// (1 for a run in runs mode, minutes of test in time mode).
+func (s *Search) Record(pos int, failed bool, e float64) {
+	st := &s.st[pos]
+	st.runs++
+	st.built = true
+	if failed {
+		st.F++
+		if s.unit == UnitTime {
+			st.E += e
+		}
+	} else {
+		st.E += e
+	}
+	s.dirty = true
+}
+
+// MarkSkip records that position pos cannot be tested.
+func (s *Search) MarkSkip(pos int) {
+	s.st[pos].skip = true
+	s.dirty = true
+}
+
+// MarkBuilt records that pos has a build (a run there costs no build).
+func (s *Search) MarkBuilt(pos int) { s.st[pos].built = true }
+
+// Insert inserts len(w) new positions before position pos with prior
+// weights w taken from pos's own weight (which keeps what is left), e.g. to
+// expand a merge into the commits it brought in.
+func (s *Search) Insert(pos int, w []float64) {
+	if len(w) == 0 {
+		return
+	}
+	prior := make([]float64, 0, len(s.prior)+len(w))
+	prior = append(prior, s.prior[:pos]...)
+	prior = append(prior, w...)
+	prior = append(prior, s.prior[pos:]...)
+	st := make([]posStat, 0, len(prior))
+	st = append(st, s.st[:pos]...)
+	st = append(st, make([]posStat, len(w))...)
+	st = append(st, s.st[pos:]...)
+	s.prior, s.st = prior, st
+	s.recum()
+	s.dirty = true
+}
+
+// SetPrior replaces the prior weight of pos.
+func (s *Search) SetPrior(pos int, w float64) {
+	s.prior[pos] = w
+	s.recum()
+	s.dirty = true
+}
+
+func (s *Search) update() {
+	if !s.dirty {
+		return
+	}
+	s.dirty = false
+	n := len(s.prior)
+	s.tested = s.tested[:0]
+	for i := range s.st {
+		if s.st[i].runs > 0 {
+			s.tested = append(s.tested, i)
+		}
+	}
+	s.segLo, s.segHi = s.segLo[:0], s.segHi[:0]
+	lo := 0
+	for _, t := range s.tested {
+		s.segLo = append(s.segLo, lo)
+		s.segHi = append(s.segHi, t)
+		lo = t + 1
+	}
+	if lo < n {
+		s.segLo = append(s.segLo, lo)
+		s.segHi = append(s.segHi, n-1)
+	}
+	ns := len(s.segLo)
+	s.segF = resize(s.segF, ns)
+	s.segE = resize(s.segE, ns)
+	s.segM = resize(s.segM, ns)
+	// Bad set of segment j: tested positions >= segLo[j], i.e. tested[j:].
+	var f, e float64
+	for j := ns - 1; j >= 0; j-- {
+		if j < len(s.tested) {
+			st := s.st[s.tested[j]]
+			f += st.F
+			e += st.E
+		}
+		s.segF[j], s.segE[j] = f, e
+	}
+	totF, totE := f, e
+	if s.model.p.PlugIn {
+		s.model.rate = s.plugInRate()
+	}
+	maxL := math.Inf(-1)
+	for j := 0; j < ns; j++ {
+		gF, gE := totF-s.segF[j], totE-s.segE[j]
+		w := s.cum[s.segHi[j]+1] - s.cum[s.segLo[j]]
+		l := math.Inf(-1)
+		if w > 0 {
+			l = math.Log(w) + s.model.logML(s.segF[j], s.segE[j]) + s.model.goodLL(gF, gE)
+		}
+		s.segM[j] = l
+		if l > maxL {
+			maxL = l
+		}
+	}
+	var z float64
+	for j := range s.segM {
+		s.segM[j] = math.Exp(s.segM[j] - maxL)
+		z += s.segM[j]
+	}
+	s.cumM = resize(s.cumM, ns+1)
+	s.bestP = -1
+	for j := range s.segM {
+		s.segM[j] /= z
+		s.cumM[j+1] = s.cumM[j] + s.segM[j]
+		// The most likely position of the segment is its heaviest one.
+		w := s.cum[s.segHi[j]+1] - s.cum[s.segLo[j]]
+		if w <= 0 {
+			continue
+		}
+		bi, bw := s.segLo[j], -1.0
+		if s.segHi[j]-s.segLo[j] < 64 {
+			for i := s.segLo[j]; i <= s.segHi[j]; i++ {
+				if s.prior[i] > bw {
+					bi, bw = i, s.prior[i]
+				}
+			}
+		} else {
+			bi, bw = s.segLo[j], s.prior[s.segLo[j]]
+		}
+		if p := s.segM[j] * bw / w; p > s.bestP {
+			s.best, s.bestP = bi, p
+		}
+	}
+}
+
+// plugInRate estimates p from the runs on commits that failed at least once
+// (Laplace-smoothed), as a bisect-kit-like search that plugs in p would.
+func (s *Search) plugInRate() float64 {
+	var f, e float64
+	for _, st := range s.st {
+		if st.F > 0 {
+			f += st.F
+			e += st.E
+		}
+	}
+	if s.unit == UnitTime {
+		return (f + 1) / (e + 1)
+	}
+	return (f + 1) / (f + e + 2)
+}
+
+func resize(x []float64, n int) []float64 {
+	if cap(x) >= n {
+		return x[:n]
+	}
+	return make([]float64, n)
+}
+
+// Best returns the most probable first bad position and its probability.
+func (s *Search) Best() (int, float64) {
+	s.update()
+	return s.best, s.bestP
+}
+
+// Prob returns the posterior probability that pos is the first bad one.
+func (s *Search) Prob(pos int) float64 {
+	s.update()
+	j := s.segOf(pos)
+	w := s.cum[s.segHi[j]+1] - s.cum[s.segLo[j]]
+	if w <= 0 {
+		return 0
+	}
+	return s.segM[j] * s.prior[pos] / w
+}
+
+// ProbBad returns the posterior probability that position pos is bad (the
+// first bad position is at or before it).
+func (s *Search) ProbBad(pos int) float64 {
+	s.update()
+	j := s.segOf(pos)
+	w := s.cum[s.segHi[j]+1] - s.cum[s.segLo[j]]
+	f := 1.0
+	if w > 0 {
+		f = (s.cum[pos+1] - s.cum[s.segLo[j]]) / w
+	}
+	return s.cumM[j] + f*s.segM[j]
+}
+
+// Posterior returns the posterior probability of every position.
+func (s *Search) Posterior() []float64 {
+	s.update()
+	out := make([]float64, len(s.prior))
+	for j := range s.segM {
+		w := s.cum[s.segHi[j]+1] - s.cum[s.segLo[j]]
+		if w <= 0 {
+			continue
+		}
+		for i := s.segLo[j]; i <= s.segHi[j]; i++ {
+			out[i] = s.segM[j] * s.prior[i] / w
+		}
+	}
+	return out
+}
+
+// RateEstimate returns the posterior mean detection rate (p per run, or λ
+// per minute) given that the most probable position is the first bad one.
+func (s *Search) RateEstimate() float64 {
+	s.update()
+	j := s.segOf(s.best)
+	return s.model.meanRate(s.segF[j], s.segE[j])
+}
+
+func (s *Search) segOf(pos int) int {
+	return sort.SearchInts(s.segHi, pos)
+}
+
+// Stat returns runs, failures and exposure recorded at pos.
+func (s *Search) Stat(pos int) (runs int, fails, exposure float64) {
+	st := s.st[pos]
+	return st.runs, st.F, st.E
+}
+
+// Skipped reports whether pos was found untestable.
+func (s *Search) Skipped(pos int) bool { return s.st[pos].skip }
+
+// Built reports whether pos has a build.
+func (s *Search) Built(pos int) bool { return s.st[pos].built }
+
+// Candidates returns the smallest set of consecutive positions around the
+// most probable one whose posterior mass reaches conf, when every position
+// of it other than tested ones is untestable: the answer when skips leave
+// the search nothing to test.
+func (s *Search) credibleRun(conf float64) (lo, hi int, mass float64) {
+	s.update()
+	post := s.Posterior()
+	lo, hi = s.best, s.best
+	mass = post[s.best]
+	for mass < conf && (lo > 0 || hi < len(post)-1) {
+		var l, h float64 = -1, -1
+		if lo > 0 {
+			l = post[lo-1]
+		}
+		if hi < len(post)-1 {
+			h = post[hi+1]
+		}
+		if l >= h {
+			lo--
+			mass += l
+		} else {
+			hi++
+			mass += h
+		}
+	}
+	return lo, hi, mass
+}

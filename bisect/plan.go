@@ -1,0 +1,399 @@
+package bisect
+
+import (
+	"math"
+	"os"
+	"strconv"
+	"sort"
+)
+
+// Costs are what tests cost, in the unit of the search: one run (runs
+// mode) or one minute of test (time mode).
+type Costs struct {
+	// Build is the cost of building a commit that has no build yet.
+	Build float64
+	// Run is the fixed cost of starting one run beyond its exposure: 1 in
+	// runs mode (a run costs one run), the boot and set-up time in minutes
+	// in time mode.
+	Run float64
+}
+
+// Request asks for a test of position Pos with exposure Exposure: the
+// number of runs planned there (runs mode; they are done one at a time and
+// the plan is made again after each), or the length of the run in minutes
+// (time mode, the run stopping at its first failure).
+type Request struct {
+	Pos      int
+	Exposure float64
+	// Gain is the expected information about the first bad position, in
+	// bits, and Cost the expected cost of the request.
+	Gain, Cost float64
+}
+
+// exposureOptions returns the exposures the planner considers.
+func exposureOptions(u Unit, base, max float64) []float64 {
+	if u == UnitRuns {
+		return runOpts
+	}
+	if base <= 0 {
+		base = 1
+	}
+	if max < base {
+		max = base
+	}
+	var out []float64
+	for e := base; e < max*1.0001; e *= 2 {
+		out = append(out, e)
+	}
+	if out[len(out)-1] < max*0.999 {
+		out = append(out, max)
+	}
+	return out
+}
+
+func h2(p float64) float64 {
+	if p <= 0 || p >= 1 {
+		return 0
+	}
+	return -(p*math.Log2(p) + (1-p)*math.Log2(1-p))
+}
+
+// quantiles at which untested candidates are placed, as cumulative
+// posterior mass from the good end.
+var planQuantiles = []float64{0.005, 0.02, 0.05, 0.08, 0.12, 0.16, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5,
+	0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.84, 0.88, 0.92, 0.95, 0.98, 0.995}
+
+// candidates returns the positions worth evaluating: every tested position
+// that can still be tested, and untested ones at quantiles of the
+// posterior and around the most probable position.
+func (s *Search) candidates() []int {
+	s.update()
+	n := len(s.prior)
+	seen := make(map[int]bool, 64)
+	var out []int
+	add := func(x int) {
+		if x < 0 || x >= n || seen[x] || s.st[x].skip {
+			return
+		}
+		seen[x] = true
+		out = append(out, x)
+	}
+	for _, t := range s.tested {
+		add(t)
+	}
+	// nearest testable untested position to x inside x's segment.
+	near := func(x int) {
+		j := s.segOf(x)
+		lo, hi := s.segLo[j], s.segHi[j]
+		for d := 0; d <= hi-lo; d++ {
+			found := false
+			for _, y := range [2]int{x - d, x + d} {
+				if y >= lo && y <= hi && s.st[y].runs == 0 && !s.st[y].skip {
+					add(y)
+					found = true
+				}
+			}
+			if found {
+				return
+			}
+		}
+	}
+	for _, q := range planQuantiles {
+		// first segment whose cumulative mass reaches q
+		j := sort.Search(len(s.segM), func(j int) bool { return s.cumM[j+1] >= q })
+		if j >= len(s.segM) {
+			j = len(s.segM) - 1
+		}
+		w := s.cum[s.segHi[j]+1] - s.cum[s.segLo[j]]
+		frac := 0.0
+		if s.segM[j] > 0 {
+			frac = (q - s.cumM[j]) / s.segM[j]
+		}
+		target := s.cum[s.segLo[j]] + frac*w
+		x := sort.SearchFloat64s(s.cum, target) - 1
+		if x < s.segLo[j] {
+			x = s.segLo[j]
+		}
+		if x > s.segHi[j] {
+			x = s.segHi[j]
+		}
+		near(x)
+	}
+	near(s.best)
+	if s.best > 0 {
+		near(s.best - 1)
+	}
+	return out
+}
+
+// plan returns the most informative test per unit of cost, given the
+// requests already in flight. ok is false when no test can tell anything
+// more (all remaining uncertainty sits on untestable positions).
+func (s *Search) plan(c Costs, opts []float64, pending []Request) (Request, bool) {
+	s.update()
+	cands := s.candidates()
+	if len(pending) > 0 {
+		return s.planJoint(c, opts, pending, cands)
+	}
+	ns := len(s.segM)
+	no := len(opts)
+	// Per segment and option: probability that a bad commit passes.
+	pb := make([]float64, ns*no)
+	A := make([]float64, (ns+1)*no) // prefix Σ M πb
+	H := make([]float64, (ns+1)*no) // prefix Σ M h(πb)
+	for j := 0; j < ns; j++ {
+		for o, e := range opts {
+			v := s.model.passBad(s.segF[j], s.segE[j], e)
+			pb[j*no+o] = v
+			A[(j+1)*no+o] = A[j*no+o] + s.segM[j]*v
+			H[(j+1)*no+o] = H[j*no+o] + s.segM[j]*h2(v)
+		}
+	}
+	pg := make([]float64, no)
+	hg := make([]float64, no)
+	for o, e := range opts {
+		pg[o] = s.model.passGood(e)
+		hg[o] = h2(pg[o])
+	}
+	// Most probable position per segment, and prefix/suffix maxima of it
+	// scaled by the pass or fail probability of a bad commit.
+	useMax := planMaxT > 0 && s.bestP >= planMaxT
+	var PMp, PMf, SM, mp []float64
+	if useMax {
+		mp = make([]float64, ns)
+		for j := 0; j < ns; j++ {
+			w := s.cum[s.segHi[j]+1] - s.cum[s.segLo[j]]
+			if w > 0 {
+				mx := 0.0
+				for i := s.segLo[j]; i <= s.segHi[j] && i < s.segLo[j]+64; i++ {
+					mx = math.Max(mx, s.prior[i])
+				}
+				mp[j] = s.segM[j] * mx / w
+			}
+		}
+		PMp = make([]float64, (ns+1)*no)
+		PMf = make([]float64, (ns+1)*no)
+		for j := 0; j < ns; j++ {
+			for o := range opts {
+				v := pb[j*no+o]
+				PMp[(j+1)*no+o] = math.Max(PMp[j*no+o], mp[j]*v)
+				PMf[(j+1)*no+o] = math.Max(PMf[j*no+o], mp[j]*(1-v))
+			}
+		}
+		SM = make([]float64, ns+1)
+		for j := ns - 1; j >= 0; j-- {
+			SM[j] = math.Max(SM[j+1], mp[j])
+		}
+	}
+	best := Request{Pos: -1}
+	bestScore := 0.0
+	pp := make([]float64, no)
+	gain := make([]float64, no)
+	for _, x := range cands {
+		k := s.segOf(x)
+		w := s.cum[s.segHi[k]+1] - s.cum[s.segLo[k]]
+		f := 1.0
+		if x < s.segHi[k] && w > 0 {
+			f = (s.cum[x+1] - s.cum[s.segLo[k]]) / w
+		}
+		mk := s.segM[k]
+		bm := s.cumM[k] + f*mk
+		for o := range opts {
+			v := pb[k*no+o]
+			p := A[k*no+o] + f*mk*v + (1-bm)*pg[o]
+			hc := H[k*no+o] + f*mk*h2(v) + (1-bm)*hg[o]
+			pp[o] = p
+			gain[o] = h2(p) - hc
+			if useMax {
+				// E[max posterior after] - max posterior now.
+				v := pb[k*no+o]
+				mxp := math.Max(PMp[k*no+o], mp[k]*v)
+				mxf := math.Max(PMf[k*no+o], mp[k]*(1-v))
+				if f < 1 {
+					mxp = math.Max(mxp, mp[k]*pg[o])
+					mxf = math.Max(mxf, mp[k]*(1-pg[o]))
+				}
+				mxp = math.Max(mxp, SM[k+1]*pg[o])
+				mxf = math.Max(mxf, SM[k+1]*(1-pg[o]))
+				g2 := mxp + mxf - s.bestP
+				if g2 > 1e-12 {
+					gain[o] = g2*planMaxW + 1e-6*gain[o]
+				} else {
+					gain[o] *= 1e-9
+				}
+			}
+		}
+		fixed := c.Run
+		if !s.st[x].built {
+			fixed += c.Build
+		}
+		// Expected exposure of option o when the run(s) stop at the
+		// first failure.
+		x0 := opts[0]
+		for o := range opts {
+			if o > 0 {
+				x0 += (opts[o] - opts[o-1]) * pp[o-1]
+			}
+			var cost float64
+			if s.unit == UnitRuns {
+				cost = fixed - c.Run + x0*c.Run
+			} else {
+				cost = fixed + x0
+			}
+			if cost <= 0 {
+				cost = 1e-9
+			}
+			if gain[o] < minUsefulGain*1e-9 {
+				continue
+			}
+			if sc := gain[o] / cost; sc > bestScore {
+				bestScore = sc
+				best = Request{Pos: x, Exposure: opts[o], Gain: gain[o], Cost: cost}
+			}
+		}
+	}
+	return best, best.Pos >= 0
+}
+
+// planJoint chooses the next test given tests in flight: it maximises the
+// information the new test adds to theirs (multisection).
+func (s *Search) planJoint(c Costs, opts []float64, pending []Request, cands []int) (Request, bool) {
+	const maxJoint = 6
+	if len(pending) > maxJoint-1 {
+		pending = pending[len(pending)-(maxJoint-1):]
+	}
+	base := s.jointMI(pending)
+	best := Request{Pos: -1}
+	bestScore := 0.0
+	tests := append([]Request(nil), pending...)
+	tests = append(tests, Request{})
+	for _, x := range cands {
+		fixed := c.Run
+		if !s.st[x].built {
+			fixed += c.Build
+		}
+		inflight := false
+		for _, p := range pending {
+			if p.Pos == x {
+				inflight = true
+			}
+		}
+		if inflight {
+			fixed -= c.Build // the build is under way
+			if fixed < c.Run {
+				fixed = c.Run
+			}
+		}
+		for _, e := range opts {
+			tests[len(tests)-1] = Request{Pos: x, Exposure: e}
+			g := s.jointMI(tests) - base
+			if g < minUsefulGain {
+				continue
+			}
+			// Cost without the fail-stop discount: good enough to rank.
+			cost := fixed
+			if s.unit == UnitRuns {
+				cost = fixed - c.Run + e*c.Run
+			} else {
+				cost += e
+			}
+			if sc := g / cost; sc > bestScore {
+				bestScore = sc
+				best = Request{Pos: x, Exposure: e, Gain: g, Cost: cost}
+			}
+		}
+	}
+	return best, best.Pos >= 0
+}
+
+// jointMI is the mutual information between the outcomes (all pass, or a
+// failure) of the given tests and the first bad position, treating the
+// outcomes as independent given it.
+func (s *Search) jointMI(tests []Request) float64 {
+	if len(tests) == 0 {
+		return 0
+	}
+	s.update()
+	// Parts: segments split just after every test position.
+	type part struct {
+		m   float64
+		seg int
+		hi  int
+	}
+	var parts []part
+	cuts := make([]int, 0, len(tests))
+	for _, t := range tests {
+		cuts = append(cuts, t.Pos)
+	}
+	sort.Ints(cuts)
+	for j := range s.segM {
+		lo, hi := s.segLo[j], s.segHi[j]
+		w := s.cum[hi+1] - s.cum[lo]
+		start := lo
+		for _, x := range cuts {
+			if x >= start && x < hi {
+				m := 0.0
+				if w > 0 {
+					m = s.segM[j] * (s.cum[x+1] - s.cum[start]) / w
+				}
+				parts = append(parts, part{m, j, x})
+				start = x + 1
+			}
+		}
+		m := 0.0
+		if w > 0 {
+			m = s.segM[j] * (s.cum[hi+1] - s.cum[start]) / w
+		}
+		parts = append(parts, part{m, j, hi})
+	}
+	L := len(tests)
+	pass := make([]float64, len(parts)*L)
+	var hc float64
+	for i, p := range parts {
+		for t, r := range tests {
+			var v float64
+			if p.hi <= r.Pos { // every hypothesis of the part makes r.Pos bad
+				v = s.model.passBad(s.segF[p.seg], s.segE[p.seg], r.Exposure)
+			} else {
+				v = s.model.passGood(r.Exposure)
+			}
+			pass[i*L+t] = v
+			hc += p.m * h2(v)
+		}
+	}
+	var ho float64
+	for o := 0; o < 1<<L; o++ {
+		var po float64
+		for i, p := range parts {
+			if p.m == 0 {
+				continue
+			}
+			q := p.m
+			for t := 0; t < L; t++ {
+				if o&(1<<t) != 0 {
+					q *= pass[i*L+t]
+				} else {
+					q *= 1 - pass[i*L+t]
+				}
+			}
+			po += q
+		}
+		if po > 0 {
+			ho -= po * math.Log2(po)
+		}
+	}
+	return ho - hc
+}
+
+var planMaxT, _ = strconv.ParseFloat(os.Getenv("KB_MAXT"), 64)
+var planMaxW = func() float64 { w, _ := strconv.ParseFloat(os.Getenv("KB_MAXW"), 64); if w == 0 { w = 1 }; return w }()
+
+var runOpts = func() []float64 {
+	if os.Getenv("KB_OPTS") == "fine" {
+		return []float64{1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128}
+	}
+	if os.Getenv("KB_OPTS") == "one" {
+		return []float64{1}
+	}
+	return []float64{1, 2, 4, 8, 16, 32, 64}
+}()

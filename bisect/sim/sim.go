@@ -1,0 +1,519 @@
+// Package sim is the benchmark of kbisect's bisection strategies: a
+// simulated oracle (N commits, a culprit drawn uniformly, bad commits that
+// fail a run with probability p or at a rate per minute, a build cost) on
+// which the strategies run from the same seeds, and the table that compares
+// them.
+package sim
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"text/tabwriter"
+
+	"github.com/kbisect/kbisect/bisect"
+)
+
+// Scenarios the oracle simulates.
+const (
+	Normal   = "normal"   // one rate for every bad commit
+	Varying  = "varying"  // each bad commit fails at its own rate, uniform in [p/4, p]
+	Spurious = "spurious" // good commits fail a run with probability 0.2% (or rate·0.2%·min)
+	Skips    = "skips"    // 5% of the commits cannot be built
+	None     = "none"     // no regression in the range: bad never fails
+	Old      = "old"      // the bug predates good: every commit fails, good included
+)
+
+// Scenarios lists the scenario names.
+var Scenarios = []string{Normal, Varying, Spurious, Skips, None, Old}
+
+// Config is a simulation.
+type Config struct {
+	Commits int       // commits in the range, bad included (good is one more)
+	Trials  int       // bisections per strategy and rate
+	Ps      []float64 // per-run detection probabilities (runs mode)
+	// Rates are failure rates per minute (time mode; used instead of Ps
+	// when set). RunMinutes is the shortest run the strategies may ask
+	// for, Overhead the fixed cost of a run (boot) in minutes.
+	Rates      []float64
+	RunMinutes float64
+	Overhead   float64
+	// BuildCost is the cost of a build, in runs (runs mode) or minutes.
+	BuildCost  float64
+	Parallel   int
+	Strategies []bisect.StrategySpec
+	Scenario   string
+	Seed       uint64
+	Confidence float64
+	// Budget is the exposure within which bad must fail (runs or
+	// minutes; 0: the default).
+	Budget float64
+	// SkipRate and SpuriousRate override the scenarios' defaults.
+	SkipRate, SpuriousRate float64
+	// PriorA, PriorB override the model's prior on p (0: defaults).
+	PriorA, PriorB float64
+	// FalseFail overrides the model's false-failure probability.
+	FalseFail float64
+	// Workers is the number of goroutines (0: GOMAXPROCS).
+	Workers int
+	// MaxCost caps one bisection (0: 20000 runs or minutes).
+	MaxCost float64
+}
+
+// Row is one line of the table: one strategy at one rate.
+type Row struct {
+	Strategy string  `json:"strategy"`
+	Default  bool    `json:"default,omitempty"`
+	Scenario string  `json:"scenario"`
+	P        float64 `json:"p,omitempty"`
+	Rate     float64 `json:"rate_per_min,omitempty"`
+	Trials   int     `json:"trials"`
+	// Success is the fraction of trials with the right answer: the culprit
+	// (or, when skips hide it, the smallest candidate set holding it), or
+	// "no regression" when there is none.
+	Success float64 `json:"success"`
+	// Confident counts the trials that ended at >= the confidence asked
+	// for, and ConfidentRight the fraction of those that were right (the
+	// calibration).
+	Confident      int     `json:"confident"`
+	ConfidentRight float64 `json:"confident_right"`
+	MeanConfidence float64 `json:"mean_confidence"`
+	MeanRuns       float64 `json:"mean_runs"`
+	P90Runs        float64 `json:"p90_runs"`
+	Builds         float64 `json:"builds"`
+	// Cost is runs + BuildCost·builds (runs mode), or minutes of test,
+	// overheads and builds (time mode).
+	Cost   float64 `json:"cost"`
+	Rounds float64 `json:"rounds,omitempty"`
+	// Bound is the information bound log2(N)/C(p) in runs (runs mode).
+	Bound float64 `json:"bound,omitempty"`
+	// Minutes is the mean test time in minutes (time mode).
+	Minutes float64 `json:"minutes,omitempty"`
+}
+
+// DefaultStrategies are the strategies compared by default: the default
+// probabilistic one, git bisect (one run per commit), fixed repeats, a
+// syzkaller-like rule and a bisect-kit-like Bayesian search.
+func DefaultStrategies() []bisect.StrategySpec {
+	var out []bisect.StrategySpec
+	for _, s := range []string{"bayes", "git-bisect", "classic:5", "classic:20", "syzkaller", "bisectkit"} {
+		sp, err := bisect.ParseStrategy(s)
+		if err != nil {
+			panic(err)
+		}
+		out = append(out, sp)
+	}
+	return out
+}
+
+// Capacity is the capacity in bits of the Z-channel on which a bad commit
+// passes a run with probability 1-p and a good one always passes.
+func Capacity(p float64) float64 {
+	if p >= 1 {
+		return 1
+	}
+	q := 1 - p
+	return math.Log2(1 + (1-q)*math.Pow(q, q/(1-q)))
+}
+
+// Bound is the information bound on the mean number of runs to find one of
+// n commits: log2(n)/C(p).
+func Bound(n int, p float64) float64 {
+	return math.Log2(float64(n)) / Capacity(p)
+}
+
+func (c *Config) defaults() error {
+	if c.Commits < 1 {
+		return fmt.Errorf("--commits must be at least 1, not %d", c.Commits)
+	}
+	if c.Trials < 1 {
+		return fmt.Errorf("--trials must be at least 1, not %d", c.Trials)
+	}
+	if len(c.Ps) == 0 && len(c.Rates) == 0 {
+		c.Ps = []float64{0.9, 0.5, 0.2, 0.05}
+	}
+	for _, p := range c.Ps {
+		if !(p > 0 && p <= 1) {
+			return fmt.Errorf("--p %g: a detection probability must be in (0, 1]", p)
+		}
+	}
+	for _, r := range c.Rates {
+		if !(r > 0) {
+			return fmt.Errorf("--rate %g: a failure rate per minute must be > 0", r)
+		}
+	}
+	if c.Scenario == "" {
+		c.Scenario = Normal
+	}
+	ok := false
+	for _, s := range Scenarios {
+		ok = ok || s == c.Scenario
+	}
+	if !ok {
+		return fmt.Errorf("unknown scenario %q: use one of %s", c.Scenario, strings.Join(Scenarios, ", "))
+	}
+	if len(c.Strategies) == 0 {
+		c.Strategies = DefaultStrategies()
+	}
+	if c.Parallel < 1 {
+		c.Parallel = 1
+	}
+	if c.Confidence <= 0 {
+		c.Confidence = 0.99
+	}
+	if c.RunMinutes <= 0 {
+		c.RunMinutes = 1
+	}
+	if c.Workers <= 0 {
+		c.Workers = runtime.GOMAXPROCS(0)
+	}
+	if c.MaxCost <= 0 {
+		c.MaxCost = 20000
+	}
+	if c.SkipRate <= 0 && c.Scenario == Skips {
+		c.SkipRate = 0.05
+	}
+	if c.SpuriousRate <= 0 && c.Scenario == Spurious {
+		c.SpuriousRate = 0.002
+	}
+	return nil
+}
+
+// trial is the world of one simulated bisection, shared by all strategies.
+type trial struct {
+	seed    uint64
+	n       int // positions: 0 good, 1..commits, commits == bad
+	culprit int // first bad position; n when there is none in the range
+	rate    []float64
+	skip    []bool
+	false_  float64
+}
+
+// result of one strategy on one trial.
+type result struct {
+	right      bool
+	confident  bool
+	confidence float64
+	runs       int
+	builds     int
+	cost       float64
+	rounds     int
+	minutes    float64
+}
+
+func splitmix(x uint64) uint64 {
+	x += 0x9e3779b97f4a7c15
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9
+	x = (x ^ (x >> 27)) * 0x94d049bb133111eb
+	return x ^ (x >> 31)
+}
+
+func uniform(keys ...uint64) float64 {
+	h := uint64(0x243f6a8885a308d3)
+	for _, k := range keys {
+		h = splitmix(h ^ k)
+	}
+	return float64(h>>11) / (1 << 53)
+}
+
+func (c *Config) newTrial(idx int, rate float64) *trial {
+	seed := splitmix(c.Seed ^ splitmix(uint64(idx)+1) ^ math.Float64bits(rate))
+	n := c.Commits + 1
+	t := &trial{seed: seed, n: n, rate: make([]float64, n), skip: make([]bool, n)}
+	t.culprit = 1 + int(uniform(seed, 1)*float64(c.Commits))
+	switch c.Scenario {
+	case None:
+		t.culprit = n
+	case Old:
+		t.culprit = 0
+	}
+	for i := t.culprit; i < n; i++ {
+		r := rate
+		if c.Scenario == Varying {
+			r = rate * (0.25 + 0.75*uniform(seed, 2, uint64(i)))
+		}
+		t.rate[i] = r
+	}
+	for i := 1; i < n-1; i++ {
+		t.skip[i] = c.SkipRate > 0 && uniform(seed, 3, uint64(i)) < c.SkipRate
+	}
+	t.false_ = c.SpuriousRate
+	return t
+}
+
+// outcome of the k-th run at pos: failed, and the exposure used.
+func (t *trial) run(timeMode bool, pos, k int, exposure float64) (bool, float64) {
+	u := uniform(t.seed, 4, uint64(pos), uint64(k))
+	r := t.rate[pos]
+	if timeMode {
+		lam := r
+		if pos < t.culprit {
+			lam = t.false_ // spurious failures per minute on good commits
+		}
+		if lam <= 0 {
+			return false, exposure
+		}
+		tf := -math.Log(1-u) / lam
+		if tf < exposure {
+			return true, tf
+		}
+		return false, exposure
+	}
+	if pos < t.culprit {
+		r = t.false_
+	}
+	return u < r, 1
+}
+
+func (c *Config) play(t *trial, sp bisect.StrategySpec, timeMode bool) result {
+	plan := bisect.Plan{
+		Strategy:       sp,
+		Unit:           bisect.UnitRuns,
+		Confidence:     c.Confidence,
+		Costs:          bisect.Costs{Build: c.BuildCost, Run: 1},
+		EndpointBudget: c.Budget,
+		MaxCost:        c.MaxCost,
+	}
+	if timeMode {
+		plan.Unit = bisect.UnitTime
+		plan.Costs = bisect.Costs{Build: c.BuildCost, Run: c.Overhead}
+		plan.RunBase = c.RunMinutes
+		plan.RunMax = 16 * c.RunMinutes
+	}
+	plan.Model.PriorA, plan.Model.PriorB = c.PriorA, c.PriorB
+	plan.Model.FalseFail = c.FalseFail
+	if sp.Name == "oracle" {
+		// The oracle knows the rate of the bad commits.
+		plan.Model.KnownRate = t.rate[t.n-1]
+	}
+	core := bisect.NewCore(t.n, plan)
+	var res result
+	counts := make(map[int]int)
+	var concl *bisect.Conclusion
+	for concl == nil {
+		var reqs []bisect.Request
+		for len(reqs) < c.Parallel {
+			req, cc := core.Next(reqs)
+			if cc != nil {
+				if len(reqs) == 0 {
+					concl = cc
+				}
+				break
+			}
+			if req.Pos < 0 {
+				break
+			}
+			reqs = append(reqs, req)
+		}
+		if concl != nil {
+			break
+		}
+		if len(reqs) == 0 {
+			panic("simulator: strategy asked for nothing and concluded nothing")
+		}
+		res.rounds++
+		for _, req := range reqs {
+			cost := plan.Costs.Run
+			if !timeMode {
+				cost = 1
+			}
+			if !core.Search.Built(req.Pos) {
+				if t.skip[req.Pos] {
+					core.Search.MarkSkip(req.Pos)
+					res.builds++
+					res.cost += plan.Costs.Build
+					core.AddCost(plan.Costs.Build)
+					continue
+				}
+				res.builds++
+				cost += plan.Costs.Build
+			}
+			k := counts[req.Pos]
+			counts[req.Pos] = k + 1
+			failed, used := t.run(timeMode, req.Pos, k, req.Exposure)
+			res.runs++
+			if timeMode {
+				cost += used
+				res.minutes += used
+			}
+			res.cost += cost
+			core.Record(req.Pos, failed, used, cost)
+		}
+	}
+	res.confidence = concl.Confidence
+	res.confident = concl.Status == bisect.StatusFound && concl.Confidence >= c.Confidence
+	switch {
+	case t.culprit == 0 || t.culprit == t.n:
+		res.right = concl.Status == bisect.StatusNoRegression
+	case concl.Status == bisect.StatusFound:
+		res.right = concl.Pos == t.culprit
+	case concl.Status == bisect.StatusInconclusive && concl.Lo <= t.culprit && t.culprit <= concl.Hi && concl.Confidence >= c.Confidence:
+		// Right when the candidates are the culprit and untestable
+		// commits only: nothing smaller could be said.
+		extra := 0
+		for i := concl.Lo; i <= concl.Hi; i++ {
+			if i != t.culprit && !t.skip[i] {
+				extra++
+			}
+		}
+		res.right = extra == 0
+	}
+	return res
+}
+
+// Run runs the simulation and returns one row per rate and strategy.
+func Run(ctx context.Context, c Config) ([]Row, error) {
+	if err := c.defaults(); err != nil {
+		return nil, err
+	}
+	timeMode := len(c.Rates) > 0
+	rates := c.Ps
+	if timeMode {
+		rates = c.Rates
+	}
+	type job struct{ ri, trial int }
+	ns := len(c.Strategies)
+	results := make([][]result, len(rates)*ns)
+	for i := range results {
+		results[i] = make([]result, c.Trials)
+	}
+	jobs := make(chan job)
+	var wg sync.WaitGroup
+	for w := 0; w < c.Workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range jobs {
+				t := c.newTrial(j.trial, rates[j.ri])
+				for si, sp := range c.Strategies {
+					results[j.ri*ns+si][j.trial] = c.play(t, sp, timeMode)
+				}
+			}
+		}()
+	}
+	var err error
+feed:
+	for ri := range rates {
+		for i := 0; i < c.Trials; i++ {
+			select {
+			case jobs <- job{ri, i}:
+			case <-ctx.Done():
+				err = ctx.Err()
+				break feed
+			}
+		}
+	}
+	close(jobs)
+	wg.Wait()
+	if err != nil {
+		return nil, err
+	}
+	var rows []Row
+	for ri, r := range rates {
+		for si, sp := range c.Strategies {
+			rows = append(rows, c.row(sp, r, timeMode, results[ri*ns+si]))
+		}
+	}
+	return rows, nil
+}
+
+func (c *Config) row(sp bisect.StrategySpec, rate float64, timeMode bool, rs []result) Row {
+	row := Row{Strategy: sp.String(), Default: sp.Name == "bayes", Scenario: c.Scenario, Trials: len(rs)}
+	if timeMode {
+		row.Rate = rate
+	} else {
+		row.P = rate
+		row.Bound = Bound(c.Commits, rate)
+	}
+	runs := make([]float64, len(rs))
+	var right, confRight int
+	for i, r := range rs {
+		if r.right {
+			right++
+		}
+		if r.confident {
+			row.Confident++
+			if r.right {
+				confRight++
+			}
+		}
+		row.MeanConfidence += r.confidence
+		runs[i] = float64(r.runs)
+		row.MeanRuns += float64(r.runs)
+		row.Builds += float64(r.builds)
+		row.Cost += r.cost
+		row.Rounds += float64(r.rounds)
+		row.Minutes += r.minutes
+	}
+	n := float64(len(rs))
+	row.Success = float64(right) / n
+	if row.Confident > 0 {
+		row.ConfidentRight = float64(confRight) / float64(row.Confident)
+	}
+	row.MeanConfidence /= n
+	row.MeanRuns /= n
+	row.Builds /= n
+	row.Cost /= n
+	row.Rounds /= n
+	row.Minutes /= n
+	sort.Float64s(runs)
+	row.P90Runs = runs[int(math.Ceil(0.9*n))-1]
+	if c.Parallel <= 1 {
+		row.Rounds = 0
+	}
+	return row
+}
+
+// WriteTable prints rows as an aligned table.
+func WriteTable(w io.Writer, rows []Row, parallel int) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	timeMode := len(rows) > 0 && rows[0].Rate > 0
+	head := "strategy\t"
+	if timeMode {
+		head += "rate/min\t"
+	} else {
+		head += "p\t"
+	}
+	head += "success\tconf>=c right\tmean runs\tp90 runs\tbuilds\tcost\t"
+	if parallel > 1 {
+		head += "rounds\t"
+	}
+	if timeMode {
+		head += "test min\t"
+	} else {
+		head += "bound\t"
+	}
+	fmt.Fprintln(tw, head)
+	for _, r := range rows {
+		name := r.Strategy
+		if r.Default {
+			name += " *"
+		}
+		line := name + "\t"
+		if timeMode {
+			line += fmt.Sprintf("%g\t", r.Rate)
+		} else {
+			line += fmt.Sprintf("%g\t", r.P)
+		}
+		calib := "-"
+		if r.Confident > 0 {
+			calib = fmt.Sprintf("%.1f%% of %d", 100*r.ConfidentRight, r.Confident)
+		}
+		line += fmt.Sprintf("%.1f%%\t%s\t%.1f\t%.0f\t%.1f\t%.1f\t", 100*r.Success, calib, r.MeanRuns, r.P90Runs, r.Builds, r.Cost)
+		if parallel > 1 {
+			line += fmt.Sprintf("%.1f\t", r.Rounds)
+		}
+		if timeMode {
+			line += fmt.Sprintf("%.1f\t", r.Minutes)
+		} else {
+			line += fmt.Sprintf("%.0f\t", r.Bound)
+		}
+		fmt.Fprintln(tw, line)
+	}
+	return tw.Flush()
+}

@@ -1,0 +1,367 @@
+package bisect
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Statuses of a finished (or stopped) bisection.
+const (
+	StatusFound        = "found"         // one commit holds the confidence asked for
+	StatusNoRegression = "no-regression" // bad does not fail, or good fails too
+	StatusInconclusive = "inconclusive"  // budget spent, or skips hide the culprit
+	StatusError        = "error"         // infrastructure errors dominate
+)
+
+// Conclusion is the answer of a search, in positions.
+type Conclusion struct {
+	Status string
+	// Pos is the first bad position named (StatusFound), or the most
+	// probable one otherwise.
+	Pos int
+	// Lo..Hi are the candidate positions when skips leave several (Lo == Hi
+	// == Pos otherwise).
+	Lo, Hi int
+	// Confidence is the posterior probability of Pos (or of Lo..Hi).
+	Confidence float64
+	Reason     string
+}
+
+// StrategySpec names a strategy and its parameter, as in "bayes",
+// "classic", "classic:5" (5 passes make a commit good), "syzkaller" (10
+// runs per commit, 2 failures make it bad), "bisectkit" (a Bayesian search
+// that plugs in an estimate of p, and ignores build cost), "oracle" (knows
+// the rate; simulator only).
+type StrategySpec struct {
+	Name    string
+	Repeats int
+	// Threshold is the number of failures that make a commit bad (classic
+	// strategies).
+	Threshold int
+	// RunAll runs all Repeats runs even after a failure (syzkaller).
+	RunAll bool
+}
+
+// Strategies lists the strategy names ParseStrategy accepts.
+var Strategies = []string{"bayes", "classic[:K]", "syzkaller", "bisectkit"}
+
+// ParseStrategy parses a strategy name.
+func ParseStrategy(s string) (StrategySpec, error) {
+	name, arg, _ := strings.Cut(s, ":")
+	sp := StrategySpec{Name: name}
+	switch name {
+	case "bayes", "bisectkit", "oracle":
+		if arg != "" {
+			return sp, fmt.Errorf("strategy %q takes no parameter", s)
+		}
+	case "classic", "git-bisect":
+		sp.Name = "classic"
+		sp.Repeats, sp.Threshold = 1, 1
+		if arg != "" {
+			k, err := strconv.Atoi(arg)
+			if err != nil || k < 1 {
+				return sp, fmt.Errorf("strategy %q: the repeat count must be a positive integer, as in classic:5", s)
+			}
+			sp.Repeats = k
+		}
+	case "syzkaller":
+		sp.Repeats, sp.Threshold, sp.RunAll = 10, 2, true
+	default:
+		return sp, fmt.Errorf("unknown strategy %q: use one of %s", s, strings.Join(Strategies, ", "))
+	}
+	return sp, nil
+}
+
+// String returns the spec in the form ParseStrategy accepts.
+func (sp StrategySpec) String() string {
+	switch sp.Name {
+	case "classic":
+		if sp.Repeats <= 1 {
+			return "git-bisect"
+		}
+		return fmt.Sprintf("classic:%d", sp.Repeats)
+	}
+	return sp.Name
+}
+
+// Plan is the configuration of a search, in the unit of the search.
+type Plan struct {
+	Strategy   StrategySpec
+	Unit       Unit
+	Confidence float64
+	Model      ModelParams
+	Costs      Costs
+	// EndpointBudget is the exposure within which bad must fail (runs,
+	// or minutes).
+	EndpointBudget float64
+	// RunBase and RunMax bound the length of one run in minutes (time mode).
+	RunBase, RunMax float64
+	// MaxCost stops the search (inconclusive) once this much has been spent
+	// (0: no limit), in runs or minutes.
+	MaxCost float64
+}
+
+func (p *Plan) defaults() {
+	if p.Confidence <= 0 || p.Confidence >= 1 {
+		p.Confidence = 0.99
+	}
+	if p.Unit == "" {
+		p.Unit = UnitRuns
+	}
+	if p.Strategy.Name == "" {
+		p.Strategy = StrategySpec{Name: "bayes"}
+	}
+	if p.Costs.Run <= 0 && p.Unit == UnitRuns {
+		p.Costs.Run = 1
+	}
+	if p.EndpointBudget <= 0 {
+		if p.Unit == UnitRuns {
+			p.EndpointBudget = defaultEndpointRun
+		} else {
+			p.EndpointBudget = 30
+		}
+	}
+	if p.RunBase <= 0 {
+		p.RunBase = 1
+	}
+	if p.RunMax < p.RunBase {
+		p.RunMax = 16 * p.RunBase
+	}
+}
+
+// Core drives a search: it confirms the bad endpoint, asks the strategy for
+// the next test, and concludes. It does no I/O; the engine and the
+// simulator feed it outcomes.
+type Core struct {
+	Plan   Plan
+	Search *Search
+	opts   []float64
+	spent  float64
+}
+
+// NewCore returns a Core over n positions.
+func NewCore(n int, plan Plan) *Core {
+	plan.defaults()
+	mp := plan.Model
+	if plan.Strategy.Name == "bisectkit" {
+		mp.PlugIn = true
+	}
+	c := &Core{Plan: plan, Search: NewSearch(n, plan.Unit, mp)}
+	c.opts = exposureOptions(plan.Unit, plan.RunBase, plan.RunMax)
+	return c
+}
+
+// Record adds the outcome of one run at pos, with its exposure (1 run, or
+// minutes of test) and cost (in the same unit, builds included).
+func (c *Core) Record(pos int, failed bool, exposure, cost float64) {
+	c.Search.Record(pos, failed, exposure)
+	c.spent += cost
+}
+
+// AddCost adds a cost that brought no run (a build that failed).
+func (c *Core) AddCost(cost float64) { c.spent += cost }
+
+// Spent is the total cost recorded.
+func (c *Core) Spent() float64 { return c.spent }
+
+func (c *Core) bad() int { return c.Search.Len() - 1 }
+
+// Next returns the next test, or a conclusion. pending are the tests in
+// flight (for --parallel).
+func (c *Core) Next(pending []Request) (Request, *Conclusion) {
+	s := c.Search
+	bad := c.bad()
+	if _, f, e := s.Stat(bad); f == 0 {
+		if s.Skipped(bad) {
+			return Request{}, &Conclusion{Status: StatusInconclusive, Pos: bad, Lo: bad, Hi: bad,
+				Reason: "bad cannot be tested (build or boot failure)"}
+		}
+		var inflight float64
+		for _, p := range pending {
+			if p.Pos == bad {
+				inflight += p.Exposure
+			}
+		}
+		if e >= c.Plan.EndpointBudget {
+			return Request{}, &Conclusion{Status: StatusNoRegression, Pos: bad, Lo: bad, Hi: bad,
+				Reason: c.endpointReason(e)}
+		}
+		if e+inflight >= c.Plan.EndpointBudget {
+			return Request{Pos: -1}, nil // wait for the runs in flight
+		}
+		x := 1.0
+		if c.Plan.Unit == UnitTime {
+			x = math.Min(c.Plan.RunMax, c.Plan.EndpointBudget-e-inflight)
+		}
+		return Request{Pos: bad, Exposure: x}, nil
+	}
+	if c.Plan.MaxCost > 0 && c.spent >= c.Plan.MaxCost {
+		pos, p := s.Best()
+		return Request{}, &Conclusion{Status: StatusInconclusive, Pos: pos, Lo: pos, Hi: pos, Confidence: p,
+			Reason: fmt.Sprintf("budget spent (%s) before any commit reached %.3g", c.fmtCost(c.spent), c.Plan.Confidence)}
+	}
+	if c.Plan.Strategy.Name == "classic" || c.Plan.Strategy.Name == "syzkaller" {
+		return c.nextClassic(pending)
+	}
+	pos, p := s.Best()
+	if p >= c.Plan.Confidence {
+		return Request{}, c.conclude(pos, p)
+	}
+	costs := c.Plan.Costs
+	if c.Plan.Strategy.Name == "bisectkit" {
+		costs.Build = 0
+	}
+	req, ok := s.plan(costs, c.opts, pending)
+	if !ok {
+		if len(pending) > 0 {
+			return Request{Pos: -1}, nil
+		}
+		lo, hi, mass := s.credibleRun(c.Plan.Confidence)
+		return Request{}, &Conclusion{Status: StatusInconclusive, Pos: pos, Lo: lo, Hi: hi, Confidence: mass,
+			Reason: "no commit left that can be tested: the first bad commit is one of the candidates (untestable commits in between)"}
+	}
+	if c.Plan.Unit == UnitRuns {
+		// Runs are done one at a time; the plan is made again after each.
+		req.Exposure = 1
+	}
+	return req, nil
+}
+
+func (c *Core) conclude(pos int, p float64) *Conclusion {
+	if pos == 0 {
+		runs, f, _ := c.Search.Stat(0)
+		return &Conclusion{Status: StatusNoRegression, Pos: 0, Lo: 0, Hi: 0, Confidence: p,
+			Reason: fmt.Sprintf("good fails too (%d of %d runs): the bug predates good; give an older --good", int(f), runs)}
+	}
+	return &Conclusion{Status: StatusFound, Pos: pos, Lo: pos, Hi: pos, Confidence: p}
+}
+
+func (c *Core) fmtCost(x float64) string {
+	if c.Plan.Unit == UnitRuns {
+		return fmt.Sprintf("%.0f runs", x)
+	}
+	return fmt.Sprintf("%.1f min", x)
+}
+
+// endpointReason explains a bad commit that did not fail: with exposure e
+// and no failure, the rate is below -ln(0.05)/e at 95% confidence.
+func (c *Core) endpointReason(e float64) string {
+	if c.Plan.Unit == UnitRuns {
+		bound := 1 - math.Pow(0.05, 1/e)
+		return fmt.Sprintf("bad did not fail in %.0f runs: its failure probability per run is below %.2g%% (95%% confidence); raise --budget, or check the test", e, 100*bound)
+	}
+	perHour := -math.Log(0.05) / e * 60
+	return fmt.Sprintf("bad did not fail in %s of testing: its failure rate is below %.2g per hour (95%% confidence); raise --budget, or check the test", fmtMinutes(e), perHour)
+}
+
+func fmtMinutes(m float64) string {
+	switch {
+	case m >= 120:
+		return fmt.Sprintf("%.1f h", m/60)
+	case m >= 1:
+		return fmt.Sprintf("%.0f min", m)
+	default:
+		return fmt.Sprintf("%.0f s", m*60)
+	}
+}
+
+// nextClassic is git bisect with repeats: a commit is bad once it fails
+// Threshold times, good after Repeats runs without that; the next commit is
+// the middle of the remaining range, moving to a neighbour when it cannot
+// be tested.
+func (c *Core) nextClassic(pending []Request) (Request, *Conclusion) {
+	s := c.Search
+	sp := c.Plan.Strategy
+	n := s.Len()
+	isBad := func(i int) bool {
+		runs, f, _ := s.Stat(i)
+		return int(f) >= sp.Threshold && (!sp.RunAll || runs >= sp.Repeats)
+	}
+	isGood := func(i int) bool {
+		runs, f, _ := s.Stat(i)
+		return runs >= sp.Repeats && int(f) < sp.Threshold
+	}
+	hi := n - 1
+	for i := 1; i < n-1; i++ {
+		if isBad(i) {
+			hi = i
+			break
+		}
+	}
+	lo := 0
+	for i := hi - 1; i > 0; i-- {
+		if isGood(i) {
+			lo = i
+			break
+		}
+	}
+	// A commit still being decided is finished first.
+	for i := lo + 1; i < hi; i++ {
+		if runs, _, _ := s.Stat(i); runs > 0 && !isGood(i) && !isBad(i) && !s.Skipped(i) {
+			return c.classicReq(i, pending), nil
+		}
+	}
+	if hi-lo <= 1 {
+		p := s.Prob(hi)
+		return Request{}, &Conclusion{Status: StatusFound, Pos: hi, Lo: hi, Hi: hi, Confidence: p}
+	}
+	mid := (lo + hi) / 2
+	for d := 0; d < hi-lo; d++ {
+		for _, y := range [2]int{mid - d, mid + d} {
+			if y > lo && y < hi && !s.Skipped(y) {
+				return c.classicReq(y, pending), nil
+			}
+		}
+	}
+	var m float64
+	for i := lo + 1; i <= hi; i++ {
+		m += s.Prob(i)
+	}
+	return Request{}, &Conclusion{Status: StatusInconclusive, Pos: hi, Lo: lo + 1, Hi: hi, Confidence: m,
+		Reason: "only untestable commits are left: the first bad commit is one of the candidates"}
+}
+
+func (c *Core) classicReq(pos int, pending []Request) Request {
+	runs, _, _ := c.Search.Stat(pos)
+	inflight := 0
+	for _, p := range pending {
+		if p.Pos == pos {
+			inflight++
+		}
+	}
+	if runs+inflight >= c.Plan.Strategy.Repeats {
+		return Request{Pos: -1} // wait for the runs in flight
+	}
+	e := 1.0
+	if c.Plan.Unit == UnitTime {
+		e = c.Plan.RunBase
+	}
+	return Request{Pos: pos, Exposure: e}
+}
+
+// Top returns the k most probable positions with their probabilities.
+func (c *Core) Top(k int) []PosProb {
+	post := c.Search.Posterior()
+	idx := make([]int, len(post))
+	for i := range idx {
+		idx[i] = i
+	}
+	sort.SliceStable(idx, func(a, b int) bool { return post[idx[a]] > post[idx[b]] })
+	if k > len(idx) {
+		k = len(idx)
+	}
+	out := make([]PosProb, k)
+	for i := 0; i < k; i++ {
+		out[i] = PosProb{Pos: idx[i], P: post[idx[i]]}
+	}
+	return out
+}
+
+// PosProb is a position with its posterior probability.
+type PosProb struct {
+	Pos int
+	P   float64
+}

@@ -1,0 +1,158 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/kbisect/kbisect/internal/cachedir"
+	"github.com/kbisect/kbisect/testcases"
+	"github.com/spf13/cobra"
+)
+
+// runFlags are the options of one test run, shared by run, test and bisect.
+type runFlags struct {
+	opts       testcases.Options
+	kernel     string
+	peer       string
+	modules    string
+	peerMods   string
+	keep       string
+	pcap       string
+	inject     int64
+	injectSide string
+}
+
+// register adds the run options to a flag set.
+func (f *runFlags) register(cmd *cobra.Command, withKernel bool) {
+	fl := cmd.Flags()
+	if withKernel {
+		fl.StringVar(&f.kernel, "kernel", "", "kernel image of the sender (bzImage or vmlinux)")
+		fl.StringVar(&f.peer, "peer-kernel", "", "kernel image of the receiver (default: --kernel)")
+		fl.StringVar(&f.modules, "modules", "", "modules dir of --kernel (default: /lib/modules/<release> if the kernel is modular)")
+		fl.StringVar(&f.peerMods, "peer-modules", "", "modules dir of --peer-kernel")
+	}
+	fl.StringVar(&f.opts.Test, "test", "natt-esp", "testcase: "+strings.Join(testcases.Names(), ", "))
+	fl.DurationVar(&f.opts.Duration, "duration", 60*time.Second, "how long the traffic runs")
+	fl.StringVar(&f.opts.Topology, "topology", "direct", "wire between the guests: direct or nat (the sender behind a real NAT)")
+	fl.StringVar(&f.opts.Crypto, "crypto", "cbc-aes-sha1", "ESP suite: cbc-aes-sha1, cbc-aes-sha256, gcm-aes, null-sha1")
+	fl.IntVar(&f.opts.Streams, "streams", 1, "parallel TCP streams")
+	fl.StringVar(&f.opts.Pattern, "pattern", "zero", "payload: zero (as in the seed report) or prng")
+	fl.IntVar(&f.opts.MTU, "mtu", 0, "MTU of the guests' link (default 1500)")
+	fl.StringVar(&f.keep, "keep", "", "directory for console logs, captures and keys (default: a new dir under the cache)")
+	fl.StringVar(&f.pcap, "pcap", "", "also copy the capture to this file (implies capture)")
+	fl.BoolVar(&f.opts.Capture, "capture", true, "capture the wire and analyse it")
+	fl.Int64Var(&f.inject, "inject-corruption", -1, "self-test: corrupt this byte offset of stream 0")
+	fl.StringVar(&f.injectSide, "inject-side", "receiver", "where --inject-corruption acts: receiver (after decryption) or sender (before encryption)")
+	fl.BoolVar(&f.opts.FailOnOops, "fail-on-oops", false, "a kernel oops or WARN in a guest console is a fail")
+	fl.BoolVar(&f.opts.StopOnFail, "stop-on-fail", false, "end the traffic at the first corruption")
+	fl.BoolVar(&f.opts.Shell, "shell", false, "debug: leave a shell on each guest console instead of powering off")
+	fl.StringVar(&f.opts.Accel, "accel", "auto", "auto, tcg or kvm")
+	fl.IntVar(&f.opts.MemoryMB, "memory", 512, "guest memory in MiB")
+}
+
+// options returns the testcase options with kernels and the run dir set.
+func (f *runFlags) options(kernel, peer string) (testcases.Options, error) {
+	o := f.opts
+	o.Kernels = [2]string{kernel, peer}
+	o.Modules = [2]string{f.modules, f.peerMods}
+	o.InjectOffset = f.inject
+	if f.inject >= 0 {
+		o.InjectSide = f.injectSide
+	}
+	if f.pcap != "" {
+		o.Capture = true
+	}
+	o.RunDir = f.keep
+	if o.RunDir == "" {
+		o.RunDir = filepath.Join(cachedir.Dir("runs"), time.Now().Format("20060102-150405.000"))
+	}
+	if err := o.Validate(); err != nil {
+		return o, err
+	}
+	return o, nil
+}
+
+// copyPcap copies the first capture of r to --pcap.
+func (f *runFlags) copyPcap(r *testcases.Report) error {
+	if f.pcap == "" || len(r.Pcaps) == 0 {
+		return nil
+	}
+	b, err := os.ReadFile(r.Pcaps[0])
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(f.pcap, b, 0o644)
+}
+
+func init() {
+	var f runFlags
+	var jsonOut bool
+	cmd := &cobra.Command{
+		Use:   "run --kernel IMAGE [--peer-kernel IMAGE] --test natt-esp",
+		Short: "Boot a pair of guests and run a test between them",
+		Long: `Boots two guests (the sender, behind the NAT with --topology nat, and the
+receiver) with the given kernels, runs the test and prints the verdict:
+pass (every byte verified, none corrupted), fail (corruption seen) or error
+(the infrastructure failed: boot, panic, timeout, host fault).
+Exit status: 0 pass, 1 fail, 2 error or bad input.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if f.kernel == "" {
+				return fmt.Errorf("no kernel: give --kernel IMAGE (a bzImage such as /boot/vmlinuz-*, or a vmlinux)")
+			}
+			o, err := f.options(f.kernel, f.peer)
+			if err != nil {
+				return err
+			}
+			o.Progress = progressFunc(jsonOut)
+			r, err := testcases.Run(cmd.Context(), o)
+			if err != nil {
+				return err
+			}
+			if err := f.copyPcap(r); err != nil {
+				return fmt.Errorf("copy capture to %s: %w", f.pcap, err)
+			}
+			printReport(r, jsonOut)
+			switch r.Verdict {
+			case testcases.Pass:
+				return nil
+			case testcases.Fail:
+				return &exitError{code: 1}
+			default:
+				return &exitError{code: 2}
+			}
+		},
+	}
+	f.register(cmd, true)
+	cmd.Flags().BoolVar(&jsonOut, "json", false, "print one JSON object")
+	rootCmd.AddCommand(cmd)
+}
+
+func printReport(r *testcases.Report, jsonOut bool) {
+	if jsonOut {
+		b, _ := json.MarshalIndent(r, "", "  ")
+		fmt.Println(string(b))
+		return
+	}
+	fmt.Printf("verdict: %s\n", r.Verdict)
+	fmt.Printf("reason:  %s\n", r.Reason)
+	if r.BytesVerified > 0 {
+		fmt.Printf("traffic: %d bytes verified, %.1f Mbit/s, boot %.2fs (guest), %.1fs (wall)\n", r.BytesVerified, r.ThroughputMbit, r.BootSeconds, r.BootWallSeconds)
+	}
+	if r.Wire.Verdict != "" {
+		fmt.Printf("wire:    %s %s\n", r.Wire.Verdict, r.Wire.Detail)
+	}
+	for _, g := range r.Guests {
+		fmt.Printf("%-8s %s (%s): console %s\n", g.Role+":", g.KernelRelease, g.Outcome, g.Console)
+	}
+	for _, p := range r.Pcaps {
+		fmt.Printf("pcap:    %s\n", p)
+	}
+	if r.ESPSA != "" {
+		fmt.Printf("esp_sa:  %s (Wireshark: Protocols > ESP > SAs)\n", r.ESPSA)
+	}
+}

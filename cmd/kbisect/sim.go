@@ -1,0 +1,98 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kbisect/kbisect/bisect"
+	"github.com/kbisect/kbisect/bisect/sim"
+)
+
+func init() {
+	var (
+		cfg        sim.Config
+		strategies string
+		asJSON     bool
+		seed       uint64
+	)
+	cmd := &cobra.Command{
+		Use:   "sim",
+		Short: "Compare bisection strategies on a simulated sporadic bug",
+		Long: `sim runs the bisection strategies on a simulated oracle: N commits, a culprit
+drawn uniformly, bad commits that fail a run with probability p (--p) or at a
+rate per minute (--rate), builds that cost --build-cost runs (or minutes), all
+strategies on the same seeds. The strategies do not know p.
+
+It prints, per strategy and p: the success rate, the calibration (of the
+bisections that ended at >= --confidence, the fraction that was right), mean
+and 90th percentile runs, builds, total cost (runs + build-cost x builds),
+rounds with --parallel, and the information bound log2(N)/C(p). The default
+strategy is marked with *.
+
+Scenarios: normal; varying (each bad commit fails at its own rate in
+[p/4, p]); spurious (good commits fail 0.2% of runs); skips (5% of the commits
+cannot be built); none (no regression: bad never fails); old (the bug
+predates good).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg.Seed = seed
+			if strategies != "" {
+				cfg.Strategies = nil
+				for _, s := range strings.Split(strategies, ",") {
+					sp, err := bisect.ParseStrategy(strings.TrimSpace(s))
+					if err != nil {
+						return err
+					}
+					cfg.Strategies = append(cfg.Strategies, sp)
+				}
+			}
+			start := time.Now()
+			rows, err := sim.Run(cmd.Context(), cfg)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				for _, r := range rows {
+					if err := enc.Encode(r); err != nil {
+						return err
+					}
+				}
+				return nil
+			}
+			if err := sim.WriteTable(cmd.OutOrStdout(), rows, cfg.Parallel); err != nil {
+				return err
+			}
+			fmt.Fprintf(os.Stderr, "%d commits, %d trials, scenario %s, build cost %g, %s\n",
+				cfg.Commits, cfg.Trials, rows[0].Scenario, cfg.BuildCost, time.Since(start).Round(time.Millisecond))
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.IntVar(&cfg.Commits, "commits", 1024, "commits in the range")
+	f.IntVar(&cfg.Trials, "trials", 200, "bisections per strategy and p")
+	f.Float64SliceVar(&cfg.Ps, "p", nil, "per-run detection probabilities of a bad commit (default 0.9,0.5,0.2,0.05)")
+	f.Float64SliceVar(&cfg.Rates, "rate", nil, "failure rates per minute instead of --p (time-based runs that stop at the first failure)")
+	f.Float64Var(&cfg.RunMinutes, "run-minutes", 1, "with --rate: the shortest run, in minutes (runs go up to 16x)")
+	f.Float64Var(&cfg.Overhead, "overhead", 0.5, "with --rate: the fixed cost of one run (boot), in minutes")
+	f.Float64Var(&cfg.BuildCost, "build-cost", 5, "cost of a build, in runs (or minutes with --rate)")
+	f.IntVar(&cfg.Parallel, "parallel", 1, "tests in flight at once (multisection); rounds are reported")
+	f.StringVar(&strategies, "strategies", "", "comma-separated strategies: bayes, git-bisect, classic:K, syzkaller, bisectkit, oracle (default all but oracle)")
+	f.StringVar(&cfg.Scenario, "scenario", sim.Normal, "normal, varying, spurious, skips, none or old")
+	f.Uint64Var(&seed, "seed", 1, "random seed")
+	f.Float64Var(&cfg.Confidence, "confidence", 0.99, "stop when one commit holds this posterior probability")
+	f.Float64Var(&cfg.Budget, "budget", 0, "runs (or minutes) within which bad must fail (default 1000 runs, 30 min)")
+	f.Float64Var(&cfg.SkipRate, "skip-rate", 0, "fraction of unbuildable commits (default 0.05 in the skips scenario)")
+	f.Float64Var(&cfg.SpuriousRate, "spurious-rate", 0, "failure probability of good commits (default 0.002 in the spurious scenario)")
+	f.Float64Var(&cfg.PriorA, "prior-a", 0, "prior Beta(a, b) on p: a (default 0.5)")
+	f.Float64Var(&cfg.PriorB, "prior-b", 0, "prior Beta(a, b) on p: b (default 1)")
+	f.Float64Var(&cfg.FalseFail, "false-fail", 0, "the model's probability that a good commit fails a run (default 1e-3)")
+	f.IntVar(&cfg.Workers, "workers", 0, "goroutines (default GOMAXPROCS)")
+	f.BoolVar(&asJSON, "json", false, "print one JSON object per row")
+	rootCmd.AddCommand(cmd)
+}

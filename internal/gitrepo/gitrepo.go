@@ -1,0 +1,188 @@
+// Package gitrepo runs the few git operations kbisect needs on a user's
+// repository without ever changing it: it only reads from it, and checks
+// commits out in kbisect's own clones (objects shared through alternates),
+// never in the user's worktree and never through `git worktree add`, which
+// would write to the user's .git.
+package gitrepo
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+)
+
+// Repo is a git repository kbisect reads from.
+type Repo struct {
+	// Dir is the repository's top directory (or the git dir of a bare one).
+	Dir string
+}
+
+// Open checks that dir is a git repository and returns it.
+func Open(ctx context.Context, dir string) (*Repo, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("repository %s: %w", dir, err)
+	}
+	if _, err := os.Stat(abs); err != nil {
+		return nil, fmt.Errorf("repository %s does not exist: give --repo the path of a kernel git tree", dir)
+	}
+	out, err := git(ctx, abs, "rev-parse", "--absolute-git-dir")
+	if err != nil {
+		return nil, fmt.Errorf("%s is not a git repository: give --repo the path of a kernel git tree", dir)
+	}
+	gitDir := strings.TrimSpace(out)
+	top, err := git(ctx, abs, "rev-parse", "--show-toplevel")
+	if err != nil || strings.TrimSpace(top) == "" {
+		return &Repo{Dir: gitDir}, nil // bare
+	}
+	return &Repo{Dir: strings.TrimSpace(top)}, nil
+}
+
+// Git runs git in the repository and returns its standard output.
+func (r *Repo) Git(ctx context.Context, args ...string) (string, error) {
+	return git(ctx, r.Dir, args...)
+}
+
+// Resolve returns the full commit hash of rev.
+func (r *Repo) Resolve(ctx context.Context, rev string) (string, error) {
+	out, err := git(ctx, r.Dir, "rev-parse", "--verify", "--quiet", "--end-of-options", rev+"^{commit}")
+	if err != nil || strings.TrimSpace(out) == "" {
+		return "", fmt.Errorf("unknown revision %q in %s: give a commit, tag or branch that `git rev-parse` knows", rev, r.Dir)
+	}
+	return strings.TrimSpace(out), nil
+}
+
+// IsAncestor reports whether commit a is an ancestor of (or equal to) b.
+func (r *Repo) IsAncestor(ctx context.Context, a, b string) (bool, error) {
+	cmd := exec.CommandContext(ctx, "git", "-C", r.Dir, "merge-base", "--is-ancestor", a, b)
+	err := cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.As(err, &ee) && ee.ExitCode() == 1:
+		return false, nil
+	default:
+		return false, fmt.Errorf("git merge-base --is-ancestor %s %s in %s: %w", a, b, r.Dir, err)
+	}
+}
+
+// Range returns the commits reachable from bad but not from good, oldest
+// first (topological order), bad last.
+func (r *Repo) Range(ctx context.Context, good, bad string) ([]string, error) {
+	out, err := git(ctx, r.Dir, "rev-list", "--topo-order", "--reverse", bad, "^"+good)
+	if err != nil {
+		return nil, err
+	}
+	return strings.Fields(out), nil
+}
+
+// Subject returns the one-line subject of commit.
+func (r *Repo) Subject(ctx context.Context, commit string) (string, error) {
+	out, err := git(ctx, r.Dir, "log", "-1", "--format=%s", commit)
+	return strings.TrimSpace(out), err
+}
+
+// Parents returns the parents of commit.
+func (r *Repo) Parents(ctx context.Context, commit string) ([]string, error) {
+	out, err := git(ctx, r.Dir, "rev-list", "--parents", "-n", "1", commit)
+	if err != nil {
+		return nil, err
+	}
+	f := strings.Fields(out)
+	if len(f) == 0 {
+		return nil, fmt.Errorf("commit %s in %s: no such commit", commit, r.Dir)
+	}
+	return f[1:], nil
+}
+
+// Workspace is a checkout owned by kbisect: a clone of the user's repository
+// that borrows its objects (git clone --shared), so it costs little disk and
+// leaves the user's repository untouched.
+type Workspace struct {
+	Dir  string
+	repo *Repo
+}
+
+// Workspace returns the kbisect-owned checkout at dir, creating it if needed.
+// Concurrent users of one dir must serialise themselves (see kbuild's lock).
+func (r *Repo) Workspace(ctx context.Context, dir string) (*Workspace, error) {
+	if _, err := os.Stat(filepath.Join(dir, ".git")); err != nil {
+		tmp := dir + ".tmp"
+		os.RemoveAll(tmp)
+		if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+			return nil, fmt.Errorf("workspace %s: %w", dir, err)
+		}
+		if _, err := git(ctx, "", "clone", "--quiet", "--shared", "--no-checkout", r.Dir, tmp); err != nil {
+			os.RemoveAll(tmp)
+			return nil, fmt.Errorf("workspace %s: %w", dir, err)
+		}
+		if err := os.Rename(tmp, dir); err != nil {
+			os.RemoveAll(tmp)
+			return nil, fmt.Errorf("workspace %s: %w", dir, err)
+		}
+	}
+	return &Workspace{Dir: dir, repo: r}, nil
+}
+
+// Checkout makes the workspace's files exactly those of commit (fetching it
+// from the user's repository if the clone predates it) and removes anything
+// else, such as fixups applied for a previous build.
+func (w *Workspace) Checkout(ctx context.Context, commit string) error {
+	if _, err := git(ctx, w.Dir, "cat-file", "-e", commit+"^{commit}"); err != nil {
+		if _, err := git(ctx, w.Dir, "fetch", "--quiet", "--no-tags", w.repo.Dir, commit); err != nil {
+			return fmt.Errorf("fetch %s into workspace %s: %w", commit, w.Dir, err)
+		}
+	}
+	if _, err := git(ctx, w.Dir, "checkout", "--quiet", "--force", "--detach", commit); err != nil {
+		return fmt.Errorf("checkout %s in workspace %s: %w", commit, w.Dir, err)
+	}
+	if _, err := git(ctx, w.Dir, "clean", "--quiet", "-fdx"); err != nil {
+		return fmt.Errorf("clean workspace %s: %w", w.Dir, err)
+	}
+	return nil
+}
+
+// Git runs git in the workspace.
+func (w *Workspace) Git(ctx context.Context, args ...string) (string, error) {
+	return git(ctx, w.Dir, args...)
+}
+
+func git(ctx context.Context, dir string, args ...string) (string, error) {
+	if dir != "" {
+		args = append([]string{"-C", dir}, args...)
+	}
+	cmd := exec.CommandContext(ctx, "git", args...)
+	// Never let a user's GIT_DIR or GIT_WORK_TREE point our commands at
+	// their checkout.
+	cmd.Env = append(withoutGitVars(os.Environ()), "GIT_TERMINAL_PROMPT=0")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		msg := strings.TrimSpace(stderr.String())
+		if i := strings.IndexByte(msg, '\n'); i >= 0 {
+			msg = msg[:i]
+		}
+		return stdout.String(), fmt.Errorf("git %s: %s: %w", strings.Join(args, " "), msg, err)
+	}
+	return stdout.String(), nil
+}
+
+// withoutGitVars drops the variables that redirect git to another
+// repository, worktree or index.
+func withoutGitVars(env []string) []string {
+	var out []string
+	for _, kv := range env {
+		switch strings.SplitN(kv, "=", 2)[0] {
+		case "GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_COMMON_DIR":
+			continue
+		}
+		out = append(out, kv)
+	}
+	return out
+}

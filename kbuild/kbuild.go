@@ -1,0 +1,583 @@
+// Package kbuild builds one commit of a kernel tree with the user's config:
+// in a checkout kbisect owns (never the user's), with old-tree fixups and a
+// toolchain chosen by kernel version, ccache, a persistent O= directory per
+// build slot so that neighbouring commits rebuild incrementally, and a cache
+// of finished kernels keyed by (tree, config, fixups, toolchain).
+package kbuild
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/kbisect/kbisect/internal/cachedir"
+	"github.com/kbisect/kbisect/internal/gitrepo"
+	"github.com/kbisect/kbisect/kconfigs"
+)
+
+// keyVersion changes when the layout or meaning of cache entries does.
+const keyVersion = "kbuild/1"
+
+// Reproducible-build settings: the same sources and config give the same
+// vmlinux whatever the commit, machine or time (see Signature).
+var reproducibleEnv = []string{
+	"KBUILD_BUILD_TIMESTAMP=Thu Jan  1 00:00:00 UTC 2015",
+	"KBUILD_BUILD_USER=kbisect",
+	"KBUILD_BUILD_HOST=kbisect",
+	"KBUILD_BUILD_VERSION=1",
+	"SOURCE_DATE_EPOCH=1420070400",
+	"TZ=UTC",
+	"LC_ALL=C",
+	// scripts/setlocalversion would append the commit id (or "+") to the
+	// release string, making every commit's kernel differ: hide the
+	// checkout's git from the build.
+	"GIT_DIR=/nonexistent-kbisect",
+	"GIT_CEILING_DIRECTORIES=/",
+}
+
+// Options says what to build.
+type Options struct {
+	// Repo is the path of the user's kernel git repository (read only).
+	Repo string
+	// Rev is the commit to build (anything git rev-parse takes).
+	Rev string
+	// Config is the path of the user's .config, or a base config name:
+	// "defconfig", "tinyconfig", "allnoconfig".
+	Config string
+	// Fragments are merged into Config (after version gating) and must
+	// survive olddefconfig; nil builds Config as it is.
+	Fragments []*kconfigs.Fragment
+	// Jobs is make's -j (default: the number of CPUs).
+	Jobs int
+	// CC overrides the compiler, e.g. "gcc-12" or "gcc-11".
+	CC string
+	// NoCcache disables ccache (it is on when ccache is installed).
+	NoCcache bool
+	// CacheDir is the root of kbisect's caches (default: see cachedir):
+	// builds/ holds finished kernels, kbuild/ the slots, ccache/ ccache.
+	CacheDir string
+	// Slots is the number of build slots per repository (default 1):
+	// builds beyond it wait for a free slot.
+	Slots int
+	// MinFree overrides the disk space a build must find free (bytes);
+	// zero estimates it from the config and the slot's state.
+	MinFree uint64
+	// NoCache skips the lookup (the result is still stored).
+	NoCache bool
+	// Fixups and Toolchains override the tables (nil: the defaults).
+	Fixups     []Fixup
+	Toolchains []ToolchainRule
+	// Log receives progress lines; BuildLog, if set, also receives make's
+	// output.
+	Log, BuildLog io.Writer
+}
+
+// Artifact is a built kernel in the build cache. Its files must not be
+// modified; copy them (CopyTo) to change them.
+type Artifact struct {
+	// Dir is the cache entry; the paths below are inside it.
+	Dir     string `json:"-"`
+	BzImage string `json:"-"`
+	Vmlinux string `json:"-"`
+	Config  string `json:"-"` // the final .config
+	Log     string `json:"-"` // the build log
+	// Modules is the INSTALL_MOD_PATH root (lib/modules/<release>/...),
+	// "" when the kernel has no modules.
+	Modules string `json:"-"`
+
+	// Key is the cache key: a hash of Tree, the config inputs, the fixups
+	// and the toolchain.
+	Key string `json:"key"`
+	// Commit is the commit asked for; Tree its tree hash. A cache hit
+	// may come from another commit with the same tree (BuiltCommit).
+	Commit      string `json:"-"`
+	BuiltCommit string `json:"commit"`
+	Tree        string `json:"tree"`
+	Version     string `json:"version"`
+	Release     string `json:"release"` // kernel release string (uname -r)
+	// Signature is the hash of the kernel's allocated sections (see
+	// Signature): equal signatures mean the same kernel.
+	Signature string   `json:"signature"`
+	Fixups    []string `json:"fixups"`
+	Toolchain string   `json:"toolchain"`
+	// Warnings are optional fragment settings that did not survive.
+	Warnings []string `json:"warnings,omitempty"`
+	// Built is when the kernel was built; Timings how long each step took
+	// then.
+	Built   time.Time `json:"built"`
+	Timings Timings   `json:"timings"`
+
+	// CacheHit is set when this call found the kernel in the cache;
+	// Elapsed is how long this call took.
+	CacheHit bool          `json:"-"`
+	Elapsed  time.Duration `json:"-"`
+}
+
+// Timings are the durations of a build's steps.
+type Timings struct {
+	Checkout time.Duration `json:"checkout"`
+	Config   time.Duration `json:"config"`
+	Make     time.Duration `json:"make"`
+	Install  time.Duration `json:"install"`
+	Total    time.Duration `json:"total"`
+}
+
+// BuildTime is how long the build that produced the kernel took.
+func (a *Artifact) BuildTime() time.Duration { return a.Timings.Total }
+
+// Build builds o.Rev of o.Repo, or returns it from the build cache. A
+// compile or link failure is a *BuildError, a required config setting that
+// this version rejects a *ConfigError, a lack of disk space a *DiskError;
+// anything else is an infrastructure error. On error no cache entry exists.
+func Build(ctx context.Context, o Options) (*Artifact, error) {
+	start := time.Now()
+	p, err := plan(ctx, &o)
+	if err != nil {
+		return nil, err
+	}
+	if !o.NoCache {
+		if a, err := p.lookup(); err == nil {
+			a.Commit, a.CacheHit, a.Elapsed = p.commit, true, time.Since(start)
+			p.logf("build cache hit for %s: %s", short(p.commit), a.Dir)
+			return a, nil
+		}
+	}
+	a, err := p.build(ctx)
+	if err != nil {
+		return nil, err
+	}
+	a.Commit, a.Elapsed = p.commit, time.Since(start)
+	return a, nil
+}
+
+// planned is everything known about a build before it runs.
+type planned struct {
+	o         *Options
+	repo      *gitrepo.Repo
+	commit    string
+	tree      string
+	version   kconfigs.Version
+	userCfg   *kconfigs.Config // nil for a base config name
+	toolchain *Toolchain
+	fixups    []Fixup
+	key       string
+	cacheRoot string
+}
+
+func (p *planned) logf(format string, args ...any) {
+	if p.o.Log != nil {
+		fmt.Fprintf(p.o.Log, "kbuild: "+format+"\n", args...)
+	}
+}
+
+// plan checks the inputs and computes the cache key, without a checkout.
+func plan(ctx context.Context, o *Options) (*planned, error) {
+	if o.Repo == "" || o.Rev == "" || o.Config == "" {
+		return nil, errors.New("kbuild: a repository, a revision and a config are needed (--repo, --rev, --config)")
+	}
+	if o.Jobs <= 0 {
+		o.Jobs = runtime.NumCPU()
+	}
+	if o.Fixups == nil {
+		o.Fixups = Fixups
+	}
+	if o.Toolchains == nil {
+		o.Toolchains = Toolchains
+	}
+	p := &planned{o: o, cacheRoot: o.CacheDir}
+	if p.cacheRoot == "" {
+		p.cacheRoot = cachedir.Dir("")
+	}
+	var err error
+	if p.repo, err = gitrepo.Open(ctx, o.Repo); err != nil {
+		return nil, err
+	}
+	if p.commit, err = p.repo.Resolve(ctx, o.Rev); err != nil {
+		return nil, err
+	}
+	out, err := p.repo.Git(ctx, "rev-parse", p.commit+"^{tree}")
+	if err != nil {
+		return nil, fmt.Errorf("tree of %s: %w", short(p.commit), err)
+	}
+	p.tree = strings.TrimSpace(out)
+	src := commitTree{ctx, p.repo, p.commit}
+	mk, err := src.ReadFile("Makefile")
+	if err != nil {
+		return nil, fmt.Errorf("%s in %s has no top Makefile: not a kernel tree", short(p.commit), o.Repo)
+	}
+	if p.version, err = kconfigs.MakefileVersion(mk); err != nil {
+		return nil, fmt.Errorf("%s in %s: %w", short(p.commit), o.Repo, err)
+	}
+
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\ntree %s\n", keyVersion, p.tree)
+	if kconfigs.IsBaseName(o.Config) {
+		fmt.Fprintf(h, "base %s\n", o.Config)
+	} else {
+		data, err := os.ReadFile(o.Config)
+		if err != nil {
+			return nil, fmt.Errorf("cannot read the kernel config %s: %w", o.Config, err)
+		}
+		if p.userCfg, err = kconfigs.ParseConfig(data); err != nil {
+			return nil, fmt.Errorf("kernel config %s: %w", o.Config, err)
+		}
+		fmt.Fprintf(h, "config %x\n", sha256.Sum256(data))
+	}
+	for _, f := range o.Fragments {
+		fmt.Fprintf(h, "fragment %s\n", f.Hash())
+	}
+
+	if p.toolchain, err = ToolchainFor(ctx, o.Toolchains, p.version, o.CC); err != nil {
+		return nil, err
+	}
+	if !o.NoCcache {
+		_, err := exec.LookPath("ccache")
+		p.toolchain.Ccache = err == nil
+	}
+	env := FixupEnv{Version: p.version, GCCMajor: p.toolchain.GCCMajor}
+	if p.fixups, err = Select(o.Fixups, src, env); err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(h, "fixups %s\ntoolchain %s\n", strings.Join(FixupIDs(p.fixups), ","), p.toolchain.ID(ctx))
+	p.key = hex.EncodeToString(h.Sum(nil))[:32]
+	return p, nil
+}
+
+func (p *planned) entryDir() string { return filepath.Join(p.cacheRoot, "builds", p.key) }
+
+// lookup returns the cached artifact, if any.
+func (p *planned) lookup() (*Artifact, error) {
+	return ReadArtifact(p.entryDir())
+}
+
+// ReadArtifact reads the cache entry (or a copy made by CopyTo) in dir.
+func ReadArtifact(dir string) (*Artifact, error) {
+	data, err := os.ReadFile(filepath.Join(dir, "meta.json"))
+	if err != nil {
+		return nil, err
+	}
+	a := &Artifact{}
+	if err := json.Unmarshal(data, a); err != nil {
+		return nil, fmt.Errorf("build cache entry %s: %w", dir, err)
+	}
+	a.fill(dir)
+	for _, f := range []string{a.BzImage, a.Vmlinux, a.Config} {
+		if _, err := os.Stat(f); err != nil {
+			return nil, fmt.Errorf("build cache entry %s is incomplete: %w", dir, err)
+		}
+	}
+	a.Commit = a.BuiltCommit
+	return a, nil
+}
+
+func (a *Artifact) fill(dir string) {
+	a.Dir = dir
+	a.BzImage = filepath.Join(dir, "bzImage")
+	a.Vmlinux = filepath.Join(dir, "vmlinux")
+	a.Config = filepath.Join(dir, "config")
+	a.Log = filepath.Join(dir, "build.log")
+	a.Modules = ""
+	if _, err := os.Stat(filepath.Join(dir, "modules")); err == nil {
+		a.Modules = filepath.Join(dir, "modules")
+	}
+}
+
+// CopyTo copies the artifact's files into dir (hard links when possible).
+func (a *Artifact) CopyTo(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("output directory %s: %w", dir, err)
+	}
+	return filepath.Walk(a.Dir, func(path string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(a.Dir, path)
+		dst := filepath.Join(dir, rel)
+		switch {
+		case fi.IsDir():
+			return os.MkdirAll(dst, 0o755)
+		case fi.Mode()&os.ModeSymlink != 0:
+			target, err := os.Readlink(path)
+			if err != nil {
+				return err
+			}
+			os.Remove(dst)
+			return os.Symlink(target, dst)
+		}
+		os.Remove(dst)
+		if err := os.Link(path, dst); err == nil {
+			return nil
+		}
+		return copyFile(path, dst, fi.Mode().Perm())
+	})
+}
+
+func copyFile(src, dst string, mode os.FileMode) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, mode)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+// build runs the build in a slot and stores the artifact.
+func (p *planned) build(ctx context.Context) (a *Artifact, err error) {
+	o := p.o
+	var t Timings
+	start := time.Now()
+	repoID := sha256.Sum256([]byte(p.repo.Dir))
+	slotsBase := filepath.Join(p.cacheRoot, "kbuild", filepath.Base(p.repo.Dir)+"-"+hex.EncodeToString(repoID[:])[:12])
+	s, err := acquireSlot(ctx, slotsBase, o.Slots, o.Log)
+	if err != nil {
+		return nil, err
+	}
+	defer s.release()
+
+	// Disk first: nothing is written before we know it fits.
+	need := o.MinFree
+	if need == 0 {
+		need = estimateNeed(s, p.userCfg)
+	}
+	have, err := freeBytes(p.cacheRoot)
+	if err != nil {
+		return nil, err
+	}
+	if have < need {
+		return nil, &DiskError{Dir: p.cacheRoot, Need: need, Have: have}
+	}
+
+	p.logf("building %s (Linux %s) in %s with %s", short(p.commit), p.version, s.dir, p.toolchain)
+	ws, err := p.repo.Workspace(ctx, s.src)
+	if err != nil {
+		return nil, err
+	}
+	if err := ws.Checkout(ctx, p.commit); err != nil {
+		return nil, err
+	}
+	rec := &recordingTree{WritableTree: DirTree(s.src)}
+	env := FixupEnv{Version: p.version, GCCMajor: p.toolchain.GCCMajor}
+	if err := ApplyAll(p.fixups, rec, env); err != nil {
+		return nil, err
+	}
+	if err := s.stabilizeMtimes(rec.written); err != nil {
+		return nil, fmt.Errorf("fixups in %s: %w", s.src, err)
+	}
+	if len(p.fixups) > 0 {
+		p.logf("applied fixups: %s", strings.Join(FixupIDs(p.fixups), " "))
+	}
+	t.Checkout = time.Since(start)
+
+	staging, err := os.MkdirTemp(filepath.Join(p.cacheRoot, "builds"), ".tmp-"+p.key[:12]+"-")
+	if errors.Is(err, os.ErrNotExist) {
+		os.MkdirAll(filepath.Join(p.cacheRoot, "builds"), 0o755)
+		staging, err = os.MkdirTemp(filepath.Join(p.cacheRoot, "builds"), ".tmp-"+p.key[:12]+"-")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("build cache: %w", err)
+	}
+	defer func() {
+		if staging != "" {
+			os.RemoveAll(staging)
+		}
+	}()
+	logPath := filepath.Join(staging, "build.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	defer logFile.Close()
+	var out io.Writer = logFile
+	if o.BuildLog != nil {
+		out = io.MultiWriter(logFile, o.BuildLog)
+	}
+	fmt.Fprintf(logFile, "# kbisect build of %s (tree %s, Linux %s)\n# toolchain: %s\n# fixups: %s\n",
+		p.commit, p.tree, p.version, p.toolchain, strings.Join(FixupIDs(p.fixups), " "))
+
+	makeEnv := p.env()
+	vars := p.toolchain.Vars()
+
+	// Config.
+	cstart := time.Now()
+	m := &kconfigs.Make{SrcDir: s.src, ObjDir: s.obj, Version: p.version, Vars: vars, Env: makeEnv, Log: out}
+	base := p.userCfg
+	if base == nil {
+		if base, err = m.Base(ctx, o.Config); err != nil {
+			return nil, p.configFailure(err, logPath)
+		}
+	}
+	res, err := m.Prepare(ctx, base, o.Fragments)
+	if err != nil {
+		return nil, p.configFailure(err, logPath)
+	}
+	var warnings []string
+	for _, pr := range res.Problems {
+		if pr.Optional {
+			warnings = append(warnings, pr.String())
+		}
+	}
+	if err := res.Err(); err != nil {
+		var ce *kconfigs.CheckError
+		errors.As(err, &ce)
+		return nil, &ConfigError{Commit: p.commit, CheckError: ce}
+	}
+	t.Config = time.Since(cstart)
+
+	// Make.
+	mstart := time.Now()
+	modules := res.Final.Value("MODULES") == "y"
+	targets := []string{"bzImage"}
+	if modules {
+		targets = append(targets, "modules")
+	}
+	p.logf("make -j%d %s (log: %s)", o.Jobs, strings.Join(targets, " "), logPath)
+	if err := p.make(ctx, s, vars, makeEnv, out, targets...); err != nil {
+		return nil, p.buildFailure(ctx, err, logPath)
+	}
+	t.Make = time.Since(mstart)
+
+	// Artifact.
+	istart := time.Now()
+	a = &Artifact{Key: p.key, BuiltCommit: p.commit, Tree: p.tree, Version: p.version.String(),
+		Fixups: FixupIDs(p.fixups), Toolchain: p.toolchain.String(), Warnings: warnings, Built: time.Now().UTC()}
+	for _, f := range [][2]string{
+		{"arch/x86/boot/bzImage", "bzImage"},
+		{"vmlinux", "vmlinux"},
+		{".config", "config"},
+	} {
+		if err := copyFile(filepath.Join(s.obj, f[0]), filepath.Join(staging, f[1]), 0o644); err != nil {
+			return nil, fmt.Errorf("collect %s: %w", f[0], err)
+		}
+	}
+	if rel, err := os.ReadFile(filepath.Join(s.obj, "include/config/kernel.release")); err == nil {
+		a.Release = strings.TrimSpace(string(rel))
+	}
+	if modules {
+		if err := p.make(ctx, s, vars, makeEnv, out, "modules_install", "INSTALL_MOD_PATH="+filepath.Join(staging, "modules")); err != nil {
+			return nil, p.buildFailure(ctx, err, logPath)
+		}
+	}
+	if a.Signature, err = Signature(filepath.Join(staging, "vmlinux")); err != nil {
+		return nil, err
+	}
+	t.Install = time.Since(istart)
+	t.Total = time.Since(start)
+	a.Timings = t
+	fmt.Fprintf(logFile, "# built in %s (make %s); signature %s\n", t.Total.Round(time.Second), t.Make.Round(time.Second), a.Signature)
+	if err := logFile.Close(); err != nil {
+		return nil, err
+	}
+	meta, _ := json.MarshalIndent(a, "", "  ")
+	if err := os.WriteFile(filepath.Join(staging, "meta.json"), meta, 0o644); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	// Publish atomically. Another process may have published the same key
+	// meanwhile: then keep theirs.
+	if err := os.Rename(staging, p.entryDir()); err != nil {
+		if _, err2 := os.Stat(filepath.Join(p.entryDir(), "meta.json")); err2 != nil {
+			return nil, fmt.Errorf("build cache: publish %s: %w", p.entryDir(), err)
+		}
+	} else {
+		staging = ""
+	}
+	p.logf("built %s in %s (make %s), signature %s, kernel in %s", short(p.commit), t.Total.Round(time.Second), t.Make.Round(time.Second), a.Signature[:16], p.entryDir())
+	return ReadArtifact(p.entryDir())
+}
+
+// env is make's environment: ours minus what would redirect the build
+// (a parent make's jobserver, ARCH, O, KBUILD_*), plus the reproducible
+// build settings and ccache's.
+func (p *planned) env() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		name := strings.SplitN(kv, "=", 2)[0]
+		switch {
+		case strings.HasPrefix(name, "KBUILD_"), strings.HasPrefix(name, "GIT_"), strings.HasPrefix(name, "CCACHE_"),
+			strings.HasPrefix(name, "KCONFIG_"):
+			continue
+		}
+		switch name {
+		case "MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES", "ARCH", "SUBARCH", "CROSS_COMPILE", "O", "CC", "HOSTCC",
+			"LD", "CFLAGS", "KCFLAGS", "KAFLAGS", "LOCALVERSION", "INSTALL_MOD_PATH", "SOURCE_DATE_EPOCH", "TZ", "LC_ALL":
+			continue
+		}
+		env = append(env, kv)
+	}
+	env = append(env, reproducibleEnv...)
+	if p.toolchain.Ccache {
+		ccdir := filepath.Join(p.cacheRoot, "ccache")
+		env = append(env, "CCACHE_DIR="+ccdir, "CCACHE_MAXSIZE=20G", "CCACHE_NOHASHDIR=1",
+			"CCACHE_BASEDIR="+filepath.Join(p.cacheRoot, "kbuild"))
+	}
+	return env
+}
+
+// make runs make in the slot's O= directory. On cancellation it stops the
+// whole process group with SIGTERM, so make deletes half-written targets.
+func (p *planned) make(ctx context.Context, s *slot, vars, env []string, out io.Writer, targets ...string) error {
+	args := append([]string{"-C", s.src, "O=" + s.obj, fmt.Sprintf("-j%d", p.o.Jobs)}, vars...)
+	args = append(args, targets...)
+	cmd := exec.CommandContext(ctx, "make", args...)
+	cmd.Env = env
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
+	cmd.WaitDelay = 30 * time.Second
+	fmt.Fprintf(out, "# make %s\n", strings.Join(args, " "))
+	return cmd.Run()
+}
+
+// failedLog keeps a failed build's log where it outlives the staging
+// directory.
+func (p *planned) failedLog(logPath string) string {
+	dir := filepath.Join(p.cacheRoot, "kbuild", "failed")
+	os.MkdirAll(dir, 0o755)
+	dst := filepath.Join(dir, short(p.commit)+"-"+p.key[:12]+".log")
+	if err := copyFile(logPath, dst, 0o644); err != nil {
+		return logPath
+	}
+	return dst
+}
+
+func (p *planned) buildFailure(ctx context.Context, err error, logPath string) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("build of %s interrupted: %w", short(p.commit), ctx.Err())
+	}
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) {
+		return fmt.Errorf("build of %s: make: %w", short(p.commit), err)
+	}
+	log := p.failedLog(logPath)
+	return &BuildError{Commit: p.commit, FirstError: FirstError(log), Log: log, Err: err}
+}
+
+func (p *planned) configFailure(err error, logPath string) error {
+	var ce *kconfigs.ConfigError
+	if errors.As(err, &ce) {
+		log := p.failedLog(logPath)
+		return &BuildError{Commit: p.commit, FirstError: FirstError(log), Log: log, Err: err}
+	}
+	return err
+}

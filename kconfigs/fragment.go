@@ -1,0 +1,223 @@
+package kconfigs
+
+import (
+	"crypto/sha256"
+	"embed"
+	"encoding/hex"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"sort"
+	"strings"
+)
+
+//go:embed fragments/*.config
+var embedded embed.FS
+
+// Setting is one symbol value a fragment asks for.
+type Setting struct {
+	Symbol string // without CONFIG_
+	Value  string // "y", "m", "n", a number or a quoted string
+	// Source names the fragment the setting comes from.
+	Source string
+	// Optional settings are wanted but not required: Check reports them as
+	// warnings, not failures (speed-ups such as the SIMD crypto drivers).
+	Optional bool
+}
+
+// String renders the setting in .config syntax.
+func (s Setting) String() string {
+	if s.Value == "n" {
+		return "# CONFIG_" + s.Symbol + " is not set"
+	}
+	return "CONFIG_" + s.Symbol + "=" + s.Value
+}
+
+// Fragment is a named list of settings, in merge_config.sh's format (a
+// .config excerpt).
+type Fragment struct {
+	Name     string
+	Settings []Setting
+	data     []byte
+}
+
+// ParseFragment parses fragment text; name is used in messages and in
+// Setting.Source.
+func ParseFragment(name string, data []byte) (*Fragment, error) {
+	c, err := ParseConfig(data)
+	if err != nil {
+		return nil, fmt.Errorf("fragment %s: %w", name, err)
+	}
+	f := &Fragment{Name: name, data: data}
+	for _, s := range c.order {
+		f.Settings = append(f.Settings, Setting{Symbol: s, Value: c.vals[s], Source: name})
+	}
+	return f, nil
+}
+
+// LoadFragment reads a fragment file.
+func LoadFragment(file string) (*Fragment, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("config fragment %s: %w", file, err)
+	}
+	return ParseFragment(file, data)
+}
+
+// Builtin returns the embedded fragment called name (see BuiltinNames).
+func Builtin(name string) (*Fragment, error) {
+	data, err := embedded.ReadFile("fragments/" + name + ".config")
+	if err != nil {
+		return nil, fmt.Errorf("no built-in config fragment %q (have: %s)", name, strings.Join(BuiltinNames(), ", "))
+	}
+	return ParseFragment(name, data)
+}
+
+// BuiltinNames lists the embedded fragments: qemu-x86_64 (booting under
+// QEMU), agent (the Go guest agent), natt-esp (the NAT-T ESP testcase),
+// xen-guest and debug.
+func BuiltinNames() []string {
+	ents, _ := fs.ReadDir(embedded, "fragments")
+	var names []string
+	for _, e := range ents {
+		names = append(names, strings.TrimSuffix(e.Name(), ".config"))
+	}
+	sort.Strings(names)
+	return names
+}
+
+// DefaultNames are the fragments a kbisect run needs: a QEMU guest that
+// runs the agent and the natt-esp testcase.
+var DefaultNames = []string{"qemu-x86_64", "agent", "natt-esp"}
+
+// Resolve returns the built-in fragment called arg, or else loads the file
+// arg.
+func Resolve(arg string) (*Fragment, error) {
+	if !strings.ContainsRune(arg, '/') && !strings.HasSuffix(arg, ".config") {
+		return Builtin(arg)
+	}
+	return LoadFragment(arg)
+}
+
+// Defaults returns the DefaultNames fragments.
+func Defaults() []*Fragment {
+	var out []*Fragment
+	for _, n := range DefaultNames {
+		f, err := Builtin(n)
+		if err != nil {
+			panic(err) // embedded at build time
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
+// Hash identifies the fragment's contents (for build cache keys).
+func (f *Fragment) Hash() string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00", path.Base(f.Name))
+	if f.data != nil {
+		h.Write(f.data)
+	} else {
+		for _, s := range f.Settings {
+			fmt.Fprintf(h, "%s\n", s)
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// Gate says in which kernel versions a fragment symbol applies. Symbols
+// appear, disappear and change meaning over the years; gating keeps one
+// fragment valid for every version: outside its range a setting is dropped
+// (and reported) instead of failing the check.
+type Gate struct {
+	Symbol   string
+	Versions Range
+	// Optional marks a symbol that is wanted for speed or comfort but
+	// whose absence does not make the kernel unfit for kbisect.
+	Optional bool
+	// Why says what the symbol is and why it is gated (for reports).
+	Why string
+}
+
+// Gates is the table of version-gated fragment symbols. Versions are the
+// first release that has (From) or no longer has (Until) the symbol, or the
+// first where it is no longer needed. Entries for 2.6.32..3.14 are refined
+// by issue #8 on real trees; a symbol that is missing from a tree and not
+// gated here is reported by Check as "does not exist in this version".
+var Gates = []Gate{
+	// qemu-x86_64
+	{Symbol: "TTY", Versions: Range{From: V(3, 9, 0)}, Why: "TTY became optional in 3.9; before, always built in"},
+	{Symbol: "EXPERIMENTAL", Versions: Range{Until: V(3, 9, 0)}, Why: "removed in 3.9; before, virtio and others depend on it"},
+	{Symbol: "VIRTUALIZATION", Versions: Range{Until: V(3, 0, 0)}, Why: "virtio sat under the Virtualization menu in 2.6.x"},
+	{Symbol: "VIRTIO_MENU", Versions: Range{From: V(5, 8, 0)}, Why: "the virtio drivers menu became a symbol in 5.8"},
+	{Symbol: "HYPERVISOR_GUEST", Versions: Range{From: V(3, 10, 0)}, Why: "added in 3.10 (PARAVIRT_GUEST before)"},
+	{Symbol: "PVH", Versions: Range{From: V(4, 20, 0)}, Optional: true, Why: "PVH entry for direct vmlinux boot, 4.20"},
+	{Symbol: "PVPANIC", Versions: Range{From: V(5, 12, 0)}, Optional: true, Why: "pvpanic-pci driver, 5.12 (the ACPI-only driver before needs ACPI)"},
+	{Symbol: "PVPANIC_PCI", Versions: Range{From: V(5, 12, 0)}, Optional: true, Why: "pvpanic-pci driver, 5.12"},
+	{Symbol: "EARLY_PRINTK", Optional: true, Why: "early console, for debugging early boot"},
+	{Symbol: "DEVTMPFS", Versions: Range{From: V(2, 6, 32)}, Why: "added in 2.6.32"},
+	{Symbol: "DEVTMPFS_MOUNT", Versions: Range{From: V(2, 6, 32)}, Why: "added in 2.6.32"},
+	// agent
+	{Symbol: "MULTIUSER", Versions: Range{From: V(4, 1, 0)}, Why: "optional since 4.1; before, always built in"},
+	{Symbol: "POSIX_TIMERS", Versions: Range{From: V(4, 10, 0)}, Why: "optional since 4.10"},
+	{Symbol: "ADVISE_SYSCALLS", Versions: Range{From: V(3, 18, 0)}, Why: "optional since 3.18"},
+	{Symbol: "FILE_LOCKING", Versions: Range{From: V(2, 6, 25)}, Why: "optional since 2.6.25"},
+	// natt-esp
+	{Symbol: "INET_XFRM_MODE_TRANSPORT", Versions: Range{Until: V(5, 2, 0)}, Why: "transport mode was a separate module until 5.2"},
+	{Symbol: "CRYPTO_ECHAINIV", Versions: Range{From: V(4, 2, 0)}, Why: "added in 4.2 (ESP used seqiv/eseqiv before)"},
+	{Symbol: "CRYPTO_GHASH", Versions: Range{From: V(2, 6, 32)}, Why: "added in 2.6.32"},
+	{Symbol: "CRYPTO_MANAGER_DISABLE_TESTS", Optional: true, Why: "skips boot-time crypto self-tests (slow under TCG)"},
+	{Symbol: "CRYPTO_AES_NI_INTEL", Optional: true, Why: "speed only"},
+	{Symbol: "CRYPTO_SHA1_SSSE3", Versions: Range{From: V(3, 0, 0)}, Optional: true, Why: "speed only; added in 3.0"},
+	{Symbol: "CRYPTO_SHA256_SSSE3", Versions: Range{From: V(3, 13, 0)}, Optional: true, Why: "speed only; added in 3.13"},
+	{Symbol: "CRYPTO_GHASH_CLMUL_NI_INTEL", Versions: Range{From: V(2, 6, 33)}, Optional: true, Why: "speed only; added in 2.6.33"},
+	// xen-guest
+	{Symbol: "XEN_PV", Versions: Range{From: V(4, 14, 0)}, Why: "PV guest support became a symbol in 4.14"},
+	{Symbol: "XEN_PVHVM", Versions: Range{From: V(3, 0, 0)}, Why: "added in 2.6.3x"},
+	{Symbol: "XEN_PVH", Versions: Range{From: V(3, 14, 0)}, Optional: true, Why: "PVH guests, 3.14 (reworked in 4.11)"},
+	{Symbol: "HVC_XEN_FRONTEND", Versions: Range{From: V(3, 3, 0)}, Why: "added in 3.3"},
+	// debug
+	{Symbol: "MAGIC_SYSRQ_SERIAL", Versions: Range{From: V(4, 4, 0)}, Optional: true, Why: "added in 4.4"},
+}
+
+// GateFor returns the gate of sym, if the table has one.
+func GateFor(sym string) (Gate, bool) {
+	for _, g := range Gates {
+		if g.Symbol == sym {
+			return g, true
+		}
+	}
+	return Gate{}, false
+}
+
+// For returns the settings of fragments that apply to kernel version v
+// (the last fragment to set a symbol wins, as in merge_config.sh), with
+// Optional set from the gate table, and the settings dropped because their
+// gate excludes v. A zero v keeps everything.
+func For(v Version, frags ...*Fragment) (keep, dropped []Setting) {
+	idx := map[string]int{}
+	var all []Setting
+	for _, f := range frags {
+		for _, s := range f.Settings {
+			if g, ok := GateFor(s.Symbol); ok {
+				s.Optional = s.Optional || g.Optional
+			}
+			if i, ok := idx[s.Symbol]; ok {
+				all[i] = s
+				continue
+			}
+			idx[s.Symbol] = len(all)
+			all = append(all, s)
+		}
+	}
+	for _, s := range all {
+		if g, ok := GateFor(s.Symbol); ok && !v.IsZero() && !g.Versions.Contains(v) {
+			dropped = append(dropped, s)
+			continue
+		}
+		keep = append(keep, s)
+	}
+	return keep, dropped
+}

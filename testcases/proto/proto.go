@@ -1,0 +1,217 @@
+// Package proto is the contract between the host side of a testcase and the
+// guest agent: the parameters the host hands to each guest, the events and the
+// result the agent sends back, the crypto suites and the byte patterns both
+// sides must agree on. It is imported by the agent, so it stays small and has
+// no dependencies beyond the standard library.
+package proto
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// ParamsPath is where the agent finds its Params inside the initramfs.
+const ParamsPath = "/kbisect/params.json"
+
+// EventPrefix starts every line the agent writes on its result channel (and
+// mirrors on the console), so a reader that only sees the console (LAVA's
+// monitors, a Xen console) can find them among kernel messages.
+const EventPrefix = "KBISECT-EVENT "
+
+// Roles of the two guests.
+const (
+	RoleSender   = "sender"
+	RoleReceiver = "receiver"
+)
+
+// Injection sides for the self-test hooks.
+const (
+	// InjectReceiver corrupts the received byte after decryption, before
+	// checking: a decapsulation-like corruption, invisible on the wire.
+	InjectReceiver = "receiver"
+	// InjectSender corrupts the byte in the sender's plaintext before it is
+	// encrypted: an encapsulation-like corruption, visible on the wire.
+	InjectSender = "sender"
+)
+
+// Duration is a time.Duration that marshals as a Go duration string.
+type Duration time.Duration
+
+// MarshalJSON implements json.Marshaler.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("duration %q: %w", s, err)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Params is what the host tells one guest agent to do.
+type Params struct {
+	Role string `json:"role"`
+	// Test is the guest-side testcase name ("natt-esp", "tcp").
+	Test string `json:"test"`
+	// Addr is this guest's address with prefix length, e.g. "10.0.1.2/24".
+	Addr string `json:"addr"`
+	// Gateway is the default route, empty on a direct link.
+	Gateway string `json:"gateway,omitempty"`
+	// Peer is the address the sender connects to (the receiver's address).
+	Peer string `json:"peer"`
+	// MTU of the guest's interface; 0 keeps the driver's default.
+	MTU int `json:"mtu,omitempty"`
+	// Streams is the number of parallel TCP streams.
+	Streams int `json:"streams"`
+	// Duration is how long the sender sends.
+	Duration Duration `json:"duration"`
+	// Pattern is the payload: "zero" (as in the seed report) or "prng".
+	Pattern string `json:"pattern"`
+	// Seed makes "prng" streams differ between runs.
+	Seed uint64 `json:"seed"`
+	// ESP, when set, is the SA pair to install (natt-esp).
+	ESP *ESPConfig `json:"esp,omitempty"`
+	// InjectOffset, when >= 0, is the stream-0 byte offset the self-test
+	// corrupts on InjectSide.
+	InjectOffset int64  `json:"inject_offset"`
+	InjectSide   string `json:"inject_side,omitempty"`
+	// StopOnFail ends the test at the first corruption (a bisection needs
+	// only one).
+	StopOnFail bool `json:"stop_on_fail,omitempty"`
+	// Modules are initramfs paths of kernel modules to load, in order.
+	Modules []string `json:"modules,omitempty"`
+	// Shell starts a shell on the console at the end instead of powering off.
+	Shell bool `json:"shell,omitempty"`
+	// Channel is the device the agent writes its events to; empty means
+	// DefaultChannel. Events of type ready, result and error are mirrored on
+	// the console.
+	Channel string `json:"channel,omitempty"`
+}
+
+// DefaultChannel is the agent's result channel: the second 16550 UART, which
+// every x86 kernel since 2.6 drives without modules.
+const DefaultChannel = "/dev/ttyS1"
+
+// ESPConfig describes the ESP-in-UDP (NAT-T) transport-mode SAs of one guest.
+type ESPConfig struct {
+	Suite string `json:"suite"`
+	// Out protects what this guest sends, In what it receives.
+	Out SA `json:"out"`
+	In  SA `json:"in"`
+	// LegacyAuth asks for XFRMA_ALG_AUTH (default truncation) instead of
+	// XFRMA_ALG_AUTH_TRUNC, for kernels that do not know the latter.
+	LegacyAuth bool `json:"legacy_auth,omitempty"`
+}
+
+// SA is one ESP security association as seen on the wire. Src and Dst are the
+// addresses of the outer (and, in transport mode, only) IP header as the
+// guest that owns the SA sees them. A zero port is learned by the agent from
+// the peer's hello (the NAT chose it).
+type SA struct {
+	SPI     uint32   `json:"spi"`
+	Src     string   `json:"src"`
+	Dst     string   `json:"dst"`
+	SrcPort uint16   `json:"sport"`
+	DstPort uint16   `json:"dport"`
+	EncKey  HexBytes `json:"enc_key,omitempty"`
+	AuthKey HexBytes `json:"auth_key,omitempty"`
+}
+
+// HexBytes marshals as a hex string.
+type HexBytes []byte
+
+// MarshalJSON implements json.Marshaler.
+func (h HexBytes) MarshalJSON() ([]byte, error) { return json.Marshal(fmt.Sprintf("%x", []byte(h))) }
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (h *HexBytes) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	var out []byte
+	if _, err := fmt.Sscanf(s, "%x", &out); err != nil && s != "" {
+		return fmt.Errorf("hex %q: %w", s, err)
+	}
+	*h = out
+	return nil
+}
+
+// Suite is one ESP algorithm combination, named as on the command line.
+type Suite struct {
+	Name string
+	// Enc is the kernel's name for the cipher ("cbc(aes)", "ecb(cipher_null)"),
+	// or the AEAD ("rfc4106(gcm(aes))") when AEAD is true.
+	Enc    string
+	EncKey int // bytes, including the 4-byte salt for rfc4106
+	AEAD   bool
+	// Auth is the kernel's name of the integrity algorithm, empty for AEAD.
+	Auth     string
+	AuthKey  int // bytes
+	ICVBits  int // truncated ICV length on the wire
+	IVLen    int // bytes of IV on the wire
+	BlockLen int // cipher block size for padding
+}
+
+// Suites lists the supported crypto suites by name.
+var Suites = map[string]Suite{
+	"cbc-aes-sha1":   {Name: "cbc-aes-sha1", Enc: "cbc(aes)", EncKey: 16, Auth: "hmac(sha1)", AuthKey: 20, ICVBits: 96, IVLen: 16, BlockLen: 16},
+	"cbc-aes-sha256": {Name: "cbc-aes-sha256", Enc: "cbc(aes)", EncKey: 16, Auth: "hmac(sha256)", AuthKey: 32, ICVBits: 128, IVLen: 16, BlockLen: 16},
+	"gcm-aes":        {Name: "gcm-aes", Enc: "rfc4106(gcm(aes))", EncKey: 20, AEAD: true, ICVBits: 128, IVLen: 8, BlockLen: 4},
+	"null-sha1":      {Name: "null-sha1", Enc: "ecb(cipher_null)", EncKey: 0, Auth: "hmac(sha1)", AuthKey: 20, ICVBits: 96, IVLen: 0, BlockLen: 4},
+}
+
+// Event is one line on the result channel: EventPrefix followed by its JSON.
+type Event struct {
+	// Type is "ready" (network and SAs up), "progress", "result" or "error".
+	Type string `json:"type"`
+	Role string `json:"role,omitempty"`
+	// Uptime is the guest's uptime in seconds when the event was written.
+	Uptime  float64 `json:"uptime"`
+	Message string  `json:"message,omitempty"`
+	// Bytes is the running byte count for "progress".
+	Bytes  int64   `json:"bytes,omitempty"`
+	Result *Result `json:"result,omitempty"`
+}
+
+// Result is what one agent found.
+type Result struct {
+	Role          string `json:"role"`
+	KernelRelease string `json:"kernel_release"`
+	// BytesSent (sender) and BytesVerified (receiver) count payload bytes.
+	BytesSent     int64        `json:"bytes_sent"`
+	BytesVerified int64        `json:"bytes_verified"`
+	Corruptions   []Corruption `json:"corruptions"`
+	// CorruptionsDropped counts corruptions beyond the reported ones.
+	CorruptionsDropped int     `json:"corruptions_dropped,omitempty"`
+	Seconds            float64 `json:"seconds"`
+	ThroughputMbit     float64 `json:"throughput_mbit"`
+	Streams            int     `json:"streams"`
+	// XfrmState is the kernel's view of the installed SAs (as `ip xfrm
+	// state` would print them), to verify that what was asked is what runs.
+	XfrmState []string `json:"xfrm_state,omitempty"`
+	// ESPPackets counts ESP packets the kernel processed (from the SA stats).
+	ESPPackets int64 `json:"esp_packets,omitempty"`
+}
+
+// Corruption is one run of wrong bytes in a stream.
+type Corruption struct {
+	Stream   int      `json:"stream"`
+	Offset   int64    `json:"offset"`
+	Length   int      `json:"length"`
+	Expected HexBytes `json:"expected"`
+	Seen     HexBytes `json:"seen"`
+	// Side is where it was seen: "receiver" (the application), or for the
+	// wire analysis "wire".
+	Side string `json:"side"`
+}
+
+// MaxReportedCorruptions bounds the corruptions one agent reports in detail.
+const MaxReportedCorruptions = 64

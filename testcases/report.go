@@ -1,0 +1,71 @@
+package testcases
+
+import (
+	"github.com/kbisect/kbisect/testcases/proto"
+)
+
+// Verdicts of a run. Error means the infrastructure failed (build, boot,
+// timeout, host fault): it says nothing about the bug and is never Fail.
+const (
+	Pass  = "pass"
+	Fail  = "fail"
+	Error = "error"
+)
+
+// Report is the outcome of one run, as `kbisect run --json` prints it.
+type Report struct {
+	Verdict string `json:"verdict"`
+	Reason  string `json:"reason"`
+	Test    string `json:"test"`
+	// BytesVerified counts the payload bytes the receiver checked.
+	BytesVerified int64              `json:"bytes_verified"`
+	BytesSent     int64              `json:"bytes_sent"`
+	Corruptions   []proto.Corruption `json:"corruptions"`
+	// ThroughputMbit is the receiver's goodput over the whole test.
+	ThroughputMbit float64 `json:"throughput_mbit"`
+	// BootSeconds is the later of the two guests' uptime when their agent
+	// was ready; BootWallSeconds the host's time from launch to both ready.
+	BootSeconds     float64 `json:"boot_seconds"`
+	BootWallSeconds float64 `json:"boot_wall_seconds"`
+	TestSeconds     float64 `json:"test_seconds"`
+	Wire            Wire    `json:"wire"`
+	Topology        string  `json:"topology"`
+	Crypto          string  `json:"crypto,omitempty"`
+	// Path says which hypervisor and network path carried the traffic,
+	// e.g. "qemu-tcg/virtio-net".
+	Path    string   `json:"path"`
+	Guests  [2]Guest `json:"guests"`
+	Pcaps   []string `json:"pcaps,omitempty"`
+	Keys    string   `json:"keys,omitempty"`
+	ESPSA   string   `json:"esp_sa,omitempty"`
+	RunDir  string   `json:"run_dir"`
+	Seconds float64  `json:"seconds"`
+}
+
+// Guest describes one guest of the pair.
+type Guest struct {
+	Role          string   `json:"role"`
+	Kernel        string   `json:"kernel"`
+	KernelRelease string   `json:"kernel_release,omitempty"`
+	Console       string   `json:"console"`
+	BootSeconds   float64  `json:"boot_seconds"`
+	Outcome       string   `json:"outcome"`
+	Error         string   `json:"error,omitempty"`
+	XfrmState     []string `json:"xfrm_state,omitempty"`
+	Oopses        []string `json:"oopses,omitempty"`
+}
+
+// Wire is the verdict of the capture analysis.
+type Wire struct {
+	// Verdict is clean, encap, decap, nat or unknown.
+	Verdict string `json:"verdict"`
+	Detail  string `json:"detail,omitempty"`
+	Packets int64  `json:"packets"`
+	ESP     int64  `json:"esp_packets"`
+	// BytesVerified counts stream bytes checked on the wire.
+	BytesVerified  int64 `json:"bytes_verified"`
+	ICVFailures    int64 `json:"icv_failures"`
+	Corruptions    int   `json:"corruptions"`
+	ChecksumErrors int64 `json:"checksum_errors"`
+	Undecryptable  int64 `json:"undecryptable"`
+}

@@ -1,0 +1,271 @@
+// Package testcases runs kbisect's tests on a pair of guests: it prepares the
+// initramfs and the wire, boots both guests with the kernels under test,
+// collects what their agents report and turns it into a verdict with
+// evidence. Each testcase has a guest side (package guest, run by the agent)
+// and a host side here (parameters, verdict).
+package testcases
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/kbisect/kbisect/testcases/proto"
+)
+
+// Testcase is the host side of one test.
+type Testcase struct {
+	Name        string
+	Description string
+	// ESP says the test runs inside ESP-in-UDP SAs.
+	ESP bool
+	// Modules are the kernel modules a modular kernel needs for the test.
+	Modules []string
+}
+
+// baseModules are needed by every test on a modular kernel.
+var baseModules = []string{"virtio_pci", "virtio_net"}
+
+// espModules are the modules of ESP-in-UDP transport mode with every suite.
+var espModules = []string{
+	"esp4", "xfrm_user", "xfrm_algo", "authenc", "echainiv", "seqiv", "geniv",
+	"cbc", "ecb", "aes_generic", "aesni_intel", "sha1_generic", "sha256_generic", "hmac",
+	"gcm", "ghash_generic", "ctr", "crypto_null",
+	// echainiv and seqiv draw their salt from stdrng.
+	"drbg", "jitterentropy_rng",
+}
+
+// Registry lists the testcases by name.
+var Registry = map[string]Testcase{
+	"natt-esp": {
+		Name:        "natt-esp",
+		Description: "TCP streams in ESP-in-UDP (NAT-T, port 4500) transport mode; every payload byte checked",
+		ESP:         true,
+		Modules:     append(append([]string{}, baseModules...), espModules...),
+	},
+	"tcp": {
+		Name:        "tcp",
+		Description: "the same TCP streams without IPsec: the throughput baseline",
+		Modules:     baseModules,
+	},
+}
+
+// Names returns the registered testcases, sorted.
+func Names() []string {
+	var n []string
+	for k := range Registry {
+		n = append(n, k)
+	}
+	sort.Strings(n)
+	return n
+}
+
+// Options describe one run.
+type Options struct {
+	Test string
+	// Kernels of guest 0 (the sender, behind the NAT) and guest 1 (the
+	// receiver); Modules their module trees (/lib/modules/<release>), empty
+	// for a kernel with everything built in.
+	Kernels [2]string
+	Modules [2]string
+	// Duration of the traffic.
+	Duration time.Duration
+	// Topology is "direct" or "nat".
+	Topology string
+	// Crypto names a proto.Suites entry.
+	Crypto  string
+	Streams int
+	// Pattern is "zero" or "prng".
+	Pattern string
+	MTU     int
+	// RunDir receives console logs, captures and keys; it is created.
+	RunDir string
+	// Capture records the wire (pcap) and analyses it.
+	Capture bool
+	// InjectOffset >= 0 corrupts that byte of stream 0 on InjectSide.
+	InjectOffset int64
+	InjectSide   string
+	// FailOnOops turns a kernel oops or WARN in a guest console into fail.
+	FailOnOops bool
+	// StopOnFail ends the traffic at the first corruption.
+	StopOnFail bool
+	// Shell leaves a shell on each guest console instead of powering off.
+	Shell bool
+	// Accel is "auto", "tcg" or "kvm".
+	Accel    string
+	MemoryMB int
+	// Progress, if set, receives one-line progress messages.
+	Progress func(string)
+}
+
+// minBytes is the least the receiver must verify for a pass to mean
+// anything: a pair that moved less did not really run the test.
+const minBytes = 1 << 20
+
+// Validate checks the options a user gave and fills in defaults.
+func (o *Options) Validate() error {
+	if _, ok := Registry[o.Test]; !ok {
+		return fmt.Errorf("unknown test %q: choose one of %s", o.Test, strings.Join(Names(), ", "))
+	}
+	if o.Kernels[0] == "" {
+		return errors.New("no kernel: give --kernel IMAGE (a bzImage or vmlinux)")
+	}
+	if o.Kernels[1] == "" {
+		o.Kernels[1] = o.Kernels[0]
+		if o.Modules[1] == "" {
+			o.Modules[1] = o.Modules[0]
+		}
+	}
+	if o.Duration <= 0 {
+		return fmt.Errorf("duration %v: give a positive --duration such as 60s", o.Duration)
+	}
+	switch o.Topology {
+	case "":
+		o.Topology = "direct"
+	case "direct", "nat":
+	default:
+		return fmt.Errorf("unknown topology %q: use direct or nat", o.Topology)
+	}
+	if o.Crypto == "" {
+		o.Crypto = "cbc-aes-sha1"
+	}
+	if _, ok := proto.Suites[o.Crypto]; !ok {
+		var names []string
+		for k := range proto.Suites {
+			names = append(names, k)
+		}
+		sort.Strings(names)
+		return fmt.Errorf("unknown crypto %q: choose one of %s", o.Crypto, strings.Join(names, ", "))
+	}
+	if o.Streams == 0 {
+		o.Streams = 1
+	}
+	if o.Streams < 1 || o.Streams > 64 {
+		return fmt.Errorf("streams %d: use 1..64", o.Streams)
+	}
+	switch o.Pattern {
+	case "":
+		o.Pattern = "zero"
+	case "zero", "prng":
+	default:
+		return fmt.Errorf("unknown pattern %q: use zero or prng", o.Pattern)
+	}
+	if o.InjectOffset >= 0 && o.InjectSide == "" {
+		o.InjectSide = proto.InjectReceiver
+	}
+	if o.InjectSide != "" && o.InjectSide != proto.InjectReceiver && o.InjectSide != proto.InjectSender {
+		return fmt.Errorf("unknown injection side %q: use receiver or sender", o.InjectSide)
+	}
+	if o.RunDir == "" {
+		return errors.New("no run directory")
+	}
+	if o.MemoryMB == 0 {
+		o.MemoryMB = 512
+	}
+	return nil
+}
+
+func (o *Options) progress(format string, args ...any) {
+	if o.Progress != nil {
+		o.Progress(fmt.Sprintf(format, args...))
+	}
+}
+
+// guestParams builds both agents' parameters.
+func guestParams(o *Options, tc Testcase, a Addressing) ([2]*proto.Params, error) {
+	var seed [8]byte
+	if _, err := rand.Read(seed[:]); err != nil {
+		return [2]*proto.Params{}, fmt.Errorf("draw seed: %w", err)
+	}
+	var ps [2]*proto.Params
+	for i, role := range []string{proto.RoleSender, proto.RoleReceiver} {
+		ps[i] = &proto.Params{
+			Role:         role,
+			Test:         tc.Name,
+			Addr:         a.Addr[i],
+			Gateway:      a.Gateway[i],
+			Peer:         a.PeerView[i],
+			MTU:          o.MTU,
+			Streams:      o.Streams,
+			Duration:     proto.Duration(o.Duration),
+			Pattern:      o.Pattern,
+			Seed:         binary.LittleEndian.Uint64(seed[:]),
+			InjectOffset: -1,
+			StopOnFail:   o.StopOnFail,
+			Shell:        o.Shell,
+		}
+		if o.InjectOffset >= 0 && (role == proto.RoleSender) == (o.InjectSide == proto.InjectSender) {
+			ps[i].InjectOffset, ps[i].InjectSide = o.InjectOffset, o.InjectSide
+		}
+	}
+	if tc.ESP {
+		suite := proto.Suites[o.Crypto]
+		fwd, rev, err := sessionKeys(suite)
+		if err != nil {
+			return ps, err
+		}
+		cfgs := espConfigs(suite, a, fwd, rev)
+		ps[0].ESP, ps[1].ESP = cfgs[0], cfgs[1]
+	}
+	return ps, nil
+}
+
+// writeJSON writes v as indented JSON to path.
+func writeJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+// oopsMarkers are console lines that show the kernel hit a bug.
+var oopsMarkers = []string{"Oops:", "BUG:", "WARNING:", "general protection fault", "Kernel panic", "kernel BUG at", "Call Trace:"}
+
+// scanOopses returns the console lines that show a kernel bug.
+func scanOopses(console string) []string {
+	b, err := os.ReadFile(console)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, line := range strings.Split(string(b), "\n") {
+		for _, m := range oopsMarkers {
+			if strings.Contains(line, m) {
+				out = append(out, strings.TrimSpace(line))
+				break
+			}
+		}
+		if len(out) >= 10 {
+			break
+		}
+	}
+	return out
+}
+
+// consoleTail returns the last lines of a console log, for error reasons.
+func consoleTail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, " | ")
+}
+
+func abs(p string) string {
+	if a, err := filepath.Abs(p); err == nil {
+		return a
+	}
+	return p
+}

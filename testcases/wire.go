@@ -1,0 +1,39 @@
+package testcases
+
+import (
+	"context"
+
+	"github.com/kbisect/kbisect/testcases/esp"
+	"github.com/kbisect/kbisect/testcases/proto"
+)
+
+// analyzeWire decrypts the run's capture and fills r.Wire. With the
+// receiver's findings it can tell decapsulation from encapsulation.
+func analyzeWire(ctx context.Context, r *Report, recv *proto.Result) {
+	keys, err := esp.LoadKeys(r.Keys)
+	if err != nil {
+		r.Wire = Wire{Verdict: "unknown", Detail: err.Error()}
+		return
+	}
+	rep, err := esp.Analyze(ctx, esp.AnalyzeOptions{Pcaps: r.Pcaps, Keys: keys})
+	if err != nil {
+		r.Wire = Wire{Verdict: "unknown", Detail: err.Error()}
+		return
+	}
+	var rc []proto.Corruption
+	if recv != nil {
+		rc = recv.Corruptions
+	}
+	v, why := esp.Explain(rep, rc)
+	r.Wire = Wire{
+		Verdict:        v,
+		Detail:         why,
+		Packets:        rep.Packets,
+		ESP:            rep.ESPPackets,
+		BytesVerified:  rep.BytesVerified,
+		ICVFailures:    rep.ICVFailures,
+		Corruptions:    len(rep.Corruptions) + rep.CorruptionsDropped,
+		ChecksumErrors: rep.ChecksumFailures,
+		Undecryptable:  rep.Undecryptable,
+	}
+}

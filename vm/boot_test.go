@@ -1,0 +1,264 @@
+package vm
+
+import (
+	"context"
+	"errors"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestBootHello(t *testing.T) {
+	needQEMU(t)
+	cfg := testConfig(t, "hello", testInitramfs(t), "hello")
+	g, err := Start(testCtx(t), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	line, wall := firstLine(t, g)
+	t.Logf("first agent line after %v: %s", wall, line)
+	if !strings.HasPrefix(line, "KBISECT-EVENT ") || !strings.Contains(line, `"hello"`) {
+		t.Errorf("agent line %q is not the init's event", line)
+	}
+	if st, err := g.Status(testCtx(t)); err != nil || (st != "running" && st != "ended") {
+		t.Errorf("Status = %q, %v; want running", st, err)
+	}
+	o := g.Wait()
+	if o.Kind != ExitClean || o.Err() != nil {
+		t.Fatalf("outcome %+v, want clean", o)
+	}
+	if o.Reason != "guest rebooted" {
+		t.Errorf("reason %q, want guest rebooted", o.Reason)
+	}
+	if _, ok := <-g.Lines(); ok {
+		t.Errorf("a second agent line arrived")
+	}
+	log, err := os.ReadFile(cfg.ConsoleLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"Linux version", "Run /init as init process", "testinit: KBISECT-EVENT", "reboot: Restarting system"} {
+		if !strings.Contains(string(log), want) {
+			t.Errorf("console log lacks %q:\n%s", want, log)
+		}
+	}
+	if strings.Contains(string(log), "\r") {
+		t.Errorf("console log has carriage returns")
+	}
+	// -cpu max under TCG gives the guest's crypto its instructions.
+	if strings.Contains(strings.Join(g.Cmdline(), " "), "-accel tcg -cpu max") {
+		if !strings.Contains(string(log), "cpu flags: aes pclmulqdq avx2") {
+			t.Errorf("-cpu max guest lacks AES-NI/PCLMUL/AVX2:\n%s", grepLines(string(log), "cpu flags"))
+		}
+	}
+	assertGone(t, g)
+	if err := g.Close(); err != nil {
+		t.Errorf("Close after exit: %v", err)
+	}
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// TestPanic: an init that exits panics the kernel ("Attempted to kill
+// init"). With the pvpanic driver loaded QEMU reports GUEST_PANICKED and
+// exits; without it the console's "Kernel panic" line and panic=-1's reboot
+// make the same outcome.
+func TestPanic(t *testing.T) {
+	needQEMU(t)
+	ki, err := InspectKernel(testKernel(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name      string
+		modules   []string
+		viaQMP    bool // GUEST_PANICKED expected
+		wantCode  int
+		wantLines int
+	}{
+		{name: "console", wantCode: 0},
+		{name: "pvpanic", modules: []string{"pvpanic_mmio"}, viaQMP: true, wantCode: 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var mods []string
+			if len(tc.modules) > 0 {
+				mods = modulesFor(t, ki.Release, tc.modules...)
+			}
+			cfg := testConfig(t, "panic-"+tc.name, testInitramfs(t, mods...), "panic")
+			g, err := Start(testCtx(t), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer g.Close()
+			o := g.Wait()
+			err = o.Err()
+			if o.Kind != ExitPanic || !errors.Is(err, ErrPanic) {
+				t.Fatalf("outcome %s (%v), want panic\nconsole:\n%s", o.Kind, err, o.ConsoleTail)
+			}
+			if !strings.Contains(o.Reason, "Attempted to kill init") || !strings.Contains(err.Error(), "kernel panic: Attempted to kill init") {
+				t.Errorf("reason %q / error %q lack the panic message", o.Reason, err)
+			}
+			if !strings.Contains(o.ConsoleTail, "Kernel panic - not syncing") {
+				t.Errorf("console tail lacks the panic:\n%s", o.ConsoleTail)
+			}
+			g.mu.Lock()
+			viaQMP := g.panicked
+			g.mu.Unlock()
+			if viaQMP != tc.viaQMP || o.ExitCode != tc.wantCode {
+				t.Errorf("GUEST_PANICKED seen %v, exit code %d; want %v, %d", viaQMP, o.ExitCode, tc.viaQMP, tc.wantCode)
+			}
+			assertGone(t, g)
+		})
+	}
+}
+
+func TestTimeout(t *testing.T) {
+	needQEMU(t)
+	cfg := testConfig(t, "timeout", testInitramfs(t), "hang")
+	cfg.Timeout = 2 * time.Second
+	start := time.Now()
+	g, err := Start(testCtx(t), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	o := g.Wait()
+	if o.Kind != ExitTimeout || !errors.Is(o.Err(), ErrTimeout) {
+		t.Fatalf("outcome %s (%v), want timeout", o.Kind, o.Err())
+	}
+	if !strings.Contains(o.Err().Error(), "timeout after 2s") {
+		t.Errorf("error %q does not say timeout after 2s", o.Err())
+	}
+	if d := time.Since(start); d > cfg.Timeout+cfg.StopGrace+10*time.Second {
+		t.Errorf("timeout took %v", d)
+	}
+	assertGone(t, g)
+}
+
+// TestContextDeadline: a context deadline is a timeout too.
+func TestContextDeadline(t *testing.T) {
+	needQEMU(t)
+	cfg := testConfig(t, "deadline", testInitramfs(t), "hang")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	g, err := Start(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	if o := g.Wait(); o.Kind != ExitTimeout {
+		t.Fatalf("outcome %s (%v), want timeout", o.Kind, o.Err())
+	}
+	assertGone(t, g)
+}
+
+// TestHygiene: after Close of a running guest, and after a context
+// cancelled mid-boot, no QEMU process of ours remains and the temp dirs are
+// gone.
+func TestHygiene(t *testing.T) {
+	needQEMU(t)
+	initrd := testInitramfs(t)
+	t.Run("close", func(t *testing.T) {
+		g, err := Start(testCtx(t), testConfig(t, "close", initrd, "hang"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		firstLine(t, g)
+		if err := g.Close(); err != nil {
+			t.Fatal(err)
+		}
+		o := g.Wait()
+		if o.Kind != ExitKilled || !errors.Is(o.Err(), ErrKilled) {
+			t.Errorf("outcome %s (%v), want killed", o.Kind, o.Err())
+		}
+		if o.ExitCode != 0 {
+			t.Errorf("QMP quit should end QEMU with status 0, got %d", o.ExitCode)
+		}
+		assertGone(t, g)
+	})
+	t.Run("cancel mid-boot", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		g, err := Start(ctx, testConfig(t, "cancel", initrd, "hang"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer g.Close()
+		time.Sleep(500 * time.Millisecond)
+		cancel()
+		o := g.Wait()
+		if o.Kind != ExitKilled || !strings.Contains(o.Reason, "cancel") {
+			t.Errorf("outcome %s (%q), want killed by cancellation", o.Kind, o.Reason)
+		}
+		assertGone(t, g)
+	})
+	t.Run("stop", func(t *testing.T) {
+		g, err := Start(testCtx(t), testConfig(t, "stop", initrd, "hang"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer g.Close()
+		firstLine(t, g)
+		if err := g.Stop(testCtx(t)); err != nil {
+			t.Fatal(err)
+		}
+		if o := g.Wait(); o.Kind != ExitKilled {
+			t.Errorf("outcome %s, want killed", o.Kind)
+		}
+		if st, err := g.Status(testCtx(t)); st != "ended" || err != nil {
+			t.Errorf("Status after stop = %q, %v", st, err)
+		}
+		assertGone(t, g)
+	})
+}
+
+func TestStartErrors(t *testing.T) {
+	needQEMU(t)
+	initrd := testInitramfs(t)
+	text := t.TempDir() + "/README"
+	os.WriteFile(text, []byte("hello\n"), 0o644)
+	tests := []struct {
+		name string
+		mod  func(*Config)
+		want string
+	}{
+		{"not a kernel", func(c *Config) { c.Kernel = text }, "is not a Linux kernel image"},
+		{"no kernel", func(c *Config) { c.Kernel = "" }, "no kernel image given"},
+		{"missing initrd", func(c *Config) { c.Initrd = "/nonexistent/initrd" }, "initramfs"},
+		{"bad accel", func(c *Config) { c.Accel = "hvf" }, "use auto, kvm or tcg"},
+		{"bad hypervisor", func(c *Config) { c.Hypervisor = "bhyve" }, `hypervisor "bhyve" is not supported`},
+		{"no qemu", func(c *Config) { c.QEMU.Binary = "/nonexistent/qemu" }, "install QEMU"},
+		{"netdev without file", func(c *Config) { c.Netdevs = []Netdev{{Kind: NetDgram}} }, "has no open file"},
+		{"qemu rejects", func(c *Config) { c.QEMU.ExtraArgs = []string{"-device", "no-such-device"} }, "no-such-device"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tempRoot = t.TempDir()
+			defer func() { tempRoot = "" }()
+			cfg := testConfig(t, "err", initrd, "hello")
+			tc.mod(&cfg)
+			g, err := Start(testCtx(t), cfg)
+			if err == nil {
+				g.Close()
+				t.Fatalf("Start succeeded, want an error with %q", tc.want)
+			}
+			if !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+				t.Errorf("error %q: want one line with %q", err, tc.want)
+			}
+			if left, _ := os.ReadDir(tempRoot); len(left) > 0 {
+				t.Errorf("%d temp dirs left behind", len(left))
+			}
+		})
+	}
+}

@@ -1,0 +1,112 @@
+package vm
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestInspectKernelDebian(t *testing.T) {
+	k := testKernel(t)
+	ki, err := InspectKernel(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// /boot/vmlinuz-<release> names its release; so does /lib/modules.
+	want := strings.TrimPrefix(filepath.Base(k), "vmlinuz-")
+	if ki.Format != FormatBzImage || ki.Release != want {
+		t.Errorf("InspectKernel(%s) = %s release %q, want bzImage release %q", k, ki.Format, ki.Release, want)
+	}
+	if !strings.HasPrefix(ki.Version, want+" (") {
+		t.Errorf("version %q does not start with the release", ki.Version)
+	}
+	if ki.BootProtocol < 0x20f || ki.Compression == "" || ki.Compression == "unknown" {
+		t.Errorf("boot protocol %#x, compression %q", ki.BootProtocol, ki.Compression)
+	}
+	if _, err := os.Stat(filepath.Join("/lib/modules", ki.Release)); err != nil {
+		t.Errorf("release %q has no modules directory: %v", ki.Release, err)
+	}
+
+	// Its vmlinux, extracted, is an ELF with the same release and (Debian
+	// has CONFIG_PVH=y) the PVH note.
+	vmlinux := filepath.Join(t.TempDir(), "vmlinux")
+	if err := ExtractVmlinux(context.Background(), k, vmlinux); err != nil {
+		t.Fatal(err)
+	}
+	eki, err := InspectKernel(vmlinux)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The ELF banner also names the compiler, the setup header does not;
+	// both end with the same build string.
+	_, build, _ := strings.Cut(ki.Version, ") #")
+	if eki.Format != FormatELF || eki.Release != ki.Release || !strings.HasSuffix(eki.Version, ") #"+build) {
+		t.Errorf("extracted vmlinux: %s %q %q, want vmlinux %q ending in %q", eki.Format, eki.Release, eki.Version, ki.Release, build)
+	}
+	if !eki.PVH || eki.PVHEntry == 0 || eki.PVHEntry >= 1<<32 {
+		t.Errorf("extracted vmlinux: PVH %v entry %#x, want a 32-bit PVH entry", eki.PVH, eki.PVHEntry)
+	}
+
+	// PVHImage caches the extraction: the second call returns the same file.
+	img1, ok, err := PVHImage(context.Background(), k)
+	if err != nil || !ok {
+		t.Fatalf("PVHImage: %q %v %v", img1, ok, err)
+	}
+	img2, _, _ := PVHImage(context.Background(), k)
+	if img1 != img2 {
+		t.Errorf("PVHImage not cached: %s then %s", img1, img2)
+	}
+	if img, ok, err := PVHImage(context.Background(), vmlinux); err != nil || !ok || img != vmlinux {
+		t.Errorf("PVHImage(ELF) = %q %v %v, want the file itself", img, ok, err)
+	}
+}
+
+func TestInspectKernelRejects(t *testing.T) {
+	dir := t.TempDir()
+	k := testKernel(t)
+	head := make([]byte, 8192)
+	f, err := os.Open(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Read(head)
+	f.Close()
+	write := func(name string, data []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	bootSector := make([]byte, 1024)
+	bootSector[0x1fe], bootSector[0x1ff] = 0x55, 0xaa
+	tests := []struct {
+		name, path, want string
+	}{
+		{"text", write("notes.txt", []byte("just some text, not a kernel\n")), "no ELF magic"},
+		{"empty", write("empty", nil), "no ELF magic"},
+		{"boot sector", write("mbr", bootSector), "without the Linux setup header"},
+		{"truncated bzImage", write("trunc", head), "truncated"},
+		{"go program", testInit(t), "without the \"Linux version\" banner"},
+		{"directory", dir, "not a regular file"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ki, err := InspectKernel(tc.path)
+			var nk *NotKernelError
+			if !errors.As(err, &nk) {
+				t.Fatalf("InspectKernel(%s) = %+v, %v; want a NotKernelError", tc.name, ki, err)
+			}
+			msg := err.Error()
+			if !strings.Contains(msg, tc.want) || !strings.Contains(msg, "is not a Linux kernel image (bzImage or vmlinux)") || strings.Contains(msg, "\n") {
+				t.Errorf("error %q: want one line with %q", msg, tc.want)
+			}
+		})
+	}
+	if _, err := InspectKernel(filepath.Join(dir, "missing")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("missing file: %v, want ErrNotExist", err)
+	}
+}

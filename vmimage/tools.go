@@ -1,0 +1,63 @@
+//go:build kbisect_tools
+
+// This file is never compiled. It names the u-root commands the shell layer
+// builds, so that `go mod tidy` keeps their modules (gosh's mvdan.cc/sh and
+// golang.org/x/term, dd's rck/unit, ...) in go.mod and go.sum: the image
+// build resolves them from this module and works offline.
+
+package vmimage
+
+import (
+	_ "github.com/u-root/u-root/cmds/core/cat"
+	_ "github.com/u-root/u-root/cmds/core/chmod"
+	_ "github.com/u-root/u-root/cmds/core/cmp"
+	_ "github.com/u-root/u-root/cmds/core/cp"
+	_ "github.com/u-root/u-root/cmds/core/date"
+	_ "github.com/u-root/u-root/cmds/core/dd"
+	_ "github.com/u-root/u-root/cmds/core/df"
+	_ "github.com/u-root/u-root/cmds/core/dmesg"
+	_ "github.com/u-root/u-root/cmds/core/echo"
+	_ "github.com/u-root/u-root/cmds/core/false"
+	_ "github.com/u-root/u-root/cmds/core/find"
+	_ "github.com/u-root/u-root/cmds/core/free"
+	_ "github.com/u-root/u-root/cmds/core/gosh"
+	_ "github.com/u-root/u-root/cmds/core/grep"
+	_ "github.com/u-root/u-root/cmds/core/head"
+	_ "github.com/u-root/u-root/cmds/core/hexdump"
+	_ "github.com/u-root/u-root/cmds/core/insmod"
+	_ "github.com/u-root/u-root/cmds/core/ip"
+	_ "github.com/u-root/u-root/cmds/core/kill"
+	_ "github.com/u-root/u-root/cmds/core/ln"
+	_ "github.com/u-root/u-root/cmds/core/ls"
+	_ "github.com/u-root/u-root/cmds/core/lsmod"
+	_ "github.com/u-root/u-root/cmds/core/md5sum"
+	_ "github.com/u-root/u-root/cmds/core/mkdir"
+	_ "github.com/u-root/u-root/cmds/core/mknod"
+	_ "github.com/u-root/u-root/cmds/core/more"
+	_ "github.com/u-root/u-root/cmds/core/mount"
+	_ "github.com/u-root/u-root/cmds/core/mv"
+	_ "github.com/u-root/u-root/cmds/core/netstat"
+	_ "github.com/u-root/u-root/cmds/core/pidof"
+	_ "github.com/u-root/u-root/cmds/core/ping"
+	_ "github.com/u-root/u-root/cmds/core/poweroff"
+	_ "github.com/u-root/u-root/cmds/core/printenv"
+	_ "github.com/u-root/u-root/cmds/core/ps"
+	_ "github.com/u-root/u-root/cmds/core/pwd"
+	_ "github.com/u-root/u-root/cmds/core/readlink"
+	_ "github.com/u-root/u-root/cmds/core/rm"
+	_ "github.com/u-root/u-root/cmds/core/rmmod"
+	_ "github.com/u-root/u-root/cmds/core/shutdown"
+	_ "github.com/u-root/u-root/cmds/core/sleep"
+	_ "github.com/u-root/u-root/cmds/core/sort"
+	_ "github.com/u-root/u-root/cmds/core/sync"
+	_ "github.com/u-root/u-root/cmds/core/tail"
+	_ "github.com/u-root/u-root/cmds/core/tee"
+	_ "github.com/u-root/u-root/cmds/core/tr"
+	_ "github.com/u-root/u-root/cmds/core/true"
+	_ "github.com/u-root/u-root/cmds/core/umount"
+	_ "github.com/u-root/u-root/cmds/core/uname"
+	_ "github.com/u-root/u-root/cmds/core/uptime"
+	_ "github.com/u-root/u-root/cmds/core/wc"
+	_ "github.com/u-root/u-root/cmds/core/which"
+	_ "github.com/u-root/u-root/cmds/core/xargs"
+)
