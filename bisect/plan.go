@@ -149,6 +149,44 @@ func (s *Search) plan(c Costs, opts []float64, pending []Request) (Request, bool
 			H[(j+1)*no+o] = H[j*no+o] + s.segM[j]*h2(v)
 		}
 	}
+	// Information about p: per segment and option, the expected binary
+	// entropy of the outcome given p, for bad x.
+	var HP []float64
+	if planPW > 0 && s.unit == UnitRuns && s.model.rate == 0 {
+		HP = make([]float64, (ns+1)*no)
+		const G = 32
+		var grid [G]float64
+		for i := range grid {
+			z := -9 + 18*(float64(i)+0.5)/G
+			grid[i] = 1 / (1 + math.Exp(-z))
+		}
+		for j := 0; j < ns; j++ {
+			al, be := s.model.p.PriorA+s.segF[j], s.model.p.PriorB+s.segE[j]
+			var ws [G]float64
+			mx := math.Inf(-1)
+			for i, p := range grid {
+				// density in logit space: p^al (1-p)^be
+				ws[i] = al*math.Log(p) + be*math.Log1p(-p)
+				mx = math.Max(mx, ws[i])
+			}
+			var z float64
+			for i := range ws {
+				ws[i] = math.Exp(ws[i] - mx)
+				z += ws[i]
+			}
+			for o, e := range opts {
+				var eh float64
+				for i, p := range grid {
+					eh += ws[i] / z * h2(math.Pow(1-p, e))
+				}
+				ip := h2(pb[j*no+o]) - eh
+				if ip < 0 {
+					ip = 0
+				}
+				HP[(j+1)*no+o] = HP[j*no+o] + s.segM[j]*ip
+			}
+		}
+	}
 	pg := make([]float64, no)
 	hg := make([]float64, no)
 	for o, e := range opts {
@@ -204,6 +242,12 @@ func (s *Search) plan(c Costs, opts []float64, pending []Request) (Request, bool
 			hc := H[k*no+o] + f*mk*h2(v) + (1-bm)*hg[o]
 			pp[o] = p
 			gain[o] = h2(p) - hc
+			if HP != nil {
+				// p information from the bad side only (approx.: whole
+				// split segment counted by f).
+				ip := HP[k*no+o]
+				gain[o] += planPW * ip
+			}
 			if useMax {
 				// E[max posterior after] - max posterior now.
 				v := pb[k*no+o]
@@ -387,6 +431,8 @@ func (s *Search) jointMI(tests []Request) float64 {
 
 var planMaxT, _ = strconv.ParseFloat(os.Getenv("KB_MAXT"), 64)
 var planMaxW = func() float64 { w, _ := strconv.ParseFloat(os.Getenv("KB_MAXW"), 64); if w == 0 { w = 1 }; return w }()
+
+var planPW, _ = strconv.ParseFloat(os.Getenv("KB_PW"), 64)
 
 var runOpts = func() []float64 {
 	if os.Getenv("KB_OPTS") == "fine" {

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
-	"strings"
 
 	"github.com/kbisect/kbisect/kconfigs"
 )
@@ -59,9 +58,7 @@ func Kconfig(ctx context.Context, o KconfigOptions) (*kconfigs.Result, error) {
 		return nil, err
 	}
 	m := &kconfigs.Make{SrcDir: s.src, ObjDir: filepath.Join(s.dir, "kconfig"), Version: p.version,
-		Vars: p.toolchain.Vars(), Env: p.env(), Log: nil}
-	var logTail strings.Builder
-	m.Log = &logTail
+		Vars: p.toolchain.Vars(), Env: p.env()}
 	base := p.userCfg
 	if base == nil {
 		if base, err = m.Base(ctx, o.Base); err != nil {

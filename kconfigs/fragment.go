@@ -1,6 +1,7 @@
 package kconfigs
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"embed"
 	"encoding/hex"
@@ -42,6 +43,10 @@ type Fragment struct {
 	data     []byte
 }
 
+// OptionalMarker is a line that makes every setting of a fragment optional:
+// wanted, but a kernel without it is still usable.
+const OptionalMarker = "# kbisect: optional"
+
 // ParseFragment parses fragment text; name is used in messages and in
 // Setting.Source.
 func ParseFragment(name string, data []byte) (*Fragment, error) {
@@ -50,8 +55,9 @@ func ParseFragment(name string, data []byte) (*Fragment, error) {
 		return nil, fmt.Errorf("fragment %s: %w", name, err)
 	}
 	f := &Fragment{Name: name, data: data}
+	optional := bytes.Contains(data, []byte("\n"+OptionalMarker+"\n")) || bytes.HasPrefix(data, []byte(OptionalMarker+"\n"))
 	for _, s := range c.order {
-		f.Settings = append(f.Settings, Setting{Symbol: s, Value: c.vals[s], Source: name})
+		f.Settings = append(f.Settings, Setting{Symbol: s, Value: c.vals[s], Source: name, Optional: optional})
 	}
 	return f, nil
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -109,10 +110,13 @@ func TestPrepareReal(t *testing.T) {
 		}
 		for _, want := range []string{"added or changed by fragment natt-esp:", "CONFIG_XFRM_USER: (absent) -> y",
 			"added or changed by fragment qemu-x86_64:", "CONFIG_VIRTIO_NET: (absent) -> y",
-			"pulled in by dependencies", " XFRM ", "gated by version):", "CONFIG_EXPERIMENTAL", "CONFIG_INET_XFRM_MODE_TRANSPORT"} {
+			"pulled in by dependencies", "gated by version):", "CONFIG_EXPERIMENTAL", "CONFIG_INET_XFRM_MODE_TRANSPORT"} {
 			if !strings.Contains(rep.String(), want) {
 				t.Errorf("report lacks %q", want)
 			}
+		}
+		if !regexp.MustCompile(`(?m)^  .* XFRM_ALGO( |$)`).MatchString(rep.String()) {
+			t.Error("report does not list XFRM_ALGO among the symbols pulled in by dependencies")
 		}
 		for _, p := range r.Problems {
 			t.Logf("problem: %s", p)

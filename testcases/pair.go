@@ -99,6 +99,7 @@ func runPair(ctx context.Context, o *Options, r *Report) error {
 			Name:       roles[i],
 			Kernel:     o.Kernels[i],
 			Initrd:     initrd,
+			Append:     o.Append,
 			MemoryMB:   o.MemoryMB,
 			CPUs:       1,
 			Accel:      o.Accel,

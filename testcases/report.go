@@ -60,8 +60,10 @@ type Wire struct {
 	// Verdict is clean, encap, decap, nat or unknown.
 	Verdict string `json:"verdict"`
 	Detail  string `json:"detail,omitempty"`
-	Packets int64  `json:"packets"`
-	ESP     int64  `json:"esp_packets"`
+	// Missing says what the capture lacks for a definite verdict.
+	Missing []string `json:"missing,omitempty"`
+	Packets int64    `json:"packets"`
+	ESP     int64    `json:"esp_packets"`
 	// BytesVerified counts stream bytes checked on the wire.
 	BytesVerified  int64 `json:"bytes_verified"`
 	ICVFailures    int64 `json:"icv_failures"`

@@ -98,6 +98,8 @@ type Options struct {
 	StopOnFail bool
 	// Shell leaves a shell on each guest console instead of powering off.
 	Shell bool
+	// Append is added to both guests' kernel command lines.
+	Append string
 	// Accel is "auto", "tcg" or "kvm".
 	Accel    string
 	MemoryMB int

@@ -28,6 +28,7 @@ func analyzeWire(ctx context.Context, r *Report, recv *proto.Result) {
 	r.Wire = Wire{
 		Verdict:        v,
 		Detail:         why,
+		Missing:        rep.Missing,
 		Packets:        rep.Packets,
 		ESP:            rep.ESPPackets,
 		BytesVerified:  rep.BytesVerified,

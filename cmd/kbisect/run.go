@@ -51,6 +51,7 @@ func (f *runFlags) register(cmd *cobra.Command, withKernel bool) {
 	fl.BoolVar(&f.opts.StopOnFail, "stop-on-fail", false, "end the traffic at the first corruption")
 	fl.BoolVar(&f.opts.Shell, "shell", false, "debug: leave a shell on each guest console instead of powering off")
 	fl.StringVar(&f.opts.Accel, "accel", "auto", "auto, tcg or kvm")
+	fl.StringVar(&f.opts.Append, "append", "", "extra kernel command line for both guests")
 	fl.IntVar(&f.opts.MemoryMB, "memory", 512, "guest memory in MiB")
 }
 

@@ -1,0 +1,135 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kbisect/kbisect/kbuild"
+	"github.com/kbisect/kbisect/kconfigs"
+)
+
+func init() {
+	var (
+		o         kbuild.Options
+		fragments []string
+		out       string
+		asJSON    bool
+		verbose   bool
+	)
+	cmd := &cobra.Command{
+		Use:   "build --repo R --rev X --config C [--jobs N] [--cc gcc-12] [--out DIR]",
+		Short: "Build one commit with your kernel config, incrementally and cached",
+		Long: `build compiles --rev of --repo in a checkout kbisect owns (your repository is
+only read), with the old-tree fixups and compiler flags its version needs,
+ccache, and a persistent build directory so that neighbouring commits rebuild
+only what changed. A kernel built before from the same tree, config, fixups
+and toolchain comes from the build cache at once.
+
+--config is your .config, built as it is unless you add --fragment; or
+defconfig/tinyconfig, which get the default fragments (qemu-x86_64, agent,
+natt-esp, and lean for tinyconfig) unless you name fragments yourself.
+
+The kernel's files are printed (or copied to --out): bzImage, vmlinux,
+modules (if any), the final config, the build log, and a signature of the
+kernel's loaded sections: two commits with the same signature built the same
+kernel. A build failure exits 1 with the first error line and the log path.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if len(fragments) > 0 || kconfigs.IsBaseName(o.Config) {
+				frags, err := kbFragments(fragments, len(fragments) == 0, o.Config)
+				if err != nil {
+					return err
+				}
+				o.Fragments = frags
+			}
+			o.Log = os.Stderr
+			if verbose {
+				o.BuildLog = os.Stderr
+			}
+			a, err := kbuild.Build(cmd.Context(), o)
+			var be *kbuild.BuildError
+			var ce *kbuild.ConfigError
+			if errors.As(err, &be) || errors.As(err, &ce) {
+				return &exitError{code: 1, err: err}
+			}
+			if err != nil {
+				return err
+			}
+			if out != "" {
+				if err := a.CopyTo(out); err != nil {
+					return err
+				}
+				if a, err = kbuild.ReadArtifact(out); err != nil {
+					return err
+				}
+			}
+			if asJSON {
+				return kbPrintArtifactJSON(cmd.OutOrStdout(), a)
+			}
+			kbPrintArtifact(cmd.OutOrStdout(), a)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.Repo, "repo", ".", "kernel git repository (only read)")
+	f.StringVar(&o.Rev, "rev", "HEAD", "commit to build")
+	f.StringVar(&o.Config, "config", "", "kernel config: a .config file, defconfig or tinyconfig")
+	f.StringArrayVar(&fragments, "fragment", nil, "config fragment to merge and require: built-in name or file (repeatable)")
+	f.IntVarP(&o.Jobs, "jobs", "j", 0, "parallel make jobs (default: number of CPUs)")
+	f.StringVar(&o.CC, "cc", "", "compiler, e.g. gcc-12 or gcc-11 (default: the toolchain table's, gcc)")
+	f.StringVar(&out, "out", "", "copy the kernel's files to this directory")
+	f.IntVar(&o.Slots, "slots", 1, "build slots (checkout + build directory) per repository")
+	f.BoolVar(&o.NoCache, "no-cache", false, "rebuild even if the build cache has this kernel")
+	f.BoolVar(&o.NoCcache, "no-ccache", false, "do not use ccache")
+	f.BoolVar(&asJSON, "json", false, "print the result as JSON")
+	f.BoolVarP(&verbose, "verbose", "v", false, "show make's output")
+	cmd.MarkFlagRequired("config")
+	rootCmd.AddCommand(cmd)
+}
+
+func kbPrintArtifact(w io.Writer, a *kbuild.Artifact) {
+	how := fmt.Sprintf("built in %s", a.BuildTime().Round(time.Second))
+	if a.CacheHit {
+		how = fmt.Sprintf("from the build cache (%s; built in %s)", a.Elapsed.Round(time.Millisecond), a.BuildTime().Round(time.Second))
+	}
+	fmt.Fprintf(w, "kernel %s (Linux %s) %s\n", a.Release, a.Version, how)
+	fmt.Fprintf(w, "  commit     %s (tree %s)\n", a.Commit, a.Tree)
+	fmt.Fprintf(w, "  signature  %s\n", a.Signature)
+	fmt.Fprintf(w, "  bzImage    %s\n  vmlinux    %s\n  config     %s\n  build log  %s\n", a.BzImage, a.Vmlinux, a.Config, a.Log)
+	if a.Modules != "" {
+		fmt.Fprintf(w, "  modules    %s\n", a.Modules)
+	}
+	if len(a.Fixups) > 0 {
+		fmt.Fprintf(w, "  fixups     %v\n", a.Fixups)
+	}
+	fmt.Fprintf(w, "  toolchain  %s\n", a.Toolchain)
+	for _, warn := range a.Warnings {
+		fmt.Fprintf(w, "  warning: %s\n", warn)
+	}
+}
+
+func kbPrintArtifactJSON(w io.Writer, a *kbuild.Artifact) error {
+	v := struct {
+		*kbuild.Artifact
+		Commit      string  `json:"commit"`
+		BuiltCommit string  `json:"built_commit"`
+		Dir         string  `json:"dir"`
+		BzImage     string  `json:"bzimage"`
+		Vmlinux     string  `json:"vmlinux"`
+		Config      string  `json:"config"`
+		Log         string  `json:"log"`
+		Modules     string  `json:"modules,omitempty"`
+		CacheHit    bool    `json:"cache_hit"`
+		Elapsed     float64 `json:"elapsed_seconds"`
+		BuildTime   float64 `json:"build_seconds"`
+	}{a, a.Commit, a.BuiltCommit, a.Dir, a.BzImage, a.Vmlinux, a.Config, a.Log, a.Modules, a.CacheHit, a.Elapsed.Seconds(), a.BuildTime().Seconds()}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

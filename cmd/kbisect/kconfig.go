@@ -1,0 +1,117 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kbisect/kbisect/kbuild"
+	"github.com/kbisect/kbisect/kconfigs"
+)
+
+func init() {
+	var (
+		repo, rev, base, out, cc string
+		fragments                []string
+		noDefaults               bool
+	)
+	cmd := &cobra.Command{
+		Use:   "kconfig --repo R --rev X [--base FILE|defconfig|tinyconfig] [--fragment F ...] -o OUT",
+		Short: "Make the kernel config kbisect builds: your config plus what the VM and the test need",
+		Long: `kconfig merges config fragments into a base config the way merge_config.sh does,
+runs olddefconfig (oldconfig before 3.7) in kbisect's own checkout of --rev,
+checks that every required setting survived (naming the unmet dependency or
+saying that the symbol does not exist in this version) and prints what was
+added to or changed in the base config.
+
+The base is your .config (its options stay; only what is needed is added), or
+defconfig or tinyconfig (the default). The built-in fragments qemu-x86_64,
+agent and natt-esp are always merged unless --no-default-fragments; "lean"
+is added for tinyconfig bases. --fragment takes a built-in name (` + fmt.Sprint(kconfigs.BuiltinNames()) + `)
+or a file.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if out == "" {
+				return errors.New("kconfig: give the output file with -o OUT")
+			}
+			frags, err := kbFragments(fragments, !noDefaults, base)
+			if err != nil {
+				return err
+			}
+			res, err := kbuild.Kconfig(cmd.Context(), kbuild.KconfigOptions{
+				Repo: repo, Rev: rev, Base: base, Fragments: frags, CC: cc, Log: os.Stderr,
+			})
+			if err != nil {
+				return err
+			}
+			res.Report(cmd.OutOrStdout())
+			if err := res.Err(); err != nil {
+				return &exitError{code: 1, err: fmt.Errorf("%w; %s not written", err, out)}
+			}
+			if err := kbWriteFileAtomic(out, res.Final.Bytes()); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s (Linux %s, %d settings)\n", out, res.Version, res.Final.Len())
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&repo, "repo", ".", "kernel git repository (only read)")
+	f.StringVar(&rev, "rev", "HEAD", "commit whose Kconfig decides")
+	f.StringVar(&base, "base", "tinyconfig", "base config: a .config file, defconfig, tinyconfig or allnoconfig")
+	f.StringArrayVar(&fragments, "fragment", nil, "config fragment to merge: a built-in name or a file (repeatable)")
+	f.BoolVar(&noDefaults, "no-default-fragments", false, "merge only the --fragment ones")
+	f.StringVarP(&out, "output", "o", "", "where to write the resulting .config")
+	f.StringVar(&cc, "cc", "", "compiler whose version Kconfig sees (default: the toolchain table's, gcc)")
+	rootCmd.AddCommand(cmd)
+}
+
+// kbFragments turns --fragment arguments into fragments, with the
+// default ones first (and lean for tinyconfig or allnoconfig bases).
+func kbFragments(args []string, defaults bool, base string) ([]*kconfigs.Fragment, error) {
+	var names []string
+	if defaults {
+		names = append(names, kconfigs.DefaultNames...)
+		if base == "tinyconfig" || base == "allnoconfig" {
+			names = append(names, "lean")
+		}
+	}
+	var out []*kconfigs.Fragment
+	for _, n := range append(names, args...) {
+		if n == "defaults" {
+			out = append(out, kconfigs.Defaults()...)
+			continue
+		}
+		f, err := kconfigs.Resolve(n)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, f)
+	}
+	return out, nil
+}
+
+// kbWriteFileAtomic writes data to path through a temporary file and a
+// rename, so path is either absent, the old file or the new one.
+func kbWriteFileAtomic(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}

@@ -1,0 +1,153 @@
+package testcases
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kbisect/kbisect/internal/testenv"
+	"github.com/kbisect/kbisect/testcases/proto"
+)
+
+// These tests boot real guest pairs (Debian's kernel under QEMU) and run the
+// real agent: a pass moves and checks real bytes, a fail comes from a real
+// corruption injected by the agent's self-test hook.
+
+func baseOptions(t *testing.T) Options {
+	t.Helper()
+	testenv.NeedRoot(t)
+	k, mods := testenv.DebianKernel(t)
+	return Options{
+		Test:         "natt-esp",
+		Kernels:      [2]string{k, k},
+		Modules:      [2]string{mods, mods},
+		Duration:     8 * time.Second,
+		Topology:     "direct",
+		Crypto:       "cbc-aes-sha1",
+		Pattern:      "prng",
+		Capture:      true,
+		InjectOffset: -1,
+		RunDir:       t.TempDir(),
+	}
+}
+
+func TestRunVerdicts(t *testing.T) {
+	cases := []struct {
+		name       string
+		topology   string
+		inject     int64
+		injectSide string
+		verdict    string
+		wire       string
+	}{
+		{name: "direct-clean", topology: "direct", inject: -1, verdict: Pass, wire: "clean"},
+		{name: "nat-decap", topology: "nat", inject: 1_000_000, injectSide: proto.InjectReceiver, verdict: Fail, wire: "decap"},
+		{name: "direct-encap", topology: "direct", inject: 1_500_001, injectSide: proto.InjectSender, verdict: Fail, wire: "encap"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			o := baseOptions(t)
+			o.Topology, o.InjectOffset, o.InjectSide = tc.topology, tc.inject, tc.injectSide
+			r, err := Run(context.Background(), o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Verdict != tc.verdict {
+				t.Fatalf("verdict %s (%s), want %s", r.Verdict, r.Reason, tc.verdict)
+			}
+			if r.BytesVerified < minBytes {
+				t.Errorf("bytes_verified %d, want >= %d", r.BytesVerified, minBytes)
+			}
+			if r.BootSeconds <= 0 || r.ThroughputMbit <= 0 {
+				t.Errorf("boot_seconds %v, throughput %v: want both > 0", r.BootSeconds, r.ThroughputMbit)
+			}
+			if tc.inject >= 0 {
+				if len(r.Corruptions) != 1 || r.Corruptions[0].Offset != tc.inject || r.Corruptions[0].Length != 1 {
+					t.Errorf("corruptions %+v, want one byte at %d", r.Corruptions, tc.inject)
+				}
+			} else if len(r.Corruptions) != 0 {
+				t.Errorf("corruptions %+v on a clean run", r.Corruptions)
+			}
+			if r.Wire.Verdict != tc.wire {
+				t.Errorf("wire %s (%s), want %s", r.Wire.Verdict, r.Wire.Detail, tc.wire)
+			}
+			wantPcaps := map[string]int{"direct": 1, "nat": 2}[tc.topology]
+			if len(r.Pcaps) != wantPcaps {
+				t.Errorf("pcaps %v, want %d", r.Pcaps, wantPcaps)
+			}
+			for _, g := range r.Guests {
+				if g.KernelRelease == "" || len(g.XfrmState) != 2 {
+					t.Errorf("%s: release %q, SAs %q: want the kernel's view of both SAs", g.Role, g.KernelRelease, g.XfrmState)
+				}
+				for _, sa := range g.XfrmState {
+					if !strings.Contains(sa, "auth hmac(sha1) trunc 96") || !strings.Contains(sa, "encap espinudp") {
+						t.Errorf("%s runs %q, want hmac(sha1)-96 in ESP-in-UDP", g.Role, sa)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestRunErrors: infrastructure and kernel trouble is error, never fail.
+func TestRunErrors(t *testing.T) {
+	notKernel := filepath.Join(t.TempDir(), "vmlinuz")
+	os.WriteFile(notKernel, []byte("this is not a kernel\n"), 0o644)
+	cases := []struct {
+		name   string
+		modify func(t *testing.T, o *Options)
+		reason string
+	}{
+		{"not-a-kernel", func(t *testing.T, o *Options) { o.Kernels[0] = notKernel }, "not a Linux kernel image"},
+		// No initramfs init: the kernel falls back to mounting a root it
+		// does not have and panics.
+		{"panic-at-boot", func(t *testing.T, o *Options) { o.Append = "rdinit=/nonexistent" }, "panic"},
+		{"no-esp-in-kernel", func(t *testing.T, o *Options) { o.Modules = [2]string{modulesWithout(t, o.Modules[0], "esp4"), ""} }, "esp4"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			o := baseOptions(t)
+			tc.modify(t, &o)
+			r, err := Run(context.Background(), o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Verdict != Error {
+				t.Fatalf("verdict %s (%s), want error", r.Verdict, r.Reason)
+			}
+			if !strings.Contains(r.Reason, tc.reason) {
+				t.Errorf("reason %q does not say %q", r.Reason, tc.reason)
+			}
+		})
+	}
+}
+
+// modulesWithout returns a copy of a modules tree without the named module,
+// re-indexed with depmod: a kernel that lacks ESP.
+func modulesWithout(t *testing.T, modules, drop string) string {
+	t.Helper()
+	rel := filepath.Base(modules)
+	root := t.TempDir()
+	dst := filepath.Join(root, "lib", "modules", rel)
+	os.MkdirAll(filepath.Dir(dst), 0o755)
+	// A tree of symlinks: cheap, and depmod and the image builder read
+	// through them.
+	if out, err := exec.Command("cp", "-as", modules, dst).CombinedOutput(); err != nil {
+		t.Fatalf("copy modules: %v %s", err, out)
+	}
+	matches, _ := filepath.Glob(filepath.Join(dst, "kernel", "net", "ipv4", drop+".ko*"))
+	if len(matches) == 0 {
+		t.Fatalf("no %s module under %s", drop, dst)
+	}
+	for _, m := range matches {
+		os.Remove(m)
+	}
+	if out, err := exec.Command("depmod", "-b", root, rel).CombinedOutput(); err != nil {
+		t.Fatalf("depmod: %v %s", err, out)
+	}
+	return dst
+}
