@@ -151,3 +151,15 @@ func modulesWithout(t *testing.T, modules, drop string) string {
 	}
 	return dst
 }
+
+type benchPair struct{ kernels, modules [2]string }
+
+// benchKernel is the kernel the benchmarks boot: $KBISECT_BENCH_KERNEL (a
+// kbisect build, everything built in) or Debian's.
+func benchKernel(b *testing.B) benchPair {
+	if k := os.Getenv("KBISECT_BENCH_KERNEL"); k != "" {
+		return benchPair{kernels: [2]string{k, k}}
+	}
+	k, mods := testenv.DebianKernel(b)
+	return benchPair{[2]string{k, k}, [2]string{mods, mods}}
+}
