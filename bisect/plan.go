@@ -3,7 +3,6 @@ package bisect
 import (
 	"math"
 	"os"
-	"strconv"
 	"sort"
 )
 
@@ -135,6 +134,9 @@ func (s *Search) plan(c Costs, opts []float64, pending []Request) (Request, bool
 	if len(pending) > 0 {
 		return s.planJoint(c, opts, pending, cands)
 	}
+	if lookahead && s.unit == UnitRuns {
+		return s.planLook(c, opts)
+	}
 	ns := len(s.segM)
 	no := len(opts)
 	// Per segment and option: probability that a bad commit passes.
@@ -149,79 +151,11 @@ func (s *Search) plan(c Costs, opts []float64, pending []Request) (Request, bool
 			H[(j+1)*no+o] = H[j*no+o] + s.segM[j]*h2(v)
 		}
 	}
-	// Information about p: per segment and option, the expected binary
-	// entropy of the outcome given p, for bad x.
-	var HP []float64
-	if planPW > 0 && s.unit == UnitRuns && s.model.rate == 0 {
-		HP = make([]float64, (ns+1)*no)
-		const G = 32
-		var grid [G]float64
-		for i := range grid {
-			z := -9 + 18*(float64(i)+0.5)/G
-			grid[i] = 1 / (1 + math.Exp(-z))
-		}
-		for j := 0; j < ns; j++ {
-			al, be := s.model.p.PriorA+s.segF[j], s.model.p.PriorB+s.segE[j]
-			var ws [G]float64
-			mx := math.Inf(-1)
-			for i, p := range grid {
-				// density in logit space: p^al (1-p)^be
-				ws[i] = al*math.Log(p) + be*math.Log1p(-p)
-				mx = math.Max(mx, ws[i])
-			}
-			var z float64
-			for i := range ws {
-				ws[i] = math.Exp(ws[i] - mx)
-				z += ws[i]
-			}
-			for o, e := range opts {
-				var eh float64
-				for i, p := range grid {
-					eh += ws[i] / z * h2(math.Pow(1-p, e))
-				}
-				ip := h2(pb[j*no+o]) - eh
-				if ip < 0 {
-					ip = 0
-				}
-				HP[(j+1)*no+o] = HP[j*no+o] + s.segM[j]*ip
-			}
-		}
-	}
 	pg := make([]float64, no)
 	hg := make([]float64, no)
 	for o, e := range opts {
 		pg[o] = s.model.passGood(e)
 		hg[o] = h2(pg[o])
-	}
-	// Most probable position per segment, and prefix/suffix maxima of it
-	// scaled by the pass or fail probability of a bad commit.
-	useMax := planMaxT > 0 && s.bestP >= planMaxT
-	var PMp, PMf, SM, mp []float64
-	if useMax {
-		mp = make([]float64, ns)
-		for j := 0; j < ns; j++ {
-			w := s.cum[s.segHi[j]+1] - s.cum[s.segLo[j]]
-			if w > 0 {
-				mx := 0.0
-				for i := s.segLo[j]; i <= s.segHi[j] && i < s.segLo[j]+64; i++ {
-					mx = math.Max(mx, s.prior[i])
-				}
-				mp[j] = s.segM[j] * mx / w
-			}
-		}
-		PMp = make([]float64, (ns+1)*no)
-		PMf = make([]float64, (ns+1)*no)
-		for j := 0; j < ns; j++ {
-			for o := range opts {
-				v := pb[j*no+o]
-				PMp[(j+1)*no+o] = math.Max(PMp[j*no+o], mp[j]*v)
-				PMf[(j+1)*no+o] = math.Max(PMf[j*no+o], mp[j]*(1-v))
-			}
-		}
-		SM = make([]float64, ns+1)
-		for j := ns - 1; j >= 0; j-- {
-			SM[j] = math.Max(SM[j+1], mp[j])
-		}
 	}
 	best := Request{Pos: -1}
 	bestScore := 0.0
@@ -242,30 +176,6 @@ func (s *Search) plan(c Costs, opts []float64, pending []Request) (Request, bool
 			hc := H[k*no+o] + f*mk*h2(v) + (1-bm)*hg[o]
 			pp[o] = p
 			gain[o] = h2(p) - hc
-			if HP != nil {
-				// p information from the bad side only (approx.: whole
-				// split segment counted by f).
-				ip := HP[k*no+o]
-				gain[o] += planPW * ip
-			}
-			if useMax {
-				// E[max posterior after] - max posterior now.
-				v := pb[k*no+o]
-				mxp := math.Max(PMp[k*no+o], mp[k]*v)
-				mxf := math.Max(PMf[k*no+o], mp[k]*(1-v))
-				if f < 1 {
-					mxp = math.Max(mxp, mp[k]*pg[o])
-					mxf = math.Max(mxf, mp[k]*(1-pg[o]))
-				}
-				mxp = math.Max(mxp, SM[k+1]*pg[o])
-				mxf = math.Max(mxf, SM[k+1]*(1-pg[o]))
-				g2 := mxp + mxf - s.bestP
-				if g2 > 1e-12 {
-					gain[o] = g2*planMaxW + 1e-6*gain[o]
-				} else {
-					gain[o] *= 1e-9
-				}
-			}
 		}
 		fixed := c.Run
 		if !s.st[x].built {
@@ -287,7 +197,7 @@ func (s *Search) plan(c Costs, opts []float64, pending []Request) (Request, bool
 			if cost <= 0 {
 				cost = 1e-9
 			}
-			if gain[o] < minUsefulGain*1e-9 {
+			if gain[o] < minUsefulGain {
 				continue
 			}
 			if sc := gain[o] / cost; sc > bestScore {
@@ -429,10 +339,7 @@ func (s *Search) jointMI(tests []Request) float64 {
 	return ho - hc
 }
 
-var planMaxT, _ = strconv.ParseFloat(os.Getenv("KB_MAXT"), 64)
-var planMaxW = func() float64 { w, _ := strconv.ParseFloat(os.Getenv("KB_MAXW"), 64); if w == 0 { w = 1 }; return w }()
 
-var planPW, _ = strconv.ParseFloat(os.Getenv("KB_PW"), 64)
 
 var runOpts = func() []float64 {
 	if os.Getenv("KB_OPTS") == "fine" {
@@ -443,3 +350,104 @@ var runOpts = func() []float64 {
 	}
 	return []float64{1, 2, 4, 8, 16, 32, 64}
 }()
+
+var lookahead = os.Getenv("KB_LOOK") != ""
+
+func (s *Search) clone() *Search {
+	c := *s
+	c.st = append([]posStat(nil), s.st...)
+	c.dirty = true
+	c.segLo, c.segHi, c.segM, c.segF, c.segE, c.tested, c.cumM = nil, nil, nil, nil, nil, nil, nil
+	return &c
+}
+
+// planLook evaluates the top one-step candidates with a second step.
+func (s *Search) planLook(c Costs, opts []float64) (Request, bool) {
+	s.update()
+	cands := s.candidates()
+	type sc struct {
+		r     Request
+		score float64
+		pp    float64
+	}
+	var all []sc
+	for _, x := range cands {
+		for _, e := range opts {
+			r, pp, ok := s.evalOne(c, x, e)
+			if ok {
+				all = append(all, sc{r, r.Gain / r.Cost, pp})
+			}
+		}
+	}
+	if len(all) == 0 {
+		return Request{Pos: -1}, false
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].score > all[j].score })
+	if len(all) > 8 {
+		all = all[:8]
+	}
+	best, bestV := all[0].r, -1.0
+	for _, a := range all {
+		var g2, c2 float64
+		for _, fail := range []bool{false, true} {
+			t := s.clone()
+			pr := a.pp
+			if fail {
+				pr = 1 - a.pp
+				t.Record(a.r.Pos, true, 1)
+			} else {
+				for i := 0.0; i < a.r.Exposure; i++ {
+					t.Record(a.r.Pos, false, 1)
+				}
+			}
+			r2, ok := t.plan(c, opts, nil)
+			if ok {
+				g2 += pr * r2.Gain
+				c2 += pr * r2.Cost
+			}
+		}
+		v := (a.r.Gain + g2) / (a.r.Cost + c2)
+		if v > bestV {
+			bestV, best = v, a.r
+		}
+	}
+	return best, true
+}
+
+func (s *Search) evalOne(c Costs, x int, e float64) (Request, float64, bool) {
+	k := s.segOf(x)
+	w := s.cum[s.segHi[k]+1] - s.cum[s.segLo[k]]
+	f := 1.0
+	if x < s.segHi[k] && w > 0 {
+		f = (s.cum[x+1] - s.cum[s.segLo[k]]) / w
+	}
+	var p, hc float64
+	for j := range s.segM {
+		var v float64
+		var m float64
+		switch {
+		case j < k:
+			v, m = s.model.passBad(s.segF[j], s.segE[j], e), s.segM[j]
+		case j == k:
+			v = s.model.passBad(s.segF[j], s.segE[j], e)
+			p += f * s.segM[j] * v
+			hc += f * s.segM[j] * h2(v)
+			v, m = s.model.passGood(e), (1-f)*s.segM[j]
+		default:
+			v, m = s.model.passGood(e), s.segM[j]
+		}
+		p += m * v
+		hc += m * h2(v)
+	}
+	g := h2(p) - hc
+	if g < minUsefulGain {
+		return Request{}, 0, false
+	}
+	cost := 0.0
+	if !s.st[x].built {
+		cost += c.Build
+	}
+	// expected runs with fail-stop approx: 1 + (e-1)*p^(1/2)
+	cost += 1 + (e-1)*math.Sqrt(p)
+	return Request{Pos: x, Exposure: e, Gain: g, Cost: cost}, p, true
+}

@@ -69,3 +69,434 @@ Makefile:;
 \$(all) %/: all
 	@:
 
+EOF
+`
+	topMakefileOld = `config %config: scripts_basic outputmakefile FORCE
+	$(Q)mkdir -p include/linux include/config
+	$(Q)$(MAKE) $(build)=scripts/kconfig $@
+
+# Modules
+/ %/: prepare scripts FORCE
+	$(cmd_crmodverdir)
+	$(Q)$(MAKE) KBUILD_MODULES=$(if $(CONFIG_MODULES),1) \
+	$(build)=$(build-dir)
+`
+	compressed2_6 = "KBUILD_CFLAGS := -m$(BITS) -D__KERNEL__ $(LINUX_INCLUDE) -O2\nKBUILD_CFLAGS += -fno-strict-aliasing -fPIC\n\nLDFLAGS := -m elf_$(UTS_MACHINE)\nLDFLAGS_vmlinux := -T\n"
+	compressed3_14 = "KBUILD_CFLAGS := -m$(BITS) -D__KERNEL__ $(LINUX_INCLUDE) -O2\nKBUILD_CFLAGS += -mno-mmx -mno-sse\n\nLDFLAGS := -m elf_$(UTS_MACHINE)\nLDFLAGS_vmlinux := -T\n"
+	x86Makefile    = "# Makefile for x86\nLDFLAGS := -m elf_$(UTS_MACHINE)\n\n# Speed up the build\nKBUILD_CFLAGS += -pipe\n"
+	module3_14     = "\t\tswitch (ELF64_R_TYPE(rel[i].r_info)) {\n\t\tcase R_X86_64_NONE:\n\t\t\tbreak;\n\t\tcase R_X86_64_PC32:\n\t\t\tval -= (u64)loc;\n\t\t\t*(u32 *)loc = val;\n\t\t\tbreak;\n"
+	relocs3_14     = "\tswitch (r_type) {\n\tcase R_X86_64_NONE:\n\t\treturn 0;\n\tcase R_X86_64_PC32:\n\t\t/*\n\t\t * PC relative relocations don't need to be adjusted\n"
+	smpboot2_6     = "\tx86_cpuinit.setup_percpu_clockev();\n\n\twmb();\n\tcpu_idle();\n}\n"
+	smpboot3_14    = "\tx86_cpuinit.setup_percpu_clockev();\n\n\twmb();\n\tcpu_startup_entry(CPUHP_ONLINE);\n}\n"
+	compilerGCC    = "#define __gcc_header(x) #x\n#define _gcc_header(x) __gcc_header(linux/compiler-gcc##x.h)\n#define gcc_header(x) _gcc_header(x)\n#include gcc_header(__GNUC__)\n"
+)
+
+func writeFiles(t *testing.T, files map[string]string) DirTree {
+	t.Helper()
+	dir := t.TempDir()
+	for name, body := range files {
+		p := filepath.Join(dir, name)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return DirTree(dir)
+}
+
+func fixupByID(t *testing.T, prefix string) Fixup {
+	t.Helper()
+	for _, f := range Fixups {
+		if strings.HasPrefix(f.ID, prefix+"/") {
+			return f
+		}
+	}
+	t.Fatalf("no fixup %s", prefix)
+	return Fixup{}
+}
+
+func read(t *testing.T, tree DirTree, name string) string {
+	t.Helper()
+	data, err := tree.ReadFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(data)
+}
+
+// TestFixupTable checks every fixup on fragments of the trees it is for:
+// it applies where the broken construct is, changes it as upstream did, is
+// idempotent, is not detected after applying, and leaves fixed trees alone.
+func TestFixupTable(t *testing.T) {
+	v2632 := FixupEnv{Version: kconfigs.V(2, 6, 32), GCCMajor: 12}
+	v314 := FixupEnv{Version: kconfigs.V(3, 14, 5), GCCMajor: 12}
+	for _, tc := range []struct {
+		fixup string
+		env   FixupEnv
+		files map[string]string
+		// check inspects the fixed tree.
+		check func(t *testing.T, tree DirTree)
+	}{
+		{"compiler-gcc-header", v314,
+			map[string]string{"include/linux/compiler-gcc.h": compilerGCC, "include/linux/compiler-gcc4.h": "/* gcc4 */\n"},
+			func(t *testing.T, tree DirTree) {
+				if read(t, tree, "include/linux/compiler-gcc12.h") != "/* gcc4 */\n" {
+					t.Error("compiler-gcc12.h is not a copy of compiler-gcc4.h")
+				}
+			}},
+		{"timeconst-defined-array", v2632, map[string]string{"kernel/timeconst.pl": timeconst_2_6},
+			func(t *testing.T, tree DirTree) {
+				if got := read(t, tree, "kernel/timeconst.pl"); !strings.Contains(got, "if (!@val) {") {
+					t.Errorf("timeconst.pl:\n%s", got)
+				}
+			}},
+		{"vdso-m64", v2632, map[string]string{"arch/x86/vdso/Makefile": vdsoMakefile2_6},
+			func(t *testing.T, tree DirTree) {
+				got := read(t, tree, "arch/x86/vdso/Makefile")
+				if !strings.Contains(got, "VDSO_LDFLAGS_vdso.lds = -m64 -Wl,-soname") || !strings.Contains(got, "VDSO_LDFLAGS_vdso32.lds = -m32 -Wl") || strings.Contains(got, "elf_") {
+					t.Errorf("vdso Makefile:\n%s", got)
+				}
+			}},
+		{"make-mixed-rules", v2632, map[string]string{"scripts/mkmakefile": mkmakefile2_6, "Makefile": topMakefileOld},
+			func(t *testing.T, tree DirTree) {
+				mk := read(t, tree, "scripts/mkmakefile")
+				if !strings.Contains(mk, "\\$(all): all\n\t@:\n\n%/: all\n\t@:\n") {
+					t.Errorf("mkmakefile:\n%s", mk)
+				}
+				top := read(t, tree, "Makefile")
+				for _, want := range []string{"config: scripts_basic outputmakefile FORCE\n\t$(Q)mkdir", "%config: scripts_basic outputmakefile FORCE\n\t$(Q)mkdir",
+					"/: prepare scripts FORCE\n\t$(cmd_crmodverdir)", "%/: prepare scripts FORCE\n\t$(cmd_crmodverdir)"} {
+					if !strings.Contains(top, want) {
+						t.Errorf("Makefile lacks %q:\n%s", want, top)
+					}
+				}
+			}},
+		{"decompressor-no-sse", v2632, map[string]string{"arch/x86/boot/compressed/Makefile": compressed2_6},
+			func(t *testing.T, tree DirTree) {
+				got := read(t, tree, "arch/x86/boot/compressed/Makefile")
+				if !strings.Contains(got, "-O2\nKBUILD_CFLAGS += -mno-mmx -mno-sse -mno-sse2\nKBUILD_CFLAGS += -fno-strict") {
+					t.Errorf("compressed Makefile:\n%s", got)
+				}
+			}},
+		{"ld-max-page-size", v314, map[string]string{"arch/x86/Makefile": x86Makefile, "arch/x86/boot/compressed/Makefile": compressed3_14},
+			func(t *testing.T, tree DirTree) {
+				for _, f := range []string{"arch/x86/Makefile", "arch/x86/boot/compressed/Makefile"} {
+					if got := read(t, tree, f); !strings.Contains(got, "LDFLAGS := -m elf_$(UTS_MACHINE) -z max-page-size=0x200000\n") {
+						t.Errorf("%s:\n%s", f, got)
+					}
+				}
+			}},
+		{"early-idt-stub-padding", v314, map[string]string{headS: head64_3_14, "arch/x86/include/asm/segment.h": segment_3_14},
+			func(t *testing.T, tree DirTree) {
+				if got := read(t, tree, headS); !strings.Contains(got, "\ti = i + 1\n\t.fill early_idt_handlers + i*9 - ., 1, 0xcc\n\t.endr") {
+					t.Errorf("head_64.S:\n%s", got)
+				}
+			}},
+		{"early-idt-stub-padding", v2632, map[string]string{headS: head64_2_6, "arch/x86/include/asm/segment.h": segment_2_6},
+			func(t *testing.T, tree DirTree) {
+				if got := read(t, tree, headS); !strings.Contains(got, "\ti = i + 1\n\t.fill early_idt_handlers + i*10 - ., 1, 0xcc\n\t.endr") {
+					t.Errorf("head_64.S:\n%s", got)
+				}
+			}},
+		{"module-plt32", v314, map[string]string{"arch/x86/kernel/module.c": module3_14, "arch/x86/tools/relocs.c": relocs3_14},
+			func(t *testing.T, tree DirTree) {
+				if got := read(t, tree, "arch/x86/kernel/module.c"); !strings.Contains(got, "\t\tcase R_X86_64_PC32:\n\t\tcase R_X86_64_PLT32:\n\t\t\tval -= (u64)loc;") {
+					t.Errorf("module.c:\n%s", got)
+				}
+				if got := read(t, tree, "arch/x86/tools/relocs.c"); !strings.Contains(got, "\tcase R_X86_64_PC32:\n\tcase R_X86_64_PLT32:\n\t\t/*") {
+					t.Errorf("relocs.c:\n%s", got)
+				}
+			}},
+		{"start-secondary-no-tail-call", v2632, map[string]string{smpboot: smpboot2_6},
+			func(t *testing.T, tree DirTree) {
+				if got := read(t, tree, smpboot); !strings.Contains(got, "\tcpu_idle();\n\tmb();") {
+					t.Errorf("smpboot.c:\n%s", got)
+				}
+			}},
+		{"start-secondary-no-tail-call", v314, map[string]string{smpboot: smpboot3_14},
+			func(t *testing.T, tree DirTree) {
+				if got := read(t, tree, smpboot); !strings.Contains(got, "\tcpu_startup_entry(CPUHP_ONLINE);\n\tmb();") {
+					t.Errorf("smpboot.c:\n%s", got)
+				}
+			}},
+	} {
+		t.Run(tc.fixup+"@"+tc.env.Version.String(), func(t *testing.T) {
+			f := fixupByID(t, tc.fixup)
+			if f.Upstream == "" || f.Summary == "" {
+				t.Error("fixup lacks Upstream or Summary")
+			}
+			tree := writeFiles(t, tc.files)
+			ok, err := f.Applies(tree, tc.env)
+			if err != nil || !ok {
+				t.Fatalf("Applies = %v, %v on a broken tree", ok, err)
+			}
+			if err := f.Apply(tree, tc.env); err != nil {
+				t.Fatal(err)
+			}
+			tc.check(t, tree)
+			if ok, _ := f.Applies(tree, tc.env); ok {
+				t.Error("still detected after Apply")
+			}
+			// Idempotent.
+			before := snapshot(t, tree)
+			if err := f.Apply(tree, tc.env); err != nil {
+				t.Fatal(err)
+			}
+			if after := snapshot(t, tree); after != before {
+				t.Error("second Apply changed the tree")
+			}
+			// Not for today's kernels.
+			if ok, _ := f.Applies(writeFiles(t, tc.files), FixupEnv{Version: kconfigs.V(6, 1, 0), GCCMajor: 12}); ok {
+				t.Error("applies to 6.1")
+			}
+		})
+	}
+	// Every fixup in the table is covered above.
+	covered := map[string]bool{}
+	for _, name := range []string{"compiler-gcc-header", "timeconst-defined-array", "vdso-m64", "make-mixed-rules", "decompressor-no-sse",
+		"ld-max-page-size", "early-idt-stub-padding", "module-plt32", "start-secondary-no-tail-call"} {
+		covered[name] = true
+	}
+	for _, f := range Fixups {
+		if !covered[strings.SplitN(f.ID, "/", 2)[0]] {
+			t.Errorf("fixup %s has no test", f.ID)
+		}
+	}
+}
+
+func snapshot(t *testing.T, tree DirTree) string {
+	var b strings.Builder
+	filepath.Walk(string(tree), func(p string, fi os.FileInfo, err error) error {
+		if err == nil && !fi.IsDir() {
+			data, _ := os.ReadFile(p)
+			b.WriteString(p + "\n" + string(data))
+		}
+		return nil
+	})
+	return b.String()
+}
+
+func TestFixupNotNeeded(t *testing.T) {
+	// Trees that already carry the fix: nothing is detected.
+	env := FixupEnv{Version: kconfigs.V(3, 14, 5), GCCMajor: 12}
+	tree := writeFiles(t, map[string]string{
+		"include/linux/compiler-gcc.h":      compilerGCC,
+		"include/linux/compiler-gcc4.h":     "",
+		"include/linux/compiler-gcc12.h":    "",
+		"arch/x86/boot/compressed/Makefile": compressed3_14 + "LDFLAGS += -z max-page-size=0x200000\n",
+		"arch/x86/Makefile":                 x86Makefile + "LDFLAGS += -z max-page-size=0x200000\n",
+		"kernel/timeconst.bc":               "",
+		smpboot:                             "\tcpu_startup_entry(CPUHP_ONLINE);\n\tmb();\n}\n",
+		"arch/x86/kernel/module.c":          module3_14 + "\t\tcase R_X86_64_PLT32:\n",
+	})
+	got, err := Select(Fixups, tree, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 0 {
+		t.Errorf("selected %v on a fixed tree", FixupIDs(got))
+	}
+	// gcc 4 needs no compiler-gcc header.
+	tree = writeFiles(t, map[string]string{"include/linux/compiler-gcc.h": compilerGCC, "include/linux/compiler-gcc4.h": ""})
+	if got, _ := Select(Fixups, tree, FixupEnv{Version: kconfigs.V(3, 14, 5), GCCMajor: 4}); len(got) != 0 {
+		t.Errorf("selected %v for gcc 4", FixupIDs(got))
+	}
+}
+
+// TestTimeconstPerl runs the 2.6.32 construct under the host's perl: it
+// dies before the fixup and runs after.
+func TestTimeconstPerl(t *testing.T) {
+	if _, err := exec.LookPath("perl"); err != nil {
+		t.Skip("no perl")
+	}
+	script := "my %canned_values = (100 => [1]); my $hz = 100;\nsub compute_values { return (1) }\nsub output { print \"ok\\n\" }\n" + timeconst_2_6
+	tree := writeFiles(t, map[string]string{"kernel/timeconst.pl": script})
+	p := filepath.Join(string(tree), "kernel/timeconst.pl")
+	out, err := exec.Command("perl", p).CombinedOutput()
+	if err == nil {
+		t.Skipf("this perl accepts defined(@array): %s", out)
+	}
+	f := fixupByID(t, "timeconst-defined-array")
+	if err := f.Apply(tree, FixupEnv{Version: kconfigs.V(2, 6, 32)}); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("perl", p).CombinedOutput(); err != nil || string(out) != "ok\n" {
+		t.Errorf("fixed timeconst.pl: %v: %s", err, out)
+	}
+}
+
+// TestEarlyIDTStubsAssemble assembles the 3.14 and 2.6.32 stub loops with
+// the host's binutils: without the fixup the 32 stubs are shorter than
+// their slots (gas picks 2-byte JMPs near the handler); with it each stub
+// fills its slot exactly.
+func TestEarlyIDTStubsAssemble(t *testing.T) {
+	if _, err := exec.LookPath("gcc"); err != nil {
+		t.Skip("no gcc")
+	}
+	for _, tc := range []struct {
+		name, head, seg string
+		env             FixupEnv
+		slot            int
+	}{
+		{"3.14", head64_3_14, segment_3_14, FixupEnv{Version: kconfigs.V(3, 14, 5)}, 9},
+		{"2.6.32", head64_2_6, segment_2_6, FixupEnv{Version: kconfigs.V(2, 6, 32)}, 10},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			prelude := "#define NUM_EXCEPTION_VECTORS 32\n#define EXCEPTION_ERRCODE_MASK 0x00027d00\n#define ASM_NOP2 .byte 0x66,0x90\n#define ENTRY(x) .globl x; x:\n#define CONFIG_EARLY_PRINTK 1\n"
+			size := func(head string) int {
+				src := filepath.Join(t.TempDir(), "head_64.S")
+				obj := strings.TrimSuffix(src, ".S") + ".o"
+				body := prelude + strings.Replace(head, "\t.endr\n", "\t.endr\n\t.globl stubs_end\nstubs_end:\n", 1) + "\tret\n"
+				if strings.Count(body, "#ifdef") > strings.Count(body, "#endif") {
+					body += "#endif\n"
+				}
+				os.WriteFile(src, []byte(body), 0o644)
+				if out, err := exec.Command("gcc", "-c", "-o", obj, src).CombinedOutput(); err != nil {
+					t.Fatalf("assemble: %v\n%s", err, out)
+				}
+				out, err := exec.Command("nm", obj).Output()
+				if err != nil {
+					t.Fatal(err)
+				}
+				addr := map[string]int64{}
+				for _, l := range strings.Split(string(out), "\n") {
+					f := strings.Fields(l)
+					if len(f) == 3 {
+						addr[f[2]], _ = strconv.ParseInt(f[0], 16, 64)
+					}
+				}
+				return int(addr["stubs_end"] - addr["early_idt_handlers"])
+			}
+			if got := size(tc.head); got == 32*tc.slot {
+				t.Skipf("this binutils lays the stubs out at %d bytes already", tc.slot)
+			} else {
+				t.Logf("unfixed: 32 stubs span %d bytes, not 32*%d", got, tc.slot)
+			}
+			tree := writeFiles(t, map[string]string{headS: tc.head, "arch/x86/include/asm/segment.h": tc.seg})
+			if err := fixupByID(t, "early-idt-stub-padding").Apply(tree, tc.env); err != nil {
+				t.Fatal(err)
+			}
+			if got := size(read(t, tree, headS)); got != 32*tc.slot {
+				t.Errorf("fixed stubs span %d bytes, want 32*%d", got, tc.slot)
+			}
+		})
+	}
+}
+
+// TestMixedRulesMake runs make 4.x on the fixed makefiles: no "mixed
+// implicit and normal rules" diagnostic.
+func TestMixedRulesMake(t *testing.T) {
+	mk := "all:\n\t@echo all\n" + topMakefileOld
+	before := writeFiles(t, map[string]string{"Makefile": mk})
+	out, _ := exec.Command("make", "-n", "-C", string(before), "all").CombinedOutput()
+	if !strings.Contains(string(out), "mixed implicit and normal rules") {
+		t.Skipf("this make does not complain: %s", out)
+	}
+	if err := fixupByID(t, "make-mixed-rules").Apply(before, FixupEnv{Version: kconfigs.V(2, 6, 32)}); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("make", "-n", "-C", string(before), "all").CombinedOutput()
+	if err != nil || strings.Contains(string(out), "mixed") {
+		t.Errorf("fixed Makefile: %v\n%s", err, out)
+	}
+}
+
+func TestToolchainTable(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		v                kconfigs.Version
+		cflags, hostflag string
+	}{
+		{kconfigs.V(2, 6, 32), "-fno-pie -no-pie -std=gnu89", "-fcommon"},
+		{kconfigs.V(3, 14, 5), "-fno-pie -no-pie -std=gnu89", "-fcommon"},
+		{kconfigs.V(4, 9, 0), "", "-fcommon"},
+		{kconfigs.V(6, 1, 0), "", ""},
+	} {
+		tcn, err := ToolchainFor(ctx, Toolchains, tc.v, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Join(tcn.CFlags, " "); got != tc.cflags {
+			t.Errorf("%v: CFLAGS %q, want %q", tc.v, got, tc.cflags)
+		}
+		if got := strings.Join(tcn.HostCFlags, " "); got != tc.hostflag {
+			t.Errorf("%v: HOSTCFLAGS %q, want %q", tc.v, got, tc.hostflag)
+		}
+		vars := strings.Join(tcn.Vars(), "|")
+		if !strings.Contains(vars, "ARCH=x86_64") || !strings.Contains(vars, "CROSS_COMPILE=|") {
+			t.Errorf("%v: vars %s", tc.v, vars)
+		}
+		if tcn.GCCMajor < 5 {
+			t.Errorf("gcc major %d from %q", tcn.GCCMajor, tcn.Version)
+		}
+	}
+	tcn, _ := ToolchainFor(ctx, Toolchains, kconfigs.V(3, 14, 5), "gcc-12")
+	tcn.Ccache = true
+	vars := tcn.Vars()
+	if got := vars[len(vars)-2:]; got[0] != "CC=ccache gcc-12 -fno-pie -no-pie -std=gnu89" || got[1] != "HOSTCC=ccache gcc-12 -fcommon" {
+		t.Errorf("vars %q", got)
+	}
+	a, _ := ToolchainFor(ctx, Toolchains, kconfigs.V(6, 1, 0), "")
+	b, _ := ToolchainFor(ctx, Toolchains, kconfigs.V(3, 14, 5), "")
+	if a.ID(ctx) == b.ID(ctx) {
+		t.Error("different flags, same toolchain id")
+	}
+	if _, err := ToolchainFor(ctx, Toolchains, kconfigs.V(6, 1, 0), "gcc-7-does-not-exist"); err == nil || !strings.Contains(err.Error(), "--cc") {
+		t.Errorf("missing compiler: err = %v", err)
+	}
+}
+
+func TestFirstError(t *testing.T) {
+	for _, tc := range []struct{ log, want string }{
+		{"  CC      net/ipv4/esp4.o\nnet/ipv4/esp4.c:12:1: error: expected ';' before '}' token\nmake[3]: *** [scripts/Makefile.build:250: net/ipv4/esp4.o] Error 1\n",
+			"net/ipv4/esp4.c:12:1: error: expected ';' before '}' token"},
+		{"  LD      vmlinux\nld: kernel/fork.o: in function `x':\nfork.c:(.text+0x1): undefined reference to `y'\nmake: *** [Makefile:1] Error 1\n",
+			"fork.c:(.text+0x1): undefined reference to `y'"},
+		{"  CC x\nmake[1]: *** No rule to make target 'foo'.  Stop.\n", "make[1]: *** No rule to make target 'foo'.  Stop."},
+		{"Can't use 'defined(@array)' (Maybe you should just omit the defined()?) at kernel/timeconst.pl line 373.\nmake[1]: *** [kernel/Makefile:129: kernel/timeconst.h] Error 255\n",
+			"make[1]: *** [kernel/Makefile:129: kernel/timeconst.h] Error 255"},
+	} {
+		p := filepath.Join(t.TempDir(), "build.log")
+		os.WriteFile(p, []byte(tc.log), 0o644)
+		if got := FirstError(p); got != tc.want {
+			t.Errorf("FirstError = %q, want %q", got, tc.want)
+		}
+	}
+}
+
+// TestSignature links two small programs whose code is equal but whose
+// comments and build ids differ (same signature), and a third with other
+// code (another signature).
+func TestSignature(t *testing.T) {
+	if _, err := exec.LookPath("gcc"); err != nil {
+		t.Skip("no gcc")
+	}
+	dir := t.TempDir()
+	build := func(name, src, buildID string) string {
+		c := filepath.Join(dir, name+".c")
+		out := filepath.Join(dir, name)
+		os.WriteFile(c, []byte(src), 0o644)
+		if o, err := exec.Command("gcc", "-O2", "-static", "-nostdlib", "-ffreestanding", "-fno-pie", "-no-pie", "-Wl,--build-id="+buildID, "-o", out, c).CombinedOutput(); err != nil {
+			t.Fatalf("gcc: %v\n%s", err, o)
+		}
+		return out
+	}
+	a := build("a", "/* one */ int x = 1; const char s[] = \"esp4\"; void _start(void) { for (;;) x++; }\n", "0x01")
+	b := build("b", "/* two, longer */ int x = 1; const char s[] = \"esp4\"; void _start(void) { for (;;) x++; }\n", "0x02")
+	c := build("c", "/* one */ int x = 1; const char s[] = \"esp6\"; void _start(void) { for (;;) x++; }\n", "0x01")
+	sa, err := Signature(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb, _ := Signature(b)
+	sc, _ := Signature(c)
+	if sa != sb {
+		t.Error("comment and build id changed the signature")
+	}
+	if sa == sc {
+		t.Error("a changed string kept the signature")
+	}
+	if _, err := Signature(filepath.Join(dir, "a.c")); err == nil {
+		t.Error("Signature accepted a C file")
+	}
+}

@@ -67,6 +67,8 @@ type Options struct {
 	// CacheDir is the root of kbisect's caches (default: see cachedir):
 	// builds/ holds finished kernels, kbuild/ the slots, ccache/ ccache.
 	CacheDir string
+	// CcacheDir overrides ccache's directory (default: CacheDir/ccache).
+	CcacheDir string
 	// Slots is the number of build slots per repository (default 1):
 	// builds beyond it wait for a free slot.
 	Slots int
@@ -527,7 +529,10 @@ func (p *planned) env() []string {
 	}
 	env = append(env, reproducibleEnv...)
 	if p.toolchain.Ccache {
-		ccdir := filepath.Join(p.cacheRoot, "ccache")
+		ccdir := p.o.CcacheDir
+		if ccdir == "" {
+			ccdir = filepath.Join(p.cacheRoot, "ccache")
+		}
 		env = append(env, "CCACHE_DIR="+ccdir, "CCACHE_MAXSIZE=20G", "CCACHE_NOHASHDIR=1",
 			"CCACHE_BASEDIR="+filepath.Join(p.cacheRoot, "kbuild"))
 	}

@@ -153,6 +153,8 @@ func (d *direct) setErr(err error) {
 
 func (d *direct) guests() [2]Guest { return d.g }
 
+func (d *direct) mappings() ([]Mapping, error) { return nil, nil }
+
 func (d *direct) captures() []string {
 	if d.pcap == nil {
 		return nil

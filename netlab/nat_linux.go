@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -50,6 +51,9 @@ type nat struct {
 	caps  []*natCapture
 	paths []string
 	fault bool
+	// final is the conntrack table as Close found it.
+	final  []Mapping
+	closed bool
 
 	wg    sync.WaitGroup
 	errMu sync.Mutex
@@ -133,7 +137,7 @@ func newNAT(ctx context.Context, o Options) (_ *nat, err error) {
 			return err
 		}
 		var err error
-		if n.nl, err = netlink.NewHandle(unix.NETLINK_ROUTE); err != nil {
+		if n.nl, err = netlink.NewHandle(unix.NETLINK_ROUTE, unix.NETLINK_NETFILTER); err != nil {
 			return fmt.Errorf("netlab: netlink: %w", err)
 		}
 		for i, name := range names {
@@ -451,10 +455,40 @@ func (n *nat) close() (Stats, error) {
 	}
 	n.wg.Wait()
 	s, serr := n.stats()
+	var merr error
+	n.final, merr = n.mappings()
+	n.closed = true
 	err := n.release()
 	n.errMu.Lock()
 	defer n.errMu.Unlock()
-	return s, errors.Join(n.err, serr, err)
+	return s, errors.Join(n.err, serr, merr, err)
+}
+
+func (n *nat) mappings() ([]Mapping, error) {
+	if n.closed {
+		return n.final, nil
+	}
+	flows, err := n.nl.ConntrackTableList(netlink.ConntrackTable, unix.AF_INET)
+	if err != nil {
+		return nil, fmt.Errorf("netlab: read the NAT's conntrack table: %w", err)
+	}
+	inside := netip.MustParsePrefix(natAddrIn).Masked()
+	var ms []Mapping
+	for _, f := range flows {
+		src, _ := netip.AddrFromSlice(f.Forward.SrcIP)
+		if !inside.Contains(src.Unmap()) {
+			continue // not from A: the NAT's own traffic, or refused
+		}
+		out, _ := netip.AddrFromSlice(f.Reverse.DstIP)
+		peer, _ := netip.AddrFromSlice(f.Forward.DstIP)
+		ms = append(ms, Mapping{
+			Proto:   f.Forward.Protocol,
+			Inside:  netip.AddrPortFrom(src.Unmap(), f.Forward.SrcPort),
+			Outside: netip.AddrPortFrom(out.Unmap(), f.Reverse.DstPort),
+			Peer:    netip.AddrPortFrom(peer.Unmap(), f.Forward.DstPort),
+		})
+	}
+	return ms, nil
 }
 
 // release closes every file; it is safe on a half-built nat. The namespace

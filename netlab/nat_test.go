@@ -5,8 +5,11 @@ package netlab
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"net"
+	"net/netip"
 	"os"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -227,12 +230,28 @@ func TestNAT(t *testing.T) {
 		t.Errorf("an unsolicited packet from outside reached A: %s", describe(f))
 	}
 
+	// The NAT's own table says the same as the packets.
+	ms, err := l.Mappings()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, fl := range flows {
+		want := Mapping{Proto: 17, Inside: netip.MustParseAddrPort(fmt.Sprintf("198.18.1.2:%d", fl.sport)),
+			Outside: netip.MustParseAddrPort(fmt.Sprintf("198.19.0.1:%d", fl.mapped)), Peer: netip.MustParseAddrPort("198.19.0.2:4500")}
+		if !slices.Contains(ms, want) {
+			t.Errorf("mappings %v lack %v", ms, want)
+		}
+	}
+
 	st, err := l.Stats()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
+	}
+	if after, err := l.Mappings(); err != nil || len(after) < len(flows) {
+		t.Errorf("mappings after Close: %v, %v", after, err)
 	}
 	final, _ := l.Stats()
 	if final.AtoB.Frames < st.AtoB.Frames || final.AtoB.Frames != a.sent.Load() || final.BtoA.Frames != b.sent.Load() {

@@ -33,6 +33,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sync"
@@ -129,11 +130,25 @@ type Stats struct {
 	CaptureDrops uint64
 }
 
+// Mapping is one translation the NAT made for a flow guest A started.
+type Mapping struct {
+	// Proto is the IP protocol number (17 for UDP, 6 for TCP, 1 for ICMP).
+	Proto uint8
+	// Inside is the flow's source as A sent it.
+	Inside netip.AddrPort
+	// Outside is the same source as B sees it: the NAT's outside address and
+	// the port it chose (for ICMP, the echo identifier).
+	Outside netip.AddrPort
+	// Peer is the flow's destination.
+	Peer netip.AddrPort
+}
+
 // topology is what a Lab delegates to.
 type topology interface {
 	guests() [2]Guest
 	captures() []string
 	stats() (Stats, error)
+	mappings() ([]Mapping, error)
 	// close stops all goroutines, flushes the captures and releases every
 	// file; it returns the final stats.
 	close() (Stats, error)
@@ -228,6 +243,14 @@ func (l *Lab) Stats() (Stats, error) {
 		return l.final, nil
 	}
 	return l.topo.stats()
+}
+
+// Mappings lists the NAT's translations (its conntrack table) for flows
+// from guest A; after Close, as they were when it closed. Nil for direct.
+func (l *Lab) Mappings() ([]Mapping, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.topo.mappings()
 }
 
 // Done is closed once the Lab is closed (by Close or by its context).

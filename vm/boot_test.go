@@ -253,6 +253,7 @@ func TestStartErrors(t *testing.T) {
 				g.Close()
 				t.Fatalf("Start succeeded, want an error with %q", tc.want)
 			}
+			t.Log(err)
 			if !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
 				t.Errorf("error %q: want one line with %q", err, tc.want)
 			}

@@ -21,21 +21,35 @@ import (
 // XFRM's netlink interface, ESP, and the crypto behind the four suites
 // (cbc(aes)+hmac(sha1|sha256), rfc4106(gcm(aes)), ecb(cipher_null)+hmac(sha1)).
 // ESP names its algorithms as templates (echainiv(authenc(hmac(sha1),cbc(aes))),
-// seqiv(rfc4106(gcm(aes))), gcm needs ctr and ghash): the kernel would ask
-// modprobe for the missing pieces, and the initramfs has no modprobe, so every
-// piece is named here. The IV generators seed themselves from the default RNG
-// ("stdrng": drbg, seeded from jitterentropy_rng, which hashes with
-// sha3-256-generic): without drbg every suite with echainiv or seqiv fails
-// with ENOENT, only ecb(cipher_null) works. Order matters where modules.dep
-// does not know a dependency (sha3_generic before jitterentropy_rng). Names built into the kernel (on Debian 6.1: cbc, hmac,
+// seqiv(rfc4106(gcm(aes)))): the kernel would ask modprobe for the missing
+// pieces, and the initramfs has no modprobe, so every piece is named here or
+// in runtimeDeps. Names built into the kernel (on Debian 6.1: cbc, hmac,
 // sha1_generic, sha256_generic, aes_generic, crypto_null) are skipped, so the
 // list also serves kernels that build them as modules.
 var DefaultModules = []string{
 	"virtio_pci", "virtio_net",
 	"xfrm_user", "esp4",
-	"authenc", "echainiv", "seqiv", "sha3_generic", "jitterentropy_rng", "drbg",
+	"authenc", "echainiv", "seqiv", "drbg",
 	"cbc", "ecb", "ctr", "gcm", "ghash_generic",
 	"aes_generic", "hmac", "sha1_generic", "sha256_generic", "crypto_null",
+}
+
+// runtimeDeps are modules a module needs at run time without modules.dep
+// knowing: the kernel asks for them by algorithm name (request_module, which
+// needs a modprobe the initramfs does not have). When present as modules they
+// are loaded before the module that needs them.
+var runtimeDeps = map[string][]string{
+	// The IV generators draw their salt from the default RNG, "stdrng"
+	// (drbg): without it every echainiv/seqiv SA fails with ENOENT.
+	"echainiv": {"drbg"},
+	"seqiv":    {"drbg"},
+	// drbg seeds itself from the jitter RNG.
+	"drbg": {"jitterentropy_rng"},
+	// jitterentropy_rng (6.1.y) allocates sha3-256-generic in its init and
+	// fails to load with ENOENT without it.
+	"jitterentropy_rng": {"sha3_generic"},
+	// gcm(aes) is built from ctr(aes) and ghash.
+	"gcm": {"ctr", "ghash_generic"},
 }
 
 // AccelModules are x86 implementations of the same algorithms (AES-NI, SSSE3/
@@ -195,6 +209,13 @@ func (db *moduleDB) closure(names []string) ([]string, error) {
 		for _, d := range m.deps {
 			if err := visit(d, rel); err != nil {
 				return err
+			}
+		}
+		for _, n := range runtimeDeps[moduleName(rel)] {
+			if d, ok := db.byName[n]; ok {
+				if err := visit(d, rel); err != nil {
+					return err
+				}
 			}
 		}
 		state[rel] = 2

@@ -57,7 +57,9 @@ func TestModuleClosure(t *testing.T) {
 		{name: "default", names: DefaultModules, include: []string{
 			"virtio_pci", "virtio_net", "xfrm_user", "xfrm_algo", "esp4", "authenc", "echainiv",
 			"seqiv", "gcm", "ctr", "ghash_generic", "gf128mul", "ecb",
+			"drbg", "jitterentropy_rng", "sha3_generic",
 		}, exclude: AccelModules},
+		{name: "runtime deps", names: []string{"seqiv"}, include: []string{"seqiv", "drbg", "jitterentropy_rng", "sha3_generic"}},
 		{name: "accel", names: AccelModules, include: []string{"aesni_intel", "crypto_simd", "cryptd", "sha1_ssse3", "ghash_clmulni_intel"}},
 		{name: "unknown", names: []string{"esp4", "no_such_module"}, err: `"no_such_module"`},
 	} {
@@ -91,9 +93,19 @@ func TestModuleClosure(t *testing.T) {
 					t.Errorf("%s: target %s source %s", r, m.target, m.src)
 				}
 			}
+			byName := map[string]string{}
+			for r := range deps {
+				byName[moduleName(r)] = r
+			}
 			for _, m := range mods {
 				r := rel(m)
-				for _, d := range deps[r] {
+				need := slices.Clone(deps[r])
+				for _, n := range runtimeDeps[moduleName(r)] {
+					if d, ok := byName[n]; ok {
+						need = append(need, d)
+					}
+				}
+				for _, d := range need {
 					p, ok := pos[d]
 					if !ok {
 						t.Errorf("%s needs %s, which is missing", r, d)

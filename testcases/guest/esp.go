@@ -241,9 +241,28 @@ func (s *espSetup) addState(sa proto.SA, legacy bool) error {
 	e.EncapDport = nl.Swap16(sa.DstPort)
 	req.AddData(nl.NewRtAttr(nl.XFRMA_ENCAP, encap))
 	if _, err := req.Execute(unix.NETLINK_XFRM, 0); err != nil {
-		return fmt.Errorf("add SA %#x %s:%d -> %s:%d (%s): %w", sa.SPI, sa.Src, sa.SrcPort, sa.Dst, sa.DstPort, s.suite.Name, err)
+		return fmt.Errorf("add SA %#x %s:%d -> %s:%d (%s): %w%s", sa.SPI, sa.Src, sa.SrcPort, sa.Dst, sa.DstPort, s.suite.Name, err, missingFeature(err, s.suite))
 	}
 	return nil
+}
+
+// missingFeature turns the kernel's refusal of an SA into the config option
+// it most likely lacks.
+func missingFeature(err error, suite proto.Suite) string {
+	switch {
+	case errors.Is(err, unix.EPROTONOSUPPORT):
+		fd, serr := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW, unix.NETLINK_XFRM)
+		if serr != nil {
+			return ": the kernel has no XFRM netlink interface (CONFIG_XFRM_USER)"
+		}
+		unix.Close(fd)
+		return ": the kernel has no ESP (CONFIG_INET_ESP)"
+	case errors.Is(err, unix.ENOSYS):
+		return fmt.Sprintf(": the kernel does not know %s/%s (CONFIG_CRYPTO_*)", suite.Enc, suite.Auth)
+	case errors.Is(err, unix.ENOENT):
+		return fmt.Sprintf(": the kernel cannot instantiate %s with %s (a crypto template, or stdrng for the IV generator, is missing)", suite.Enc, suite.Auth)
+	}
+	return ""
 }
 
 // authInstalled reports whether every installed SA carries the integrity
