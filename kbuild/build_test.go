@@ -125,10 +125,14 @@ func newFixture() (*fixture, error) {
 	steps := []func() error{
 		func() error { return edit(`"%s: can't add xfrm type\n"`, `"%s: cannot add the xfrm type\n"`) },
 		func() error { return commit("B", "esp4: reword a message") },
-		func() error { return edit("/* skb is pure payload to encrypt */", "/* the skb holds only the payload to encrypt */") },
+		func() error {
+			return edit("/* skb is pure payload to encrypt */", "/* the skb holds only the payload to encrypt */")
+		},
 		func() error { return commit("C", "esp4: reword a comment") },
 		func() error { _, err := git("checkout", "--quiet", "-b", "broken"); return err },
-		func() error { return edit("static int esp4_err(struct sk_buff *skb, u32 info)\n{", "static int esp4_err(struct sk_buff *skb, u32 info)\n{\n\tbroken_by_kbisect_test") },
+		func() error {
+			return edit("static int esp4_err(struct sk_buff *skb, u32 info)\n{", "static int esp4_err(struct sk_buff *skb, u32 info)\n{\n\tbroken_by_kbisect_test")
+		},
 		func() error { return commit("D", "esp4: break the build") },
 		func() error { _, err := git("checkout", "--quiet", "master"); return err },
 	}

@@ -81,7 +81,7 @@ EOF
 	$(Q)$(MAKE) KBUILD_MODULES=$(if $(CONFIG_MODULES),1) \
 	$(build)=$(build-dir)
 `
-	compressed2_6 = "KBUILD_CFLAGS := -m$(BITS) -D__KERNEL__ $(LINUX_INCLUDE) -O2\nKBUILD_CFLAGS += -fno-strict-aliasing -fPIC\n\nLDFLAGS := -m elf_$(UTS_MACHINE)\nLDFLAGS_vmlinux := -T\n"
+	compressed2_6  = "KBUILD_CFLAGS := -m$(BITS) -D__KERNEL__ $(LINUX_INCLUDE) -O2\nKBUILD_CFLAGS += -fno-strict-aliasing -fPIC\n\nLDFLAGS := -m elf_$(UTS_MACHINE)\nLDFLAGS_vmlinux := -T\n"
 	compressed3_14 = "KBUILD_CFLAGS := -m$(BITS) -D__KERNEL__ $(LINUX_INCLUDE) -O2\nKBUILD_CFLAGS += -mno-mmx -mno-sse\n\nLDFLAGS := -m elf_$(UTS_MACHINE)\nLDFLAGS_vmlinux := -T\n"
 	x86Makefile    = "# Makefile for x86\nLDFLAGS := -m elf_$(UTS_MACHINE)\n\n# Speed up the build\nKBUILD_CFLAGS += -pipe\n"
 	module3_14     = "\t\tswitch (ELF64_R_TYPE(rel[i].r_info)) {\n\t\tcase R_X86_64_NONE:\n\t\t\tbreak;\n\t\tcase R_X86_64_PC32:\n\t\t\tval -= (u64)loc;\n\t\t\t*(u32 *)loc = val;\n\t\t\tbreak;\n"

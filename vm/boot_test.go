@@ -80,14 +80,16 @@ func TestPanic(t *testing.T) {
 		t.Fatal(err)
 	}
 	tests := []struct {
-		name      string
-		modules   []string
-		viaQMP    bool // GUEST_PANICKED expected
-		wantCode  int
-		wantLines int
+		name     string
+		machine  string
+		modules  []string
+		viaQMP   bool // GUEST_PANICKED expected
+		wantCode int
 	}{
 		{name: "console", wantCode: 0},
-		{name: "pvpanic", modules: []string{"pvpanic_mmio"}, viaQMP: true, wantCode: 1},
+		{name: "pvpanic isa", modules: []string{"pvpanic_mmio"}, viaQMP: true, wantCode: 1},
+		{name: "pvpanic pci", modules: []string{"pvpanic_pci"}, viaQMP: true, wantCode: 1},
+		{name: "microvm pvpanic pci", machine: "microvm", modules: []string{"pvpanic_pci"}, viaQMP: true, wantCode: 1},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -95,7 +97,8 @@ func TestPanic(t *testing.T) {
 			if len(tc.modules) > 0 {
 				mods = modulesFor(t, ki.Release, tc.modules...)
 			}
-			cfg := testConfig(t, "panic-"+tc.name, testInitramfs(t, mods...), "panic")
+			cfg := testConfig(t, "panic", testInitramfs(t, mods...), "panic")
+			cfg.QEMU.Machine = tc.machine
 			g, err := Start(testCtx(t), cfg)
 			if err != nil {
 				t.Fatal(err)
@@ -260,6 +263,41 @@ func TestStartErrors(t *testing.T) {
 			if left, _ := os.ReadDir(tempRoot); len(left) > 0 {
 				t.Errorf("%d temp dirs left behind", len(left))
 			}
+		})
+	}
+}
+
+// TestMachines: each supported machine type boots, gives the agent its
+// channel and the guest a virtio NIC.
+func TestMachines(t *testing.T) {
+	needQEMU(t)
+	ki, err := InspectKernel(testKernel(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	initrd := testInitramfs(t, modulesFor(t, ki.Release, "virtio_pci", "virtio_net")...)
+	for _, machine := range []string{"pc", "q35", "microvm"} {
+		t.Run(machine, func(t *testing.T) {
+			wire, _ := dgramWire(t)
+			cfg := testConfig(t, machine, initrd, "ping")
+			cfg.QEMU.Machine = machine
+			cfg.Netdevs = []Netdev{{Kind: NetDgram, File: wire}}
+			g, err := Start(testCtx(t), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer g.Close()
+			for l := range g.Lines() {
+				if strings.Contains(l, `"type":"eth0"`) {
+					if err := g.Close(); err != nil {
+						t.Fatal(err)
+					}
+					assertGone(t, g)
+					return
+				}
+			}
+			o := g.Wait()
+			t.Fatalf("no eth0 line; %v\n%s", o.Err(), o.ConsoleTail)
 		})
 	}
 }

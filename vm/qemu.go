@@ -365,6 +365,11 @@ func qemuArgs(cfg *Config, s qemuSetup) []string {
 	if machineType == "" {
 		machineType = "pc"
 	}
+	microvm := machineType == "microvm" || strings.HasPrefix(machineType, "microvm,")
+	if machineType == "microvm" {
+		// PCIe (found through ACPI) for virtio-net-pci and pvpanic-pci.
+		machineType = "microvm,pcie=on"
+	}
 	cpu := cfg.QEMU.CPU
 	if cpu == "" {
 		cpu = "max"
@@ -387,14 +392,14 @@ func qemuArgs(cfg *Config, s qemuSetup) []string {
 		"-display", "none",
 		"-no-reboot",
 		"-action", "panic=exit-failure",
-		// pvpanic (ISA, found through ACPI) for kernels >= 3.13 with ACPI;
-		// pvpanic-pci (Linux >= 5.12) for kernels without ACPI.
-		"-device", "pvpanic",
+		// pvpanic-pci (Linux >= 5.12) works without ACPI.
+		"-device", "pvpanic-pci",
 	}
-	if machineType != "microvm" {
-		a = append(a, "-device", "pvpanic-pci")
+	if !microvm {
+		// ISA pvpanic, found through ACPI, for kernels >= 3.13.
+		a = append(a, "-device", "pvpanic")
 	}
-	if s.firmware != "" {
+	if s.firmware != "" && !microvm {
 		a = append(a, "-bios", s.firmware)
 	}
 	a = append(a, "-kernel", s.kernel)
@@ -406,9 +411,14 @@ func qemuArgs(cfg *Config, s qemuSetup) []string {
 		"-chardev", fmt.Sprintf("socket,id=console,fd=%d", fdConsole),
 		"-serial", "chardev:console",
 		"-chardev", fmt.Sprintf("socket,id=agent,fd=%d", fdAgent),
-		"-serial", "chardev:agent",
-		"-qmp", fmt.Sprintf("unix:%s,server=on,wait=off", s.qmp),
 	)
+	if microvm {
+		// microvm creates one UART; the agent's is added at COM2's address.
+		a = append(a, "-device", "isa-serial,chardev=agent,iobase=0x2f8,irq=3")
+	} else {
+		a = append(a, "-serial", "chardev:agent")
+	}
+	a = append(a, "-qmp", fmt.Sprintf("unix:%s,server=on,wait=off", s.qmp))
 	for i, nd := range cfg.Netdevs {
 		fd := fdNetBase + i
 		id := fmt.Sprintf("net%d", i)

@@ -73,6 +73,7 @@ type goEnv struct {
 	GOEXPERIMENT string
 	GOTOOLCHAIN  string
 	GOWORK       string
+	GOAMD64      string // the agent forces v1; the shell build inherits it
 }
 
 // findGo returns the go command: "go" on PATH, else /usr/local/go/bin/go.
@@ -94,7 +95,7 @@ func loadToolchain(ctx context.Context, srcDir string) (*toolchain, error) {
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.CommandContext(ctx, gobin, "env", "-json", "GOVERSION", "GOROOT", "GOFLAGS", "GOEXPERIMENT", "GOTOOLCHAIN", "GOWORK")
+	cmd := exec.CommandContext(ctx, gobin, "env", "-json", "GOVERSION", "GOROOT", "GOFLAGS", "GOEXPERIMENT", "GOTOOLCHAIN", "GOWORK", "GOAMD64")
 	cmd.Dir = srcDir
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"go/parser"
 	"go/token"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/u-root/u-root/pkg/cpio"
 )
@@ -427,4 +429,50 @@ func lineWith(console, prefix string) string {
 		}
 	}
 	return ""
+}
+
+// TestCancel cancels a cold build with the shell: Build returns at once, and
+// the abandoned busybox build cleans up after itself.
+func TestCancel(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the busybox")
+	}
+	cache := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	var log bytes.Buffer
+	var mu sync.Mutex
+	w := writerFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return log.Write(p) })
+	go func() {
+		for {
+			mu.Lock()
+			started := strings.Contains(log.String(), "building the u-root shell")
+			mu.Unlock()
+			if started {
+				time.Sleep(time.Second)
+				cancel()
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	_, err := Build(ctx, Options{SourceDir: standInSource(t), CacheDir: cache, Shell: true, Log: w})
+	canceled := time.Now()
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Build after cancel: %v, want context.Canceled", err)
+	}
+	// Wait for the abandoned build to finish and clean up.
+	for {
+		scratch, _ := os.ReadDir(filepath.Join(cache, "tmp"))
+		left, _ := filepath.Glob(filepath.Join(cache, "layers", "*.tmp-*"))
+		if len(scratch)+len(left) == 0 {
+			break
+		}
+		if time.Since(canceled) > 5*time.Minute {
+			t.Fatalf("abandoned build left %d scratch dirs and %v", len(scratch), left)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if shells, _ := filepath.Glob(filepath.Join(cache, "layers", "shell-*")); len(shells) != 0 {
+		t.Errorf("cancelled build published %v", shells)
+	}
 }
