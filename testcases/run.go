@@ -115,9 +115,6 @@ const minBytes = 1 << 20
 
 // Validate checks the options a user gave and fills in defaults.
 func (o *Options) Validate() error {
-	if _, ok := Registry[o.Test]; !ok {
-		return fmt.Errorf("unknown test %q: choose one of %s", o.Test, strings.Join(Names(), ", "))
-	}
 	if o.Kernels[0] == "" {
 		return errors.New("no kernel: give --kernel IMAGE (a bzImage or vmlinux)")
 	}
@@ -126,6 +123,19 @@ func (o *Options) Validate() error {
 		if o.Modules[1] == "" {
 			o.Modules[1] = o.Modules[0]
 		}
+	}
+	if o.RunDir == "" {
+		return errors.New("no run directory")
+	}
+	return o.ValidateTest()
+}
+
+// ValidateTest checks the options of the test itself (not the kernels nor
+// where the run goes) and fills in defaults: for commands that build the
+// kernels first, so bad input fails before a long build.
+func (o *Options) ValidateTest() error {
+	if _, ok := Registry[o.Test]; !ok {
+		return fmt.Errorf("unknown test %q: choose one of %s", o.Test, strings.Join(Names(), ", "))
 	}
 	if o.Duration <= 0 {
 		return fmt.Errorf("duration %v: give a positive --duration such as 60s", o.Duration)
@@ -166,9 +176,6 @@ func (o *Options) Validate() error {
 	}
 	if o.InjectSide != "" && o.InjectSide != proto.InjectReceiver && o.InjectSide != proto.InjectSender {
 		return fmt.Errorf("unknown injection side %q: use receiver or sender", o.InjectSide)
-	}
-	if o.RunDir == "" {
-		return errors.New("no run directory")
 	}
 	if o.MemoryMB == 0 {
 		o.MemoryMB = 512

@@ -442,6 +442,7 @@ func TestCancel(t *testing.T) {
 	var log bytes.Buffer
 	var mu sync.Mutex
 	w := writerFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return log.Write(p) })
+	cancelAt := make(chan time.Time, 1)
 	go func() {
 		for {
 			mu.Lock()
@@ -449,6 +450,7 @@ func TestCancel(t *testing.T) {
 			mu.Unlock()
 			if started {
 				time.Sleep(time.Second)
+				cancelAt <- time.Now()
 				cancel()
 				return
 			}
@@ -459,6 +461,9 @@ func TestCancel(t *testing.T) {
 	canceled := time.Now()
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("Build after cancel: %v, want context.Canceled", err)
+	}
+	if d := canceled.Sub(<-cancelAt); d > 2*time.Second {
+		t.Errorf("Build returned %v after the cancel", d)
 	}
 	// Wait for the abandoned build to finish and clean up.
 	for {

@@ -55,7 +55,9 @@ func (f *runFlags) register(cmd *cobra.Command, withKernel bool) {
 	fl.IntVar(&f.opts.MemoryMB, "memory", 512, "guest memory in MiB")
 }
 
-// options returns the testcase options with kernels and the run dir set.
+// options returns the testcase options with kernels and the run dir set,
+// checked; with no kernel (it is built later) only the test's options are
+// checked.
 func (f *runFlags) options(kernel, peer string) (testcases.Options, error) {
 	o := f.opts
 	o.Kernels = [2]string{kernel, peer}
@@ -71,10 +73,10 @@ func (f *runFlags) options(kernel, peer string) (testcases.Options, error) {
 	if o.RunDir == "" {
 		o.RunDir = filepath.Join(cachedir.Dir("runs"), time.Now().Format("20060102-150405.000"))
 	}
-	if err := o.Validate(); err != nil {
-		return o, err
+	if kernel == "" {
+		return o, o.ValidateTest()
 	}
-	return o, nil
+	return o, o.Validate()
 }
 
 // copyPcap copies the first capture of r to --pcap.

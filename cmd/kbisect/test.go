@@ -1,0 +1,114 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/kbisect/kbisect/internal/cachedir"
+	"github.com/kbisect/kbisect/kbuild"
+	"github.com/kbisect/kbisect/testcases"
+	"github.com/spf13/cobra"
+)
+
+// Exit codes of `kbisect test`, as `git bisect run` reads them.
+const (
+	exitGood  = 0
+	exitBad   = 1
+	exitSkip  = 125
+	exitAbort = 128
+)
+
+func init() {
+	var (
+		f         runFlags
+		repo      string
+		rev       string
+		config    string
+		fragments []string
+		runs      int
+		jsonOut   bool
+	)
+	cmd := &cobra.Command{
+		Use:   "test [--repo R] [--rev X] --config C [run flags]",
+		Short: "Build and test one commit; usable as `git bisect run kbisect test ...`",
+		Long: `test builds --rev (default HEAD) of --repo (default: the current directory)
+in kbisect's own checkout, with your config, and runs the test on it up to
+--runs times, stopping at the first failure. Exit status, as git bisect run
+reads it: 0 good (every run passed), 1 bad (a run failed), 125 skip (the
+commit does not build or its kernel does not boot), 128 abort (the host
+failed: no disk, no QEMU, a timeout).
+
+  git bisect start BAD GOOD
+  git bisect run kbisect test --config ~/my.config --duration 2m --runs 3`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			frags, err := kbFragments(fragments, len(fragments) == 0, config)
+			if err != nil {
+				return &exitError{code: exitAbort, err: err}
+			}
+			if runs < 1 {
+				return &exitError{code: exitAbort, err: fmt.Errorf("--runs %d: give at least 1", runs)}
+			}
+			o, err := f.options("", "")
+			if err != nil {
+				return &exitError{code: exitAbort, err: err}
+			}
+			progress := progressFunc(jsonOut)
+			o.Progress = progress
+			ct := &testcases.CommitTest{
+				Build:   kbuild.Options{Repo: repo, Config: config, Fragments: frags},
+				Run:     o,
+				RunRoot: filepath.Join(cachedir.Dir("runs"), "test-"+time.Now().Format("20060102-150405")),
+			}
+			if progress != nil {
+				ct.Build.Log = os.Stderr
+			}
+			for i := 1; i <= runs; i++ {
+				res, err := ct.Test(cmd.Context(), rev, o.Duration)
+				if err != nil {
+					return &exitError{code: exitAbort, err: err}
+				}
+				if res.BuildError != nil {
+					fmt.Fprintf(os.Stderr, "kbisect test: skip: %v\n", res.BuildError)
+					return &exitError{code: exitSkip}
+				}
+				r := res.Report
+				printReport(r, jsonOut)
+				switch r.Verdict {
+				case testcases.Fail:
+					return &exitError{code: exitBad}
+				case testcases.Error:
+					if bootFailure(r) {
+						fmt.Fprintf(os.Stderr, "kbisect test: skip: the kernel does not boot: %s\n", r.Reason)
+						return &exitError{code: exitSkip}
+					}
+					return &exitError{code: exitAbort, err: fmt.Errorf("infrastructure failure: %s", r.Reason)}
+				}
+			}
+			return nil
+		},
+	}
+	f.register(cmd, false)
+	fl := cmd.Flags()
+	fl.StringVar(&repo, "repo", ".", "kernel git repository (only read)")
+	fl.StringVar(&rev, "rev", "HEAD", "commit to test")
+	fl.StringVar(&config, "config", "tinyconfig", "your .config, or defconfig/tinyconfig")
+	fl.StringSliceVar(&fragments, "fragment", nil, "config fragments to merge (default: those the VM and test need)")
+	fl.IntVar(&runs, "runs", 1, "test up to this many times; any failure makes the commit bad")
+	fl.BoolVar(&jsonOut, "json", false, "print each run's JSON")
+	rootCmd.AddCommand(cmd)
+}
+
+// bootFailure says whether an error report means this commit's kernel
+// cannot boot (a property of the commit, so git bisect should skip it)
+// rather than a host fault.
+func bootFailure(r *testcases.Report) bool {
+	for _, g := range r.Guests {
+		if g.Outcome == "panic" {
+			return true
+		}
+	}
+	return false
+}
