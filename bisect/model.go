@@ -20,8 +20,8 @@ const (
 // Prior and noise parameters of the default model. They are the defaults
 // of ModelParams; see there.
 const (
-	defaultPriorA      = 0.5
-	defaultPriorB      = 1.0
+	defaultPriorA      = 0.02
+	defaultPriorB      = 0.5
 	defaultTimePriorB  = 1.0 // minutes: Gamma(0.5, 1/min), mean 0.5 failures per minute
 	defaultFalseFail   = 1e-3
 	defaultFalseRate   = 1e-3 // per minute of test on a good commit
@@ -36,7 +36,11 @@ type ModelParams struct {
 	// PriorA and PriorB are the prior on the detection rate of a bad
 	// commit: Beta(PriorA, PriorB) on the per-run failure probability p
 	// (runs), or Gamma(PriorA, rate PriorB per minute) on the failure rate
-	// per minute (time). Default Beta(1/2, 1) and Gamma(1/2, 1 min).
+	// per minute (time). The defaults, Beta(0.02, 1/2) and Gamma(0.02,
+	// 1 min), are nearly scale-free (about p^-1 (1-p)^-1/2, Jeffreys' prior
+	// for runs repeated until a failure): a prior that leans towards high
+	// rates makes passes look more convincing than they are, and the
+	// reported confidence overstates itself when the rate is low.
 	PriorA, PriorB float64
 	// FalseFail is the probability that a good commit fails a run (runs),
 	// or its failure rate per minute (time): failures that are not the

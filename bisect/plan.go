@@ -134,9 +134,7 @@ func (s *Search) plan(c Costs, opts []float64, pending []Request) (Request, bool
 	if len(pending) > 0 {
 		return s.planJoint(c, opts, pending, cands)
 	}
-	if lookahead && s.unit == UnitRuns {
-		return s.planLook(c, opts)
-	}
+
 	ns := len(s.segM)
 	no := len(opts)
 	// Per segment and option: probability that a bad commit passes.
@@ -351,103 +349,3 @@ var runOpts = func() []float64 {
 	return []float64{1, 2, 4, 8, 16, 32, 64}
 }()
 
-var lookahead = os.Getenv("KB_LOOK") != ""
-
-func (s *Search) clone() *Search {
-	c := *s
-	c.st = append([]posStat(nil), s.st...)
-	c.dirty = true
-	c.segLo, c.segHi, c.segM, c.segF, c.segE, c.tested, c.cumM = nil, nil, nil, nil, nil, nil, nil
-	return &c
-}
-
-// planLook evaluates the top one-step candidates with a second step.
-func (s *Search) planLook(c Costs, opts []float64) (Request, bool) {
-	s.update()
-	cands := s.candidates()
-	type sc struct {
-		r     Request
-		score float64
-		pp    float64
-	}
-	var all []sc
-	for _, x := range cands {
-		for _, e := range opts {
-			r, pp, ok := s.evalOne(c, x, e)
-			if ok {
-				all = append(all, sc{r, r.Gain / r.Cost, pp})
-			}
-		}
-	}
-	if len(all) == 0 {
-		return Request{Pos: -1}, false
-	}
-	sort.Slice(all, func(i, j int) bool { return all[i].score > all[j].score })
-	if len(all) > 8 {
-		all = all[:8]
-	}
-	best, bestV := all[0].r, -1.0
-	for _, a := range all {
-		var g2, c2 float64
-		for _, fail := range []bool{false, true} {
-			t := s.clone()
-			pr := a.pp
-			if fail {
-				pr = 1 - a.pp
-				t.Record(a.r.Pos, true, 1)
-			} else {
-				for i := 0.0; i < a.r.Exposure; i++ {
-					t.Record(a.r.Pos, false, 1)
-				}
-			}
-			r2, ok := t.plan(c, opts, nil)
-			if ok {
-				g2 += pr * r2.Gain
-				c2 += pr * r2.Cost
-			}
-		}
-		v := (a.r.Gain + g2) / (a.r.Cost + c2)
-		if v > bestV {
-			bestV, best = v, a.r
-		}
-	}
-	return best, true
-}
-
-func (s *Search) evalOne(c Costs, x int, e float64) (Request, float64, bool) {
-	k := s.segOf(x)
-	w := s.cum[s.segHi[k]+1] - s.cum[s.segLo[k]]
-	f := 1.0
-	if x < s.segHi[k] && w > 0 {
-		f = (s.cum[x+1] - s.cum[s.segLo[k]]) / w
-	}
-	var p, hc float64
-	for j := range s.segM {
-		var v float64
-		var m float64
-		switch {
-		case j < k:
-			v, m = s.model.passBad(s.segF[j], s.segE[j], e), s.segM[j]
-		case j == k:
-			v = s.model.passBad(s.segF[j], s.segE[j], e)
-			p += f * s.segM[j] * v
-			hc += f * s.segM[j] * h2(v)
-			v, m = s.model.passGood(e), (1-f)*s.segM[j]
-		default:
-			v, m = s.model.passGood(e), s.segM[j]
-		}
-		p += m * v
-		hc += m * h2(v)
-	}
-	g := h2(p) - hc
-	if g < minUsefulGain {
-		return Request{}, 0, false
-	}
-	cost := 0.0
-	if !s.st[x].built {
-		cost += c.Build
-	}
-	// expected runs with fail-stop approx: 1 + (e-1)*p^(1/2)
-	cost += 1 + (e-1)*math.Sqrt(p)
-	return Request{Pos: x, Exposure: e, Gain: g, Cost: cost}, p, true
-}

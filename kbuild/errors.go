@@ -2,6 +2,7 @@ package kbuild
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"os"
 	"regexp"
@@ -97,4 +98,15 @@ func FirstError(log string) string {
 		return strings.TrimSpace(lines[len(lines)-1])
 	}
 	return "build failed with an empty log"
+}
+
+// Untestable reports whether err says the commit itself cannot be built
+// with this config (a *BuildError or *ConfigError): a bisection skips such
+// a commit. Other errors are infrastructure failures (disk, git, make not
+// running, interruption) and must not be taken as a property of the
+// commit.
+func Untestable(err error) bool {
+	var be *BuildError
+	var ce *ConfigError
+	return errors.As(err, &be) || errors.As(err, &ce)
 }

@@ -71,3 +71,15 @@ type Wire struct {
 	ChecksumErrors int64 `json:"checksum_errors"`
 	Undecryptable  int64 `json:"undecryptable"`
 }
+
+// KernelPanicked says whether a guest's kernel panicked: for an error
+// report, a property of the kernel under test (a bisection skips such a
+// commit) rather than of the host.
+func (r *Report) KernelPanicked() bool {
+	for _, g := range r.Guests {
+		if g.Outcome == "panic" {
+			return true
+		}
+	}
+	return false
+}

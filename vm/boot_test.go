@@ -1,10 +1,14 @@
 package vm
 
 import (
+	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"os"
+	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -89,7 +93,6 @@ func TestPanic(t *testing.T) {
 		{name: "console", wantCode: 0},
 		{name: "pvpanic isa", modules: []string{"pvpanic_mmio"}, viaQMP: true, wantCode: 1},
 		{name: "pvpanic pci", modules: []string{"pvpanic_pci"}, viaQMP: true, wantCode: 1},
-		{name: "microvm pvpanic pci", machine: "microvm", modules: []string{"pvpanic_pci"}, viaQMP: true, wantCode: 1},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -276,7 +279,7 @@ func TestMachines(t *testing.T) {
 		t.Fatal(err)
 	}
 	initrd := testInitramfs(t, modulesFor(t, ki.Release, "virtio_pci", "virtio_net")...)
-	for _, machine := range []string{"pc", "q35", "microvm"} {
+	for _, machine := range []string{"pc", "q35"} {
 		t.Run(machine, func(t *testing.T) {
 			wire, _ := dgramWire(t)
 			cfg := testConfig(t, machine, initrd, "ping")
@@ -300,4 +303,64 @@ func TestMachines(t *testing.T) {
 			t.Fatalf("no eth0 line; %v\n%s", o.Err(), o.ConsoleTail)
 		})
 	}
+}
+
+// TestHostKilled: when the process running the guest dies without cleaning
+// up (SIGKILL), QEMU dies with it (Pdeathsig).
+func TestHostKilled(t *testing.T) {
+	needQEMU(t)
+	if os.Getenv("KBISECT_VM_HELPER") != "" {
+		t.Skip("helper")
+	}
+	initrd := testInitramfs(t)
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperGuest$", "-test.v")
+	cmd.Env = append(os.Environ(), "KBISECT_VM_HELPER=1", "KBISECT_VM_HELPER_INITRD="+initrd, "TMPDIR="+t.TempDir())
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	pid := 0
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		if _, err := fmt.Sscanf(strings.TrimSpace(sc.Text()), "qemu-pid %d", &pid); err == nil {
+			break
+		}
+	}
+	if pid == 0 {
+		t.Fatal("helper did not report a QEMU pid")
+	}
+	if err := syscall.Kill(pid, 0); err != nil {
+		t.Fatalf("QEMU %d not running before the host is killed: %v", pid, err)
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	for i := 0; i < 100; i++ {
+		if syscall.Kill(pid, 0) == syscall.ESRCH {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	syscall.Kill(pid, syscall.SIGKILL)
+	t.Errorf("QEMU %d survived its host process by 10s", pid)
+}
+
+// TestHelperGuest is TestHostKilled's child: it starts a guest, prints
+// QEMU's pid and waits to be killed.
+func TestHelperGuest(t *testing.T) {
+	initrd := os.Getenv("KBISECT_VM_HELPER_INITRD")
+	if os.Getenv("KBISECT_VM_HELPER") == "" || initrd == "" {
+		t.Skip("only run by TestHostKilled")
+	}
+	cfg := testConfig(t, "orphan", initrd, "hang")
+	cfg.Timeout = time.Minute
+	g, err := Start(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Printf("qemu-pid %d\n", g.m.pid())
+	g.Wait()
 }

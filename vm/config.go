@@ -59,18 +59,16 @@ type QEMUOptions struct {
 	// Binary is the QEMU executable; empty means qemu-system-x86_64 on PATH.
 	Binary string
 	// Machine is the -machine type; empty means "pc" (i440FX), which boots
-	// every kernel. "q35" is slower to boot under TCG. "microvm" (with
-	// PCIe, its own firmware, the agent UART added at COM2) saves about 0.3 s
-	// of guest time on Debian's kernel but needs a kernel with ACPI to find
-	// its PCIe bus and serial ports.
+	// every kernel and is faster than "q35" under TCG. (microvm is not
+	// offered: under TCG it has no clock to calibrate the TSC against and
+	// Debian's kernel hangs; it also finds PCIe and its UARTs only via ACPI.)
 	Machine string
 	// CPU is the -cpu model; empty means "max" under TCG (AES-NI, PCLMUL,
 	// AVX2 for the guest's crypto) and "host" under KVM.
 	CPU string
 	// Firmware is "qboot" (Debian's /usr/share/qemu/qboot.rom, a minimal
 	// BIOS that jumps straight to -kernel), "seabios" (QEMU's default) or a
-	// path to a ROM. Empty means qboot when it is installed. microvm always
-	// uses its own (qboot-based) firmware.
+	// path to a ROM. Empty means qboot when it is installed.
 	Firmware string
 	// NoPVH boots the image as given. By default a bzImage whose vmlinux has
 	// the PVH entry note is booted from its extracted vmlinux (cached), which

@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 
 	"github.com/kbisect/kbisect/internal/cachedir"
 	"github.com/klauspost/compress/zstd"
@@ -463,6 +464,10 @@ func PVHImage(ctx context.Context, path string) (image string, ok bool, err erro
 	default:
 		return "", false, nil
 	}
+	// One extraction at a time: the two guests of a pair often share a
+	// kernel, and the second then finds the first's result.
+	extractMu.Lock()
+	defer extractMu.Unlock()
 	sum, err := fileSHA256(path)
 	if err != nil {
 		return "", false, fmt.Errorf("kernel image %s: %w", path, err)
@@ -500,6 +505,8 @@ func PVHImage(ctx context.Context, path string) (image string, ok bool, err erro
 	}
 	return elfPath, true, nil
 }
+
+var extractMu sync.Mutex
 
 func fileSHA256(path string) (string, error) {
 	f, err := os.Open(path)

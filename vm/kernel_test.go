@@ -1,6 +1,7 @@
 package vm
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"os"
@@ -108,5 +109,49 @@ func TestInspectKernelRejects(t *testing.T) {
 	}
 	if _, err := InspectKernel(filepath.Join(dir, "missing")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("missing file: %v, want ErrNotExist", err)
+	}
+}
+
+// TestELFWithoutPVH: a vmlinux whose PVH note is removed is still a kernel,
+// but QEMU cannot boot it, and Start says so.
+func TestELFWithoutPVH(t *testing.T) {
+	img, ok, err := PVHImage(context.Background(), testKernel(t))
+	if err != nil || !ok {
+		t.Skipf("no PVH vmlinux to start from: %v", err)
+	}
+	data, err := os.ReadFile(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Rename the note: Xen note type 18 -> 0x7f, wherever its header is.
+	hdr := []byte{4, 0, 0, 0, 8, 0, 0, 0, 18, 0, 0, 0, 'X', 'e', 'n', 0}
+	n := 0
+	for i := 0; ; {
+		j := bytes.Index(data[i:], hdr)
+		if j < 0 {
+			break
+		}
+		data[i+j+8] = 0x7f
+		i += j + len(hdr)
+		n++
+	}
+	if n == 0 {
+		t.Fatal("PVH note header not found")
+	}
+	path := filepath.Join(t.TempDir(), "vmlinux-nopvh")
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ki, err := InspectKernel(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ki.Format != FormatELF || ki.PVH || ki.Release == "" {
+		t.Errorf("patched vmlinux: %+v, want an ELF kernel without PVH", ki)
+	}
+	needQEMU(t)
+	_, err = Start(context.Background(), Config{Name: "nopvh", Kernel: path})
+	if err == nil || !strings.Contains(err.Error(), "without the PVH entry note") {
+		t.Errorf("Start = %v, want the PVH error", err)
 	}
 }

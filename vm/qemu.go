@@ -81,6 +81,9 @@ func (qemuBackend) start(ctx context.Context, cfg *Config, h hooks) (machine, er
 		return nil, fmt.Errorf("guest %s: %w", cfg.Name, err)
 	}
 	kernel := cfg.Kernel
+	if ki.Format == FormatELF && !ki.PVH {
+		return nil, fmt.Errorf("guest %s: %s is a vmlinux without the PVH entry note (CONFIG_PVH, Linux >= 4.11), which QEMU cannot boot: pass its bzImage", cfg.Name, cfg.Kernel)
+	}
 	if ki.Format == FormatBzImage && !cfg.QEMU.NoPVH {
 		img, ok, err := PVHImage(ctx, cfg.Kernel)
 		if err != nil {
@@ -365,11 +368,7 @@ func qemuArgs(cfg *Config, s qemuSetup) []string {
 	if machineType == "" {
 		machineType = "pc"
 	}
-	microvm := machineType == "microvm" || strings.HasPrefix(machineType, "microvm,")
-	if machineType == "microvm" {
-		// PCIe (found through ACPI) for virtio-net-pci and pvpanic-pci.
-		machineType = "microvm,pcie=on"
-	}
+
 	cpu := cfg.QEMU.CPU
 	if cpu == "" {
 		cpu = "max"
@@ -392,14 +391,12 @@ func qemuArgs(cfg *Config, s qemuSetup) []string {
 		"-display", "none",
 		"-no-reboot",
 		"-action", "panic=exit-failure",
+		// ISA pvpanic, found through ACPI, for kernels >= 3.13;
 		// pvpanic-pci (Linux >= 5.12) works without ACPI.
+		"-device", "pvpanic",
 		"-device", "pvpanic-pci",
 	}
-	if !microvm {
-		// ISA pvpanic, found through ACPI, for kernels >= 3.13.
-		a = append(a, "-device", "pvpanic")
-	}
-	if s.firmware != "" && !microvm {
+	if s.firmware != "" {
 		a = append(a, "-bios", s.firmware)
 	}
 	a = append(a, "-kernel", s.kernel)
@@ -412,13 +409,10 @@ func qemuArgs(cfg *Config, s qemuSetup) []string {
 		"-serial", "chardev:console",
 		"-chardev", fmt.Sprintf("socket,id=agent,fd=%d", fdAgent),
 	)
-	if microvm {
-		// microvm creates one UART; the agent's is added at COM2's address.
-		a = append(a, "-device", "isa-serial,chardev=agent,iobase=0x2f8,irq=3")
-	} else {
-		a = append(a, "-serial", "chardev:agent")
-	}
-	a = append(a, "-qmp", fmt.Sprintf("unix:%s,server=on,wait=off", s.qmp))
+	a = append(a,
+		"-serial", "chardev:agent",
+		"-qmp", fmt.Sprintf("unix:%s,server=on,wait=off", s.qmp),
+	)
 	for i, nd := range cfg.Netdevs {
 		fd := fdNetBase + i
 		id := fmt.Sprintf("net%d", i)

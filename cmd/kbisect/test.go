@@ -80,7 +80,7 @@ failed: no disk, no QEMU, a timeout).
 				case testcases.Fail:
 					return &exitError{code: exitBad}
 				case testcases.Error:
-					if bootFailure(r) {
+					if r.KernelPanicked() {
 						fmt.Fprintf(os.Stderr, "kbisect test: skip: the kernel does not boot: %s\n", r.Reason)
 						return &exitError{code: exitSkip}
 					}
@@ -99,16 +99,4 @@ failed: no disk, no QEMU, a timeout).
 	fl.IntVar(&runs, "runs", 1, "test up to this many times; any failure makes the commit bad")
 	fl.BoolVar(&jsonOut, "json", false, "print each run's JSON")
 	rootCmd.AddCommand(cmd)
-}
-
-// bootFailure says whether an error report means this commit's kernel
-// cannot boot (a property of the commit, so git bisect should skip it)
-// rather than a host fault.
-func bootFailure(r *testcases.Report) bool {
-	for _, g := range r.Guests {
-		if g.Outcome == "panic" {
-			return true
-		}
-	}
-	return false
 }

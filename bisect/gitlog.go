@@ -1,0 +1,155 @@
+package bisect
+
+import (
+	"fmt"
+	"io"
+	"strings"
+)
+
+// CommitSummary is what the bisection knows about one tested commit.
+type CommitSummary struct {
+	Pos     int     `json:"pos"`
+	Commit  Commit  `json:"commit"`
+	Runs    int     `json:"runs"`
+	Fails   int     `json:"fails"`
+	Skipped bool    `json:"skipped,omitempty"`
+	ProbBad float64 `json:"p_bad"`
+	// Verdict is the one the bisection settles on: "bad" at or after the
+	// culprit, "good" before it, "skip".
+	Verdict string `json:"verdict"`
+	First   int    `json:"first_seq"`
+}
+
+// boundary is the first bad position the log and reports mark from: the
+// culprit if found, else the most probable position.
+func (j *Job) boundary() (int, bool) {
+	if r := j.finished; r != nil {
+		switch {
+		case r.Status == StatusFound:
+			if p, ok := j.index[r.Culprit]; ok {
+				return p, true
+			}
+		case r.Status == StatusNoRegression:
+			return -1, false
+		case len(r.Candidates) > 0:
+			if p, ok := j.index[r.Candidates[0]]; ok {
+				return p, true
+			}
+		}
+	}
+	pos, _ := j.core.Search.Best()
+	return pos, true
+}
+
+// Tested returns the commits tested, in the order they were first tested.
+func (j *Job) Tested() []CommitSummary {
+	b, ok := j.boundary()
+	seen := make(map[string]int)
+	var out []CommitSummary
+	for _, r := range j.records {
+		if r.Type != RecRun {
+			continue
+		}
+		pos, ok2 := j.index[r.Commit]
+		if !ok2 {
+			continue
+		}
+		i, have := seen[r.Commit]
+		if !have {
+			i = len(out)
+			seen[r.Commit] = i
+			out = append(out, CommitSummary{Pos: pos, Commit: j.commits[pos], First: r.Seq})
+		}
+		cs := &out[i]
+		switch r.Verdict {
+		case Skip:
+			cs.Skipped = true
+		case Fail:
+			cs.Runs++
+			cs.Fails++
+		default:
+			cs.Runs++
+		}
+	}
+	for i := range out {
+		cs := &out[i]
+		cs.Pos = j.index[cs.Commit.Hash]
+		cs.ProbBad = j.core.Search.ProbBad(cs.Pos)
+		switch {
+		case cs.Skipped && cs.Runs == 0:
+			cs.Verdict = "skip"
+		case !ok:
+			cs.Verdict = "unknown"
+		case cs.Pos >= b:
+			cs.Verdict = "bad"
+		default:
+			cs.Verdict = "good"
+		}
+	}
+	return out
+}
+
+// WriteLog writes the bisection as a `git bisect` log: `git bisect replay`
+// accepts it. Every tested commit is marked as the bisection settles it
+// (bad from the culprit on, good before it), whatever its single runs
+// said; a comment gives its runs and failures.
+func (j *Job) WriteLog(w io.Writer) error {
+	var b strings.Builder
+	good, bad := j.commits[0], j.commits[len(j.commits)-1]
+	fmt.Fprintf(&b, "# kbisect bisect log of %s\n", j.Dir)
+	b.WriteString("git bisect start\n")
+	tested := j.Tested()
+	stats := make(map[string]CommitSummary)
+	for _, t := range tested {
+		stats[t.Commit.Hash] = t
+	}
+	note := func(h string) string {
+		t, ok := stats[h]
+		if !ok {
+			return ""
+		}
+		if t.Skipped && t.Runs == 0 {
+			return " (untestable)"
+		}
+		return fmt.Sprintf(" (%d runs, %d failed)", t.Runs, t.Fails)
+	}
+	fmt.Fprintf(&b, "# bad: [%s] %s%s\n", bad.Hash, oneLine(bad.Subject), note(bad.Hash))
+	fmt.Fprintf(&b, "git bisect bad %s\n", bad.Hash)
+	fmt.Fprintf(&b, "# good: [%s] %s%s\n", good.Hash, oneLine(good.Subject), note(good.Hash))
+	fmt.Fprintf(&b, "git bisect good %s\n", good.Hash)
+	if r := j.finished; r != nil && r.Status == StatusNoRegression {
+		fmt.Fprintf(&b, "# no regression in the range: %s\n", oneLine(r.Reason))
+		_, err := io.WriteString(w, b.String())
+		return err
+	}
+	for _, t := range tested {
+		if t.Pos == 0 || t.Pos == len(j.commits)-1 {
+			continue
+		}
+		h := t.Commit.Hash
+		switch t.Verdict {
+		case "skip":
+			fmt.Fprintf(&b, "# skip: [%s] %s%s\n", h, oneLine(t.Commit.Subject), note(h))
+			fmt.Fprintf(&b, "git bisect skip %s\n", h)
+		case "bad", "good":
+			fmt.Fprintf(&b, "# %s: [%s] %s%s\n", t.Verdict, h, oneLine(t.Commit.Subject), note(h))
+			fmt.Fprintf(&b, "git bisect %s %s\n", t.Verdict, h)
+		}
+	}
+	if r := j.finished; r != nil && r.Status == StatusFound {
+		fmt.Fprintf(&b, "# first bad commit: [%s] %s (confidence %.4g)\n", r.Culprit, oneLine(r.Subject), r.Confidence)
+	} else if pos, ok := j.boundary(); ok {
+		_, p := j.core.Search.Best()
+		fmt.Fprintf(&b, "# most probable first bad commit so far: [%s] %s (%.3g)\n", j.commits[pos].Hash, oneLine(j.commits[pos].Subject), p)
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func oneLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i]
+	}
+	return s
+}

@@ -1,0 +1,202 @@
+package vm
+
+import (
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestQEMUArgs(t *testing.T) {
+	mac := net.HardwareAddr{0x52, 0x54, 0, 1, 2, 3}
+	tests := []struct {
+		name  string
+		cfg   Config
+		setup qemuSetup
+		want  []string // substrings of the joined command line
+		not   []string
+	}{
+		{
+			name:  "tcg defaults",
+			cfg:   Config{Name: "a", Kernel: "k", Initrd: "i", Append: "kbtest=hello"},
+			setup: qemuSetup{kernel: "vmlinux", accel: AccelTCG, firmware: "/q.rom", qmp: "/t/qmp.sock"},
+			want: []string{
+				"-machine pc -accel tcg -cpu max -m 512 -smp 1",
+				"-nodefaults -no-user-config -display none -no-reboot",
+				"-action panic=exit-failure -device pvpanic -device pvpanic-pci",
+				"-bios /q.rom -kernel vmlinux -initrd i",
+				"console=ttyS0 panic=-1 cryptomgr.notests",
+				"random.trust_cpu=on kbtest=hello -chardev",
+				"-chardev socket,id=console,fd=3 -serial chardev:console",
+				"-chardev socket,id=agent,fd=4 -serial chardev:agent",
+				"-qmp unix:/t/qmp.sock,server=on,wait=off",
+			},
+			not: []string{"-netdev"},
+		},
+		{
+			name:  "kvm, seabios, no initrd, overrides",
+			cfg:   Config{Name: "b", Kernel: "k", MemoryMB: 1024, CPUs: 2, QEMU: QEMUOptions{Machine: "q35", ExtraArgs: []string{"-s"}}},
+			setup: qemuSetup{kernel: "bzImage", accel: AccelKVM, qmp: "q"},
+			want:  []string{"-machine q35 -accel kvm -cpu host -m 1024 -smp 2", "-device pvpanic-pci -kernel bzImage -append", "wait=off -s"},
+			not:   []string{"-bios", "-initrd"},
+		},
+		{
+			name: "nics",
+			cfg: Config{Name: "c", Kernel: "k", QEMU: QEMUOptions{CPU: "qemu64"}, Netdevs: []Netdev{
+				{Kind: NetDgram, File: os.Stdin, MAC: mac},
+				{Kind: NetTap, File: os.Stdin, MAC: mac, Model: "e1000"},
+			}},
+			setup: qemuSetup{kernel: "k", accel: AccelTCG, qmp: "q"},
+			want: []string{
+				"-cpu qemu64",
+				"-netdev dgram,id=net0,local.type=fd,local.str=5 -device virtio-net-pci,netdev=net0,mac=52:54:00:01:02:03",
+				"-netdev tap,id=net1,fd=6 -device e1000,netdev=net1,mac=52:54:00:01:02:03",
+			},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := tc.cfg.withDefaults()
+			if err != nil {
+				t.Fatal(err)
+			}
+			line := strings.Join(qemuArgs(&cfg, tc.setup), " ")
+			for _, w := range tc.want {
+				if !strings.Contains(line, w) {
+					t.Errorf("command line lacks %q:\n%s", w, line)
+				}
+			}
+			for _, n := range tc.not {
+				if strings.Contains(line, n) {
+					t.Errorf("command line has %q:\n%s", n, line)
+				}
+			}
+		})
+	}
+}
+
+func TestConfigDefaults(t *testing.T) {
+	nds := []Netdev{{Kind: NetDgram, File: os.Stdin}, {Kind: NetDgram, File: os.Stdin}}
+	cfg, err := Config{Name: "x", Kernel: "k", Netdevs: nds}.withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.MemoryMB != 512 || cfg.CPUs != 1 || cfg.Accel != AccelAuto || cfg.Hypervisor != QEMU || cfg.StopGrace != 3*time.Second {
+		t.Errorf("defaults: %+v", cfg)
+	}
+	m0, m1 := cfg.Netdevs[0].MAC, cfg.Netdevs[1].MAC
+	if m0.String() == m1.String() || m0[0] != 0x52 || m0[0]&1 != 0 {
+		t.Errorf("MACs %s %s: want distinct 52:54:00 unicast addresses", m0, m1)
+	}
+	if nds[0].MAC != nil {
+		t.Errorf("withDefaults changed the caller's Netdevs")
+	}
+	if other, _ := (Config{Name: "y", Kernel: "k", Netdevs: nds}).withDefaults(); other.Netdevs[0].MAC.String() == m0.String() {
+		t.Errorf("guests x and y got the same MAC %s", m0)
+	}
+	bad := []struct {
+		cfg  Config
+		want string
+	}{
+		{Config{Kernel: "k", MemoryMB: 16}, "too little"},
+		{Config{Kernel: "k", CPUs: -1}, "positive"},
+		{Config{Kernel: "k", Netdevs: []Netdev{{Kind: "vde", File: os.Stdin}}}, `kind "vde"`},
+		{Config{Kernel: "k", Netdevs: []Netdev{{Kind: NetTap, File: os.Stdin, MAC: net.HardwareAddr{1}}}}, "not 6 bytes"},
+	}
+	for _, b := range bad {
+		if _, err := b.cfg.withDefaults(); err == nil || !strings.Contains(err.Error(), b.want) {
+			t.Errorf("%+v: error %v, want %q", b.cfg, err, b.want)
+		}
+	}
+}
+
+func TestDetectAccel(t *testing.T) {
+	if f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0); err != nil {
+		if c := DetectAccel(); c.Accel != AccelTCG || !strings.Contains(c.Reason, "KVM unavailable") {
+			t.Errorf("without /dev/kvm: %+v", c)
+		}
+		t.Skip("no usable /dev/kvm: only the no-KVM case can be checked")
+	} else {
+		f.Close()
+	}
+	defer func(d string) { sysModuleDir = d }(sysModuleDir)
+	tests := []struct {
+		modules    []string
+		want       string
+		wantReason string
+	}{
+		{[]string{"kvm", "kvm_intel"}, AccelKVM, ""},
+		{[]string{"kvm", "kvm_amd"}, AccelKVM, ""},
+		{[]string{"kvm", "kvm_pvm"}, AccelTCG, "kvm_pvm"},
+		{[]string{"kvm"}, AccelTCG, "no kvm_intel or kvm_amd"},
+	}
+	for _, tc := range tests {
+		sysModuleDir = t.TempDir()
+		for _, m := range tc.modules {
+			os.Mkdir(filepath.Join(sysModuleDir, m), 0o755)
+		}
+		c := DetectAccel()
+		if c.Accel != tc.want || !strings.Contains(c.Reason, tc.wantReason) {
+			t.Errorf("modules %v: %+v, want %s (%s)", tc.modules, c, tc.want, tc.wantReason)
+		}
+	}
+}
+
+func TestConsoleSink(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "log")
+	f, _ := os.Create(path)
+	var tee strings.Builder
+	c := newConsoleSink(f, &tee)
+	// Chunks split a CRLF and the panic line, as serial reads do.
+	for _, chunk := range []string{"[ 1.0] booting\r", "\n[ 2.0] Kernel pa", "nic - not syncing: Attempted to kill init! exitcode=0x00000100\r\n", "tail\r", "x"} {
+		c.write([]byte(chunk))
+	}
+	if got := c.panicLine(); got != "Attempted to kill init! exitcode=0x00000100" {
+		t.Errorf("panic line %q", got)
+	}
+	if got := c.tail(2); got != "[ 2.0] Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000100\ntail\rx" {
+		t.Errorf("tail %q", got)
+	}
+	c.close()
+	b, _ := os.ReadFile(path)
+	if want := "[ 1.0] booting\n[ 2.0] Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000100\ntail\rx"; string(b) != want {
+		t.Errorf("log %q, want %q", b, want)
+	}
+	if !strings.Contains(tee.String(), "\r\n") {
+		t.Errorf("the tee should get the raw bytes")
+	}
+}
+
+func TestLineQueue(t *testing.T) {
+	q := newLineQueue()
+	out := make(chan string)
+	abandon := make(chan struct{})
+	go q.forward(out, abandon)
+	for i := 0; i < 1000; i++ { // never blocks, however slow the reader
+		q.push(strings.Repeat("x", i%7))
+	}
+	q.close()
+	n := 0
+	for s := range out {
+		if len(s) != n%7 {
+			t.Fatalf("line %d out of order: %q", n, s)
+		}
+		n++
+	}
+	if n != 1000 {
+		t.Errorf("%d lines delivered, want 1000", n)
+	}
+	// Abandoning stops the forwarder even if nobody reads.
+	q2, out2, ab2 := newLineQueue(), make(chan string), make(chan struct{})
+	q2.push("unread")
+	done := make(chan struct{})
+	go func() { q2.forward(out2, ab2); close(done) }()
+	close(ab2)
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("forwarder did not stop when abandoned")
+	}
+}
