@@ -11,6 +11,7 @@ import (
 	"github.com/kbisect/kbisect/internal/cachedir"
 	"github.com/kbisect/kbisect/testcases"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 // runFlags are the options of one test run, shared by run, test and bisect.
@@ -27,8 +28,7 @@ type runFlags struct {
 }
 
 // register adds the run options to a flag set.
-func (f *runFlags) register(cmd *cobra.Command, withKernel bool) {
-	fl := cmd.Flags()
+func (f *runFlags) register(fl *pflag.FlagSet, withKernel bool) {
 	if withKernel {
 		fl.StringVar(&f.kernel, "kernel", "", "kernel image of the sender (bzImage or vmlinux)")
 		fl.StringVar(&f.peer, "peer-kernel", "", "kernel image of the receiver (default: --kernel)")
@@ -130,7 +130,7 @@ Exit status: 0 pass, 1 fail, 2 error or bad input.`,
 			}
 		},
 	}
-	f.register(cmd, true)
+	f.register(cmd.Flags(), true)
 	cmd.Flags().BoolVar(&jsonOut, "json", false, "print one JSON object")
 	rootCmd.AddCommand(cmd)
 }

@@ -90,7 +90,7 @@ failed: no disk, no QEMU, a timeout).
 			return nil
 		},
 	}
-	f.register(cmd, false)
+	f.register(cmd.Flags(), false)
 	fl := cmd.Flags()
 	fl.StringVar(&repo, "repo", ".", "kernel git repository (only read)")
 	fl.StringVar(&rev, "rev", "HEAD", "commit to test")

@@ -1,0 +1,59 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+
+	"github.com/kbisect/kbisect/bisect"
+	"github.com/kbisect/kbisect/bisect/kernel"
+	"github.com/kbisect/kbisect/internal/gitrepo"
+	"github.com/kbisect/kbisect/kbuild"
+	"github.com/kbisect/kbisect/testcases"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+)
+
+// kernelFlags are the flags of the kernel test of `kbisect bisect`: the
+// kernel config and the run options.
+type kernelFlags struct {
+	run       runFlags
+	config    string
+	fragments []string
+}
+
+var bisectKernel kernelFlags
+
+func init() {
+	addKernelTestFlags = func(fs *pflag.FlagSet) {
+		bisectKernel.run.register(fs, false)
+		fs.StringVar(&bisectKernel.config, "config", "tinyconfig", "kernel config: your .config, or defconfig/tinyconfig")
+		fs.StringSliceVar(&bisectKernel.fragments, "fragment", nil, "config fragments to merge (default: those the VM and test need)")
+	}
+	kernelTester = func(cmd *cobra.Command, repo *gitrepo.Repo) (bisect.Tester, error) {
+		return bisectKernel.tester(repo.Dir, nil)
+	}
+}
+
+// tester makes the kernel Tester: build each commit with the config, run
+// the test on it. Runs stop at their first failure.
+func (k *kernelFlags) tester(repo string, progress func(string)) (*kernel.Tester, error) {
+	frags, err := kbFragments(k.fragments, len(k.fragments) == 0, k.config)
+	if err != nil {
+		return nil, err
+	}
+	o, err := k.run.options("", "")
+	if err != nil {
+		return nil, err
+	}
+	o.StopOnFail = true
+	o.Progress = progress
+	ct := &testcases.CommitTest{
+		Build:   kbuild.Options{Repo: repo, Config: k.config, Fragments: frags},
+		Run:     o,
+		RunRoot: filepath.Join(o.RunDir, "runs"),
+	}
+	if progress != nil {
+		ct.Build.Log = os.Stderr
+	}
+	return &kernel.Tester{CT: ct}, nil
+}
