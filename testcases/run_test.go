@@ -2,9 +2,11 @@ package testcases
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -74,6 +76,9 @@ func TestRunVerdicts(t *testing.T) {
 			}
 			if r.Wire.Verdict != tc.wire {
 				t.Errorf("wire %s (%s), want %s", r.Wire.Verdict, r.Wire.Detail, tc.wire)
+			}
+			if tc.topology == "direct" {
+				checkWithTshark(t, r)
 			}
 			wantPcaps := map[string]int{"direct": 1, "nat": 2}[tc.topology]
 			if len(r.Pcaps) != wantPcaps {
@@ -162,4 +167,54 @@ func benchKernel(b *testing.B) benchPair {
 	}
 	k, mods := testenv.DebianKernel(b)
 	return benchPair{[2]string{k, k}, [2]string{mods, mods}}
+}
+
+// checkWithTshark opens the run's capture in real tshark with the exported
+// Wireshark esp_sa file (as a user would: in tshark's config dir) and checks
+// that tshark decrypts and authenticates the ESP and sees exactly the stream
+// the receiver verified.
+func checkWithTshark(t *testing.T, r *Report) {
+	t.Helper()
+	if _, err := exec.LookPath("tshark"); err != nil {
+		if os.Getenv("KBISECT_REQUIRE_VM") != "" {
+			t.Fatal("tshark not installed: apt-get install tshark")
+		}
+		t.Skip("tshark not installed")
+	}
+	conf := t.TempDir()
+	sa, err := os.ReadFile(r.ESPSA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(conf, "esp_sa"), sa, 0o600)
+	cmd := exec.Command("tshark", "-r", r.Pcaps[0],
+		"-o", "esp.enable_encryption_decode:TRUE", "-o", "esp.enable_authentication_check:TRUE",
+		"-Y", "tcp.dstport == 5001 && tcp.len > 0", "-T", "fields", "-e", "tcp.seq", "-e", "tcp.len", "-e", "esp.icv_good")
+	cmd.Env = append(os.Environ(), "WIRESHARK_CONFIG_DIR="+conf, "HOME="+conf)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("tshark: %v", err)
+	}
+	var end, segs int64
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Split(line, "\t")
+		if len(f) < 2 {
+			continue
+		}
+		seq, _ := strconv.ParseInt(f[0], 10, 64)
+		n, _ := strconv.ParseInt(f[1], 10, 64)
+		if len(f) > 2 && f[2] != "" && f[2] != "1" && f[2] != "True" {
+			t.Errorf("tshark says the ICV of segment seq %d is not good: %q", seq, f[2])
+		}
+		end = max(end, seq+n)
+		segs++
+	}
+	if segs == 0 {
+		t.Fatalf("tshark decrypted no TCP segment with the exported esp_sa:\n%s", out)
+	}
+	// Relative sequence numbers: the first payload byte is 1.
+	if got := end - 1; got != r.BytesVerified {
+		t.Errorf("tshark sees %d stream bytes in %d segments, the receiver verified %d", got, segs, r.BytesVerified)
+	}
+	t.Logf("tshark decrypted %d segments, %s", segs, fmt.Sprint(end-1, " bytes"))
 }

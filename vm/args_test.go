@@ -27,7 +27,7 @@ func TestQEMUArgs(t *testing.T) {
 				"-nodefaults -no-user-config -display none -no-reboot",
 				"-action panic=exit-failure -device pvpanic -device pvpanic-pci",
 				"-bios /q.rom -kernel vmlinux -initrd i",
-				"console=ttyS0 panic=-1 cryptomgr.notests",
+				"console=ttyS0 panic=-1 tsc=reliable",
 				"random.trust_cpu=on kbtest=hello -chardev",
 				"-chardev socket,id=console,fd=3 -serial chardev:console",
 				"-chardev socket,id=agent,fd=4 -serial chardev:agent",
