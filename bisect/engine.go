@@ -42,7 +42,8 @@ type Options struct {
 	Confidence float64 `json:"confidence"`
 	Unit       Unit    `json:"unit"`
 	// BudgetRuns or Budget bound the test given to bad to show a failure
-	// before the search (the endpoint check).
+	// before the search (the endpoint check). In runs mode a time Budget
+	// is also capped at 1000 runs.
 	BudgetRuns int           `json:"budget_runs,omitempty"`
 	Budget     time.Duration `json:"budget,omitempty"`
 	// RunTime and MaxRunTime bound the length of one run in time mode.
@@ -349,8 +350,13 @@ func newJob(dir string, spec Spec, commits []Commit, hist History) (*Job, error)
 		RunMax:     o.MaxRunTime.Minutes(),
 	}
 	plan.EndpointBudget = 1e18
-	if o.Unit == UnitRuns && o.BudgetRuns > 0 {
-		plan.EndpointBudget = float64(o.BudgetRuns)
+	if o.Unit == UnitRuns {
+		// A time budget in runs mode is checked by the job; runs are
+		// capped anyway, for tests that take no time.
+		plan.EndpointBudget = defaultEndpointRun
+		if o.BudgetRuns > 0 {
+			plan.EndpointBudget = float64(o.BudgetRuns)
+		}
 	}
 	if o.Unit == UnitTime {
 		switch {
@@ -591,13 +597,14 @@ func (j *Job) Run(ctx context.Context, tester Tester, progress func(Progress)) (
 	var pendingConcl *Conclusion
 	runCtx, cancelRuns := context.WithCancel(ctx)
 	defer cancelRuns()
+	cancelled := ctx.Done()
 
 	start := func(w int, req Request, revert bool) error {
 		seq := j.nextSeq
 		commit := j.commits[req.Pos].Hash
 		budget := o.Timeout
 		if o.Unit == UnitTime {
-			budget = time.Duration(req.Exposure * float64(time.Minute))
+			budget = time.Duration(req.Exposure * float64(time.Minute)).Round(time.Millisecond)
 		}
 		if err := j.append(Record{Type: RecBegin, Seq: seq, Worker: w, Commit: commit, Budget: budget.Seconds()}); err != nil {
 			return err
@@ -649,6 +656,18 @@ func (j *Job) Run(ctx context.Context, tester Tester, progress func(Progress)) (
 			if pendingConcl != nil {
 				c := pendingConcl
 				pendingConcl = nil
+				if c.Status != StatusError {
+					// Runs that were in flight may have changed the
+					// answer: ask again.
+					req, again, _ := j.next(nil)
+					if again == nil {
+						if req.Pos < 0 {
+							return nil, fmt.Errorf("bisection %s: nothing to run and no conclusion (bug)", j.Dir)
+						}
+						continue
+					}
+					c = again
+				}
 				if done, err := j.afterConclusion(ctx, c, tester); err != nil {
 					return nil, err
 				} else if done != nil {
@@ -667,7 +686,7 @@ func (j *Job) Run(ctx context.Context, tester Tester, progress func(Progress)) (
 		case d := <-results:
 			delete(inflight, d.worker)
 			free = append(free, d.worker)
-			if ctx.Err() != nil {
+			if ctx.Err() != nil && (d.err != nil || d.out.Verdict == Error) {
 				continue // lost in flight: the run was cut short
 			}
 			rec := Record{Seq: d.seq, Worker: d.worker, Commit: d.commit, Budget: d.budget.Seconds(),
@@ -717,11 +736,10 @@ func (j *Job) Run(ctx context.Context, tester Tester, progress func(Progress)) (
 			}
 		case <-backoff:
 			backoff = nil
-		case <-ctx.Done():
+		case <-cancelled:
+			// Stop the runs in flight; their results are discarded.
 			cancelRuns()
-			if backoff != nil {
-				backoff = nil
-			}
+			cancelled, backoff = nil, nil
 		}
 	}
 }

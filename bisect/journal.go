@@ -52,9 +52,9 @@ type Record struct {
 	Error     string          `json:"error,omitempty"`
 	// Expanded are the commits a merge brought in (expand), oldest first.
 	Expanded []Commit `json:"expanded,omitempty"`
-	Spec    *Spec    `json:"spec,omitempty"`
-	Result  *Result  `json:"result,omitempty"`
-	PID     int      `json:"pid,omitempty"`
+	Spec     *Spec    `json:"spec,omitempty"`
+	Result   *Result  `json:"result,omitempty"`
+	PID      int      `json:"pid,omitempty"`
 }
 
 // Journal is the append-only record of a bisection: every line a JSON

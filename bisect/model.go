@@ -22,11 +22,12 @@ const (
 const (
 	defaultPriorA      = 0.02
 	defaultPriorB      = 0.5
-	defaultTimePriorB  = 1.0 // minutes: Gamma(0.5, 1/min), mean 0.5 failures per minute
+	defaultTimePriorB  = 0.5 // minutes of pseudo-exposure (Core uses half the shortest run)
 	defaultFalseFail   = 1e-3
 	defaultFalseRate   = 1e-3 // per minute of test on a good commit
-	defaultGoodWeight  = 1.0
-	minUsefulGain      = 1e-9
+	defaultPredates    = 0.02
+	defaultMargin      = 0.5
+	minUsefulGain      = 1e-6
 	defaultEndpointRun = 1000
 )
 
@@ -37,28 +38,36 @@ type ModelParams struct {
 	// commit: Beta(PriorA, PriorB) on the per-run failure probability p
 	// (runs), or Gamma(PriorA, rate PriorB per minute) on the failure rate
 	// per minute (time). The defaults, Beta(0.02, 1/2) and Gamma(0.02,
-	// 1 min), are nearly scale-free (about p^-1 (1-p)^-1/2, Jeffreys' prior
-	// for runs repeated until a failure): a prior that leans towards high
-	// rates makes passes look more convincing than they are, and the
-	// reported confidence overstates itself when the rate is low.
+	// half the shortest run), are nearly scale-free (close to p^-1 (1-p)^-1/2, Jeffreys'
+	// prior for runs repeated until a failure): a prior leaning towards
+	// high rates makes passes look more convincing than they are when the
+	// rate is low, and the stated confidence would overstate itself there.
+	// PriorA may be <= 0 (improper; fine once bad has failed).
 	PriorA, PriorB float64
 	// FalseFail is the probability that a good commit fails a run (runs),
 	// or its failure rate per minute (time): failures that are not the
 	// bug. Default 1e-3.
 	FalseFail float64
-	// GoodWeight is the prior weight of "the bug predates good" relative
-	// to one commit of the range (default 1).
-	GoodWeight float64
+	// Predates is the prior probability that the bug predates good, i.e.
+	// that good is not good after all (default 0.02). Too small, and a bug
+	// that is already in good gets blamed on the first commits of the range.
+	Predates float64
 	// KnownRate, when > 0, fixes p (or λ) instead of integrating over it
 	// (for the simulator's oracle only).
 	KnownRate float64
+	// RateSpread (>= 1; default 1) allows bad commits to fail at rates up
+	// to this factor below the common one: the passes of a commit that
+	// never failed count 1/RateSpread each against its being bad. It buys
+	// robustness to rates that differ between commits with runs (1.2
+	// costs about 12% more runs).
+	RateSpread float64
 	// PlugIn estimates p from the runs on commits that failed and uses it
 	// as if known (the bisect-kit-like baseline; overconfident).
 	PlugIn bool
 }
 
 func (mp ModelParams) withDefaults(u Unit) ModelParams {
-	if mp.PriorA <= 0 {
+	if mp.PriorA == 0 {
 		mp.PriorA = defaultPriorA
 	}
 	if mp.PriorB <= 0 {
@@ -75,8 +84,11 @@ func (mp ModelParams) withDefaults(u Unit) ModelParams {
 			mp.FalseFail = defaultFalseFail
 		}
 	}
-	if mp.GoodWeight <= 0 {
-		mp.GoodWeight = defaultGoodWeight
+	if mp.RateSpread < 1 {
+		mp.RateSpread = 1
+	}
+	if mp.Predates <= 0 || mp.Predates >= 1 {
+		mp.Predates = defaultPredates
 	}
 	return mp
 }
@@ -96,12 +108,18 @@ type rateModel struct {
 func newRateModel(u Unit, p ModelParams) *rateModel {
 	p = p.withDefaults(u)
 	m := &rateModel{unit: u, p: p}
-	if u == UnitTime {
+	if p.PriorA <= 0 {
+		// Improper: the normaliser is the same for every hypothesis.
+		m.lnorm = 0
+	} else if u == UnitTime {
 		lg, _ := math.Lgamma(p.PriorA)
 		m.lnorm = p.PriorA*math.Log(p.PriorB) - lg
-		m.logEps = math.Log(p.FalseFail)
 	} else {
 		m.lnorm = -lbeta(p.PriorA, p.PriorB)
+	}
+	if u == UnitTime {
+		m.logEps = math.Log(p.FalseFail)
+	} else {
 		m.logEps = math.Log(p.FalseFail)
 		m.log1mEps = math.Log1p(-p.FalseFail)
 	}
@@ -125,12 +143,12 @@ func (m *rateModel) logML(F, E float64) float64 {
 		}
 		return F*math.Log(m.rate) + E*math.Log1p(-m.rate)
 	}
-	a, b := m.p.PriorA, m.p.PriorB
+	a, b := m.alpha(F), m.p.PriorB
 	if m.unit == UnitTime {
-		lg, _ := math.Lgamma(a + F)
-		return m.lnorm + lg - (a+F)*math.Log(b+E)
+		lg, _ := math.Lgamma(a)
+		return m.lnorm + lg - a*math.Log(b+E)
 	}
-	return m.lnorm + lbeta(a+F, b+E)
+	return m.lnorm + lbeta(a, b+E)
 }
 
 // passBad is the probability that a bad commit shows no failure over a
@@ -142,23 +160,23 @@ func (m *rateModel) passBad(F, E, e float64) float64 {
 		}
 		return math.Pow(1-m.rate, e)
 	}
-	a, b := m.p.PriorA, m.p.PriorB
+	a, b := m.alpha(F), m.p.PriorB
 	if m.unit == UnitTime {
-		return math.Pow((b+E)/(b+E+e), a+F)
+		return math.Pow((b+E)/(b+E+e), a)
 	}
 	// Beta-Bernoulli: Π_{i<e} (b+E+i)/(a+F+b+E+i) for integer e.
 	if e == math.Trunc(e) && e <= 64 {
 		r := 1.0
-		x, y := b+E, a+F+b+E
+		x, y := b+E, a+b+E
 		for i := 0.0; i < e; i++ {
 			r *= (x + i) / (y + i)
 		}
 		return r
 	}
 	l1, _ := math.Lgamma(b + E + e)
-	l2, _ := math.Lgamma(a + F + b + E)
+	l2, _ := math.Lgamma(a + b + E)
 	l3, _ := math.Lgamma(b + E)
-	l4, _ := math.Lgamma(a + F + b + E + e)
+	l4, _ := math.Lgamma(a + b + E + e)
 	return math.Exp(l1 + l2 - l3 - l4)
 }
 
@@ -184,11 +202,17 @@ func (m *rateModel) meanRate(F, E float64) float64 {
 	if m.rate > 0 {
 		return m.rate
 	}
-	a, b := m.p.PriorA, m.p.PriorB
+	a, b := m.alpha(F), m.p.PriorB
 	if m.unit == UnitTime {
-		return (a + F) / (b + E)
+		return a / (b + E)
 	}
-	return (a + F) / (a + F + b + E)
+	return a / (a + b + E)
+}
+
+// alpha is the posterior shape a+F, kept positive for an improper prior
+// (a <= 0) before any failure.
+func (m *rateModel) alpha(F float64) float64 {
+	return math.Max(m.p.PriorA+F, 1e-3)
 }
 
 // posStat is what is known about one position of the search.
@@ -217,7 +241,8 @@ type Search struct {
 	segHi  []int
 	segM   []float64 // posterior mass
 	segF   []float64 // failures on the bad set of the segment
-	segE   []float64 // exposure on the bad set
+	segE   []float64 // exposure on the bad set (as the model counts it)
+	segRaw []float64 // exposure on the bad set
 	tested []int
 	best   int
 	bestP  float64
@@ -226,14 +251,14 @@ type Search struct {
 
 // NewSearch returns a search over n positions (n >= 2: good, the commits of
 // the range, bad last) with a uniform prior over the commits of the range
-// and params.GoodWeight on "the bug predates good".
+// and params.Predates on "the bug predates good".
 func NewSearch(n int, u Unit, params ModelParams) *Search {
 	params = params.withDefaults(u)
 	prior := make([]float64, n)
 	for i := range prior {
 		prior[i] = 1
 	}
-	prior[0] = params.GoodWeight
+	prior[0] = params.Predates / (1 - params.Predates) * float64(n-1)
 	return newSearchPrior(prior, u, params)
 }
 
@@ -334,22 +359,28 @@ func (s *Search) update() {
 	s.segE = resize(s.segE, ns)
 	s.segM = resize(s.segM, ns)
 	// Bad set of segment j: tested positions >= segLo[j], i.e. tested[j:].
-	var f, e float64
+	var f, e, raw float64
+	s.segRaw = resize(s.segRaw, ns)
 	for j := ns - 1; j >= 0; j-- {
 		if j < len(s.tested) {
 			st := s.st[s.tested[j]]
 			f += st.F
-			e += st.E
+			raw += st.E
+			if st.F == 0 {
+				e += st.E / s.model.p.RateSpread
+			} else {
+				e += st.E
+			}
 		}
-		s.segF[j], s.segE[j] = f, e
+		s.segF[j], s.segE[j], s.segRaw[j] = f, e, raw
 	}
-	totF, totE := f, e
+	totF, totE := f, raw
 	if s.model.p.PlugIn {
 		s.model.rate = s.plugInRate()
 	}
 	maxL := math.Inf(-1)
 	for j := 0; j < ns; j++ {
-		gF, gE := totF-s.segF[j], totE-s.segE[j]
+		gF, gE := totF-s.segF[j], totE-s.segRaw[j]
 		w := s.cum[s.segHi[j]+1] - s.cum[s.segLo[j]]
 		l := math.Inf(-1)
 		if w > 0 {
@@ -484,10 +515,18 @@ func (s *Search) Skipped(pos int) bool { return s.st[pos].skip }
 // Built reports whether pos has a build.
 func (s *Search) Built(pos int) bool { return s.st[pos].built }
 
-// Candidates returns the smallest set of consecutive positions around the
-// most probable one whose posterior mass reaches conf, when every position
-// of it other than tested ones is untestable: the answer when skips leave
-// the search nothing to test.
+// untestable reports whether every position in lo..hi was found untestable.
+func (s *Search) untestable(lo, hi int) bool {
+	for i := lo; i <= hi; i++ {
+		if !s.st[i].skip {
+			return false
+		}
+	}
+	return true
+}
+
+// credibleRun returns the smallest run of consecutive positions around the
+// most probable one whose posterior mass reaches conf (or all of them).
 func (s *Search) credibleRun(conf float64) (lo, hi int, mass float64) {
 	s.update()
 	post := s.Posterior()

@@ -2,7 +2,6 @@ package bisect
 
 import (
 	"math"
-	"os"
 	"sort"
 )
 
@@ -32,7 +31,7 @@ type Request struct {
 // exposureOptions returns the exposures the planner considers.
 func exposureOptions(u Unit, base, max float64) []float64 {
 	if u == UnitRuns {
-		return runOpts
+		return []float64{1, 2, 4, 8, 16, 32, 64}
 	}
 	if base <= 0 {
 		base = 1
@@ -336,16 +335,3 @@ func (s *Search) jointMI(tests []Request) float64 {
 	}
 	return ho - hc
 }
-
-
-
-var runOpts = func() []float64 {
-	if os.Getenv("KB_OPTS") == "fine" {
-		return []float64{1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128}
-	}
-	if os.Getenv("KB_OPTS") == "one" {
-		return []float64{1}
-	}
-	return []float64{1, 2, 4, 8, 16, 32, 64}
-}()
-

@@ -16,13 +16,20 @@ import (
 // reportBins is the number of columns of the posterior plot.
 const reportBins = 200
 
+// binPosterior sums p into bins columns and divides each by the number of
+// positions it holds (a density, so that bins of unequal width compare).
 func binPosterior(p []float64, bins int) []float64 {
 	if len(p) <= bins {
 		return append([]float64(nil), p...)
 	}
 	out := make([]float64, bins)
+	cnt := make([]float64, bins)
 	for i, v := range p {
 		out[i*bins/len(p)] += v
+		cnt[i*bins/len(p)]++
+	}
+	for i := range out {
+		out[i] /= cnt[i]
 	}
 	return out
 }
@@ -381,7 +388,7 @@ func (j *Job) TimelineSVG() string {
 		w := math.Max(br.end.Sub(br.start).Seconds()/span*W, 0.8)
 		fmt.Fprintf(&b, `<rect x="%.2f" y="%d" width="%.2f" height="%d" fill="%s"><title>%s</title></rect>`+"\n", x, pad+br.lane*lane, w, lane-4, br.color, html.EscapeString(br.title))
 	}
-	fmt.Fprintf(&b, `<text x="%d" y="%d">0</text><text x="%d" y="%d" text-anchor="end">%s</text>`+"\n", pad, pad-6, pad+W, pad-6, (time.Duration(span) * time.Second).String())
+	fmt.Fprintf(&b, `<text x="%d" y="%d">0</text><text x="%d" y="%d" text-anchor="end">%s</text>`+"\n", pad, pad-6, pad+W, pad-6, time.Duration(span*float64(time.Second)).Round(time.Millisecond).String())
 	b.WriteString("</svg>")
 	return b.String()
 }

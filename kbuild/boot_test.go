@@ -15,10 +15,9 @@ import (
 )
 
 // bootInitramfs builds testdata/bootinit as a static binary and packs it
-// as /init in an uncompressed cpio with /dev/console.
-func bootInitramfs(t testing.TB) string {
+// as /init in an uncompressed cpio with /dev/console, in dir.
+func bootInitramfs(t testing.TB, dir string) string {
 	t.Helper()
-	dir := t.TempDir()
 	bin := filepath.Join(dir, "init")
 	build := exec.Command("go", "build", "-o", bin, "./testdata/bootinit")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
@@ -90,4 +89,20 @@ func tail(s string, n int) string {
 
 func (r bootResult) String() string {
 	return fmt.Sprintf("release %s, /init at guest uptime %s s, QEMU ran %s", r.Release, r.Uptime, r.Wall.Round(10*time.Millisecond))
+}
+
+// TestBootArtifact boots the kernel of an existing artifact directory
+// (KBISECT_BOOT_ARTIFACT=dir), e.g. one printed by `kbisect build`.
+func TestBootArtifact(t *testing.T) {
+	dir := os.Getenv("KBISECT_BOOT_ARTIFACT")
+	if dir == "" {
+		t.Skip("set KBISECT_BOOT_ARTIFACT to an artifact directory")
+	}
+	a, err := ReadArtifact(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := boot(t, a.BzImage, bootInitramfs(t, t.TempDir()))
+	t.Logf("%s", r)
+	t.Logf("console:\n%s", r.Console)
 }

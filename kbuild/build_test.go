@@ -172,6 +172,16 @@ func repoState(repo string) (string, error) {
 	return b.String(), nil
 }
 
+// bootInitrd returns the test /init's initramfs, made once per run.
+func (f *fixture) bootInitrd(t testing.TB) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.initrd == "" {
+		f.initrd = bootInitramfs(t, filepath.Dir(f.cache))
+	}
+	return f.initrd
+}
+
 func (f *fixture) options(rev string) Options {
 	return Options{
 		Repo: f.repo, Rev: rev, Config: "tinyconfig", Fragments: testFragments(),
@@ -302,8 +312,7 @@ func TestBuildAndBoot(t *testing.T) {
 	if len(a.Fixups) != 0 {
 		t.Errorf("6.1 got fixups %v", a.Fixups)
 	}
-	f.initrd = bootInitramfs(t)
-	r := boot(t, a.BzImage, f.initrd)
+	r := boot(t, a.BzImage, f.bootInitrd(t))
 	t.Logf("boot A: %s", r)
 	if r.Release != a.Release {
 		t.Errorf("booted release %s, built %s", r.Release, a.Release)
@@ -371,12 +380,12 @@ func TestBuildNeighbours(t *testing.T) {
 		if !strings.Contains(string(log), "  CC      net/ipv4/esp4.o") || compiled > 30 {
 			t.Errorf("%s: %d files compiled (want esp4.o and a handful): not incremental", name, compiled)
 		}
+		if !strings.Contains(string(log), "# config: reused") {
+			t.Errorf("%s: the config step ran again although only esp4.c changed", name)
+		}
 		t.Logf("%s: %d files compiled, make %s", name, compiled, art.Timings.Make.Round(time.Second))
 	}
-	if f.initrd == "" {
-		f.initrd = bootInitramfs(t)
-	}
-	r := boot(t, b.BzImage, f.initrd)
+	r := boot(t, b.BzImage, f.bootInitrd(t))
 	t.Logf("boot B: %s", r)
 }
 

@@ -421,15 +421,13 @@ func (p *planned) build(ctx context.Context) (a *Artifact, err error) {
 	// Config.
 	cstart := time.Now()
 	m := &kconfigs.Make{SrcDir: s.src, ObjDir: s.obj, Version: p.version, Vars: vars, Env: makeEnv, Log: out}
-	base := p.userCfg
-	if base == nil {
-		if base, err = m.Base(ctx, o.Config); err != nil {
-			return nil, p.configFailure(err, logPath)
-		}
-	}
-	res, err := m.Prepare(ctx, base, o.Fragments)
+	res, reused, err := p.configure(ctx, s, ws, m)
 	if err != nil {
 		return nil, p.configFailure(err, logPath)
+	}
+	if reused {
+		p.logf("config unchanged since the last build in this slot: olddefconfig skipped")
+		fmt.Fprintf(logFile, "# config: reused %s (same inputs, no Kconfig change)\n", filepath.Join(s.obj, ".config"))
 	}
 	var warnings []string
 	for _, pr := range res.Problems {
@@ -488,6 +486,9 @@ func (p *planned) build(ctx context.Context) (a *Artifact, err error) {
 	if err := logFile.Close(); err != nil {
 		return nil, err
 	}
+	if err := os.Chmod(staging, 0o755); err != nil {
+		return nil, err
+	}
 	meta, _ := json.MarshalIndent(a, "", "  ")
 	if err := os.WriteFile(filepath.Join(staging, "meta.json"), meta, 0o644); err != nil {
 		return nil, err
@@ -496,7 +497,16 @@ func (p *planned) build(ctx context.Context) (a *Artifact, err error) {
 		return nil, err
 	}
 	// Publish atomically. Another process may have published the same key
-	// meanwhile: then keep theirs.
+	// meanwhile: then keep theirs, unless we were asked not to use the
+	// cache (then ours replaces it).
+	if o.NoCache {
+		if _, err := os.Stat(p.entryDir()); err == nil {
+			trash := staging + ".old"
+			if err := os.Rename(p.entryDir(), trash); err == nil {
+				defer os.RemoveAll(trash)
+			}
+		}
+	}
 	if err := os.Rename(staging, p.entryDir()); err != nil {
 		if _, err2 := os.Stat(filepath.Join(p.entryDir(), "meta.json")); err2 != nil {
 			return nil, fmt.Errorf("build cache: publish %s: %w", p.entryDir(), err)

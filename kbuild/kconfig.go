@@ -13,15 +13,20 @@ import (
 
 // KconfigOptions says which config to make for which commit.
 type KconfigOptions struct {
+	// Repo and Rev are the user's repository (only read) and the commit
+	// whose Kconfig decides.
 	Repo, Rev string
 	// Base is the user's .config path or a base config name (defconfig,
 	// tinyconfig, allnoconfig).
-	Base      string
+	Base string
+	// Fragments are merged into Base after version gating.
 	Fragments []*kconfigs.Fragment
-	CC        string
-	CacheDir  string
-	Slots     int
-	Log       io.Writer
+	// CC, CacheDir and Slots are as in Options.
+	CC       string
+	CacheDir string
+	Slots    int
+	// Log receives progress lines (nil: none).
+	Log io.Writer
 }
 
 // Kconfig makes the config kbisect would build for o.Rev: o.Base with the

@@ -39,33 +39,56 @@ func (m *Make) Prepare(ctx context.Context, base *Config, frags []*Fragment) (*R
 	if err != nil {
 		return nil, err
 	}
+	r, merged := Plan(v, base, frags)
+	final, err := m.Update(ctx, merged)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.Complete(m.SrcDir, final); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// Plan is the first half of Prepare, for callers that run (or skip) the
+// update target themselves: it gates the fragments for version v and
+// merges them into base, returning the Result so far and the merged
+// config to update.
+func Plan(v Version, base *Config, frags []*Fragment) (*Result, *Config) {
 	r := &Result{Version: v, Base: base}
 	r.Wanted, r.Gated = For(v, frags...)
 	merged, changes := MergeSettings(base, r.Wanted)
 	r.Merged = changes
-	if r.Final, err = m.Update(ctx, merged); err != nil {
-		return nil, err
-	}
-	if r.Problems, err = Check(m.SrcDir, nil, r.Final, r.Wanted); err != nil {
-		return nil, err
+	return r, merged
+}
+
+// Complete is the second half of Prepare: given the config the update
+// target produced from the tree in srcDir, it fills in Final, Problems
+// and Changes.
+func (r *Result) Complete(srcDir string, final *Config) error {
+	r.Final = final
+	var err error
+	if r.Problems, err = Check(srcDir, nil, final, r.Wanted); err != nil {
+		return err
 	}
 	source := map[string]string{}
 	for _, s := range r.Wanted {
 		source[s.Symbol] = s.Source
 	}
-	for _, ch := range Diff(base, r.Final) {
-		_, had := base.Lookup(ch.Symbol)
+	r.Changes = nil
+	for _, ch := range Diff(r.Base, final) {
+		_, had := r.Base.Lookup(ch.Symbol)
 		switch {
 		case source[ch.Symbol] != "":
 			ch.Source = source[ch.Symbol]
 		case had:
-			ch.Source = UpdateTarget(v)
+			ch.Source = UpdateTarget(r.Version)
 		default:
 			ch.Source = "dependency"
 		}
 		r.Changes = append(r.Changes, ch)
 	}
-	return r, nil
+	return nil
 }
 
 // Err returns a *CheckError if a required (not optional) setting did not

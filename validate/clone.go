@@ -171,7 +171,7 @@ func (e *ApplyError) Error() string {
 	if e.File != "" {
 		where = " to " + e.File
 	}
-	return fmt.Sprintf("patch %d (%s, %q) does not apply%s: %s", e.Index+1, e.Patch.Name, e.Patch.Subject, where, e.Detail)
+	return fmt.Sprintf("patch %d (%s: %s) does not apply%s: %s", e.Index+1, e.Patch.Name, e.Patch.Subject, where, e.Detail)
 }
 
 // Apply makes one commit per patch on top of base in the clone, as git am
@@ -263,7 +263,7 @@ func applyFailure(err error) (file, detail string) {
 		msg = ge.stderr
 	}
 	if m := applyFailed.FindStringSubmatch(msg); m != nil {
-		return m[1], fmt.Sprintf("hunk at line %s does not match %s", m[2], m[1])
+		return m[1], fmt.Sprintf("the hunk at line %s does not match", m[2])
 	}
 	if m := applyFileProb.FindStringSubmatch(msg); m != nil {
 		return m[1], m[1] + " " + m[2]

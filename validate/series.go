@@ -58,11 +58,6 @@ func ReadSeries(ctx context.Context, user *gitrepo.Repo, spec, tmp string) ([]*P
 		}
 		sort.Slice(sources, func(i, j int) bool { return sources[i].name < sources[j].name })
 	case err == nil:
-		f, err := os.Open(spec)
-		if err != nil {
-			return nil, fmt.Errorf("cannot read the patch file %s: %w", spec, err)
-		}
-		f.Close()
 		sources = []source{{name: filepath.Base(spec), path: spec}}
 	case strings.Contains(spec, ".."):
 		mbox, names, err := formatPatch(ctx, user, spec, tmp)
@@ -76,6 +71,11 @@ func ReadSeries(ctx context.Context, user *gitrepo.Repo, spec, tmp string) ([]*P
 
 	var series []*Patch
 	for i, s := range sources {
+		if data, err := os.ReadFile(s.path); err != nil {
+			return nil, fmt.Errorf("cannot read the patch file %s: %w", s.path, err)
+		} else if len(bytes.TrimSpace(data)) == 0 {
+			continue // empty: no mail
+		}
 		mails, err := splitMbox(ctx, s.path, filepath.Join(tmp, fmt.Sprintf("split-%04d", i)))
 		if err != nil {
 			return nil, fmt.Errorf("patch file %s: %w", s.path, err)

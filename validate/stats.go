@@ -5,12 +5,16 @@ import (
 )
 
 // The statistics of validation. A kernel's failures are a Poisson process
-// in minutes of test with an unknown rate λ; a run that stops at its first
-// failure contributes one failure and its time to that failure, a run that
-// passes its whole duration. The prior on λ is Jeffreys' Gamma(1/2, 0), so
-// f failures in T minutes give the posterior Gamma(1/2+f, T) and no unit of
-// time is favoured. Tests are one-sided: a failure proves the bug is there,
-// a pass only makes it less likely.
+// in its exposure to the test with an unknown rate λ: minutes of test for
+// the kernel test, where a run stops at its first failure and contributes
+// one failure and its time to that failure, and a run that passes its whole
+// duration; runs for an --exec command, which only says whether a run
+// failed (each run is one unit; it fails with probability 1-e^(-λ)). The
+// prior on λ is Jeffreys' Gamma(1/2, 0), so f failures in exposure T give
+// the posterior Gamma(1/2+f, T) (for runs an approximation that
+// underestimates λ when runs fail often, which only makes a fix take
+// longer to show) and no unit is favoured. Tests are one-sided: a failure
+// proves the bug is there, a pass only makes it less likely.
 
 // priorShape is the shape of the Jeffreys prior on a failure rate.
 const priorShape = 0.5
@@ -21,40 +25,40 @@ type Evidence struct {
 	Runs int `json:"runs"`
 	// Failures counts the failed runs.
 	Failures int `json:"failures"`
-	// Minutes is the test time the runs accumulated (for a failed run,
-	// until its first failure).
-	Minutes float64 `json:"minutes"`
+	// Exposure is what the runs accumulated: minutes of test (for a
+	// failed kernel run, until its first failure), or runs for --exec.
+	Exposure float64 `json:"exposure"`
 }
 
-// Add records one run: failed or not, after minutes of test.
-func (e *Evidence) Add(failed bool, minutes float64) {
+// Add records one run: failed or not, after exposure.
+func (e *Evidence) Add(failed bool, exposure float64) {
 	e.Runs++
 	if failed {
 		e.Failures++
 	}
-	e.Minutes += minutes
+	e.Exposure += exposure
 }
 
-// posterior returns the shape and rate (per minute) of the Gamma posterior
-// of the failure rate.
+// posterior returns the shape and rate of the Gamma posterior of the
+// failure rate (per unit of exposure).
 func (e Evidence) posterior() (shape, rate float64) {
-	return priorShape + float64(e.Failures), e.Minutes
+	return priorShape + float64(e.Failures), e.Exposure
 }
 
-// PerHour returns the observed failure rate per hour (failures over test
-// time; 0 before any test) and its equal-tailed posterior interval at level
-// (e.g. 0.95). With no failure the lower end is 0.
-func (e Evidence) PerHour(level float64) (rate, lo, hi float64) {
-	if e.Minutes <= 0 {
+// Rate returns the observed failure rate per unit of exposure (0 before
+// any test) and its equal-tailed posterior interval at level (e.g. 0.95).
+// With no failure the lower end is 0.
+func (e Evidence) Rate(level float64) (rate, lo, hi float64) {
+	if e.Exposure <= 0 {
 		return 0, 0, math.Inf(1)
 	}
 	a, b := e.posterior()
-	rate = float64(e.Failures) / e.Minutes * 60
+	rate = float64(e.Failures) / e.Exposure
 	tail := (1 - level) / 2
 	if e.Failures > 0 {
-		lo = gammaQuantile(a, tail) / b * 60
+		lo = gammaQuantile(a, tail) / b
 	}
-	hi = gammaQuantile(a, 1-tail) / b * 60
+	hi = gammaQuantile(a, 1-tail) / b
 	return rate, lo, hi
 }
 
@@ -74,23 +78,23 @@ func PFixed(base, patched Evidence, prior float64) float64 {
 	if patched.Failures > 0 {
 		return 0
 	}
-	if base.Failures == 0 || base.Minutes <= 0 {
+	if base.Failures == 0 || base.Exposure <= 0 {
 		return prior
 	}
 	a, b := base.posterior()
 	// Marginal likelihood ratio of "not fixed" to "fixed": the chance that a
 	// kernel with the base's (uncertain) rate survives t minutes,
 	// E[exp(-λt)] = (b/(b+t))^a.
-	logLR := -a * math.Log1p(patched.Minutes/b)
+	logLR := -a * math.Log1p(patched.Exposure/b)
 	odds := prior / (1 - prior) / math.Exp(logLR)
 	return odds / (1 + odds)
 }
 
-// MinutesToFix is how many failure-free minutes the patched kernel needs
+// ExposureToFix is how much failure-free exposure the patched kernel needs
 // for PFixed to reach confidence, given the base's evidence; +Inf when the
 // base never failed.
-func MinutesToFix(base Evidence, confidence, prior float64) float64 {
-	if base.Failures == 0 || base.Minutes <= 0 {
+func ExposureToFix(base Evidence, confidence, prior float64) float64 {
+	if base.Failures == 0 || base.Exposure <= 0 {
 		return math.Inf(1)
 	}
 	a, b := base.posterior()
@@ -103,7 +107,7 @@ func MinutesToFix(base Evidence, confidence, prior float64) float64 {
 
 // baseTarget is the expected number of base failures after which more base
 // testing no longer pays: it minimises base time plus the patched time
-// MinutesToFix then asks for, T·exp(L/(1/2+λT)), whose optimum has
+// ExposureToFix then asks for, T·exp(L/(1/2+λT)), whose optimum has
 // (1/2+x)² = L·x for x = λT.
 func baseTarget(confidence, prior float64) float64 {
 	l := logOdds(confidence, prior)
@@ -114,49 +118,259 @@ func baseTarget(confidence, prior float64) float64 {
 	return math.Max(1, ((l-1)+math.Sqrt(d))/2)
 }
 
-// PWorse is the probability that the patched kernel fails more often than
-// the base: P(λp > λb) for independent Gamma posteriors, which is a Beta
-// tail: U/(U+V) ~ Beta(ap, ab) for U = bp·λp, V = bb·λb.
-func PWorse(patched, base Evidence) float64 {
-	if patched.Minutes <= 0 {
-		return 0
+// NeedForFix is the least further test time, split between the base and
+// the patched kernel, after which a patched kernel that keeps passing is
+// called fixed, if the base keeps failing at the rate seen so far: more
+// base time makes its rate surer, so the patched kernel needs less.
+func NeedForFix(base, patched Evidence, confidence, prior float64) (baseMore, patchedMore float64) {
+	if base.Failures == 0 || base.Exposure <= 0 {
+		return math.Inf(1), math.Inf(1)
 	}
-	if base.Minutes <= 0 {
-		return 0.5
+	rate := float64(base.Failures) / base.Exposure
+	best := math.Inf(1)
+	for i := 0; i <= 400; i++ {
+		sb := 0.0
+		if i > 0 {
+			sb = base.Exposure * math.Pow(10, -2+float64(i)/100) // 1% .. 100x
+		}
+		more := Evidence{Failures: base.Failures + int(math.Floor(rate*sb)), Exposure: base.Exposure + sb}
+		sp := math.Max(0, ExposureToFix(more, confidence, prior)-patched.Exposure)
+		if sb+sp < best {
+			best, baseMore, patchedMore = sb+sp, sb, sp
+		}
 	}
-	ap, bp := patched.posterior()
-	ab, bb := base.posterior()
-	return 1 - betaInc(ap, ab, bp/(bp+bb))
+	return baseMore, patchedMore
 }
 
-// PWithin is the probability that the patched kernel's failure rate exceeds
-// the base's by less than tolerance (per minute): P(λp < λb + tolerance).
-func PWithin(patched, base Evidence, tolerance float64) float64 {
-	if patched.Minutes <= 0 {
-		return 0
-	}
-	ap, bp := patched.posterior()
-	if base.Minutes <= 0 {
-		return gammaP(ap, bp*tolerance)
-	}
-	ab, bb := base.posterior()
-	// Average over the base's posterior by its quantiles.
-	const n = 200
-	sum := 0.0
-	for i := 0; i < n; i++ {
-		y := gammaQuantile(ab, (float64(i)+0.5)/n) / bb
-		sum += gammaP(ap, bp*(y+tolerance))
-	}
-	return sum / n
+// Observation is one run in a comparison of two kernels' failure rates.
+type Observation struct {
+	// Patched says which kernel ran: the patched one or the base.
+	Patched bool
+	Failed  bool
+	// Exposure of the run: minutes of test to the first failure, or 1
+	// for a Trial.
+	Exposure float64
+	// Trial is a run that only says whether it failed (--exec): its
+	// exposure is one unit.
+	Trial bool
 }
 
-// ExcludedRate is the rate (per minute) that failure-free minutes exclude
-// at confidence: the confidence quantile of the posterior Gamma(1/2, t).
-func ExcludedRate(minutes, confidence float64) float64 {
+// logLik is the log likelihood of a run under failure rate r: a pass is
+// survival e^(-r·m); a failure the density r·e^(-r·m) of failing at m, or
+// for a trial the chance 1-e^(-r·m) of failing at all.
+func logLik(o Observation, r float64) float64 {
+	if !o.Failed {
+		return -r * o.Exposure
+	}
+	if r <= 0 {
+		return math.Inf(-1)
+	}
+	if o.Trial {
+		return math.Log(-math.Expm1(-r * o.Exposure))
+	}
+	return math.Log(r) - r*o.Exposure
+}
+
+// CompareRates weighs the runs of two kernels for the regression question
+// and returns two e-values: evidence that the patched kernel fails more
+// often than the base by tolerance (per minute) or more (regression), and
+// evidence that it does not (no regression). Each is a likelihood ratio
+// whose numerator predicts every run from the runs before it (rates
+// estimated from the past, within the hypothesis to show) and whose
+// denominator is the best fit of the hypothesis to reject ("universal
+// inference"): its chance of ever reaching 1/α when that hypothesis is
+// true is at most α, however often it is checked. Runs before both kernels
+// have run once only inform the estimates.
+func CompareRates(obs []Observation, tolerance float64) (regression, noRegression float64) {
+	c := RateComparison{Tolerance: tolerance}
+	for _, o := range obs {
+		c.Add(o)
+	}
+	return c.EValues()
+}
+
+// RateComparison computes CompareRates run by run.
+type RateComparison struct {
+	// Tolerance is the rate increase (per minute) that counts as a
+	// regression.
+	Tolerance float64
+	// All runs (for the estimates), and those after the start (for the
+	// denominators).
+	fb, fp, sfb, sfp int
+	tb, tp, stb, stp float64
+	started          bool
+	// trials is set once a run is a trial: all runs are then trials of
+	// one unit.
+	trials           bool
+	logReg, logNoReg float64
+}
+
+// estimate is the rate a kernel's past runs predict: Jeffreys' posterior
+// mean, for trials of the failure probability.
+func (c *RateComparison) estimate(f int, t float64) float64 {
+	if c.trials {
+		return -math.Log1p(-(float64(f) + priorShape) / (t + 1))
+	}
+	return (float64(f) + priorShape) / t
+}
+
+// Add records the next run.
+func (c *RateComparison) Add(o Observation) {
+	if o.Trial {
+		c.trials = true
+	}
+	if !c.started && c.tb > 0 && c.tp > 0 {
+		c.started = true
+	}
+	if c.started {
+		lb := c.estimate(c.fb, c.tb)
+		lp := c.estimate(c.fp, c.tp)
+		if o.Patched {
+			c.logReg += logLik(o, math.Max(lp, lb+c.Tolerance))
+			c.logNoReg += logLik(o, math.Min(lp, lb+c.Tolerance/2))
+			c.stp += o.Exposure
+			if o.Failed {
+				c.sfp++
+			}
+		} else {
+			c.logReg += logLik(o, lb)
+			c.logNoReg += logLik(o, lb)
+			c.stb += o.Exposure
+			if o.Failed {
+				c.sfb++
+			}
+		}
+	}
+	if o.Patched {
+		c.tp += o.Exposure
+		if o.Failed {
+			c.fp++
+		}
+	} else {
+		c.tb += o.Exposure
+		if o.Failed {
+			c.fb++
+		}
+	}
+}
+
+// EValues returns the e-values for a regression and for no regression.
+func (c *RateComparison) EValues() (regression, noRegression float64) {
+	if !c.started {
+		return 1, 1
+	}
+	m := model{trials: c.trials}
+	reg := c.logReg - m.maxLogLikEqual(c.sfb, c.sfp, c.stb, c.stp)
+	noReg := c.logNoReg - m.maxLogLikWorse(c.sfb, c.sfp, c.stb, c.stp, c.Tolerance)
+	return math.Exp(math.Min(reg, 700)), math.Exp(math.Min(noReg, 700))
+}
+
+// poissonLogLik is the log likelihood of f failures in t minutes at rate r.
+func poissonLogLik(f int, t, r float64) float64 {
+	if f == 0 {
+		return -r * t
+	}
+	if r <= 0 {
+		return math.Inf(-1)
+	}
+	return float64(f)*math.Log(r) - r*t
+}
+
+// trialsLogLik is the log likelihood of f failures in n runs that each
+// fail with probability 1-e^(-r).
+func trialsLogLik(f int, n, r float64) float64 {
+	pass := n - float64(f)
+	switch {
+	case f == 0:
+		return -r * pass
+	case r <= 0:
+		return math.Inf(-1)
+	case math.IsInf(r, 1):
+		if pass > 0 {
+			return math.Inf(-1)
+		}
+		return 0
+	}
+	return float64(f)*math.Log(-math.Expm1(-r)) - r*pass
+}
+
+// model is how runs fail: in time (Poisson) or as trials.
+type model struct{ trials bool }
+
+// ll is the log likelihood of f failures in exposure t at rate r.
+func (m model) ll(f int, t, r float64) float64 {
+	if m.trials {
+		return trialsLogLik(f, t, r)
+	}
+	return poissonLogLik(f, t, r)
+}
+
+// mle is the rate that best explains f failures in exposure t.
+func (m model) mle(f int, t float64) float64 {
+	if t <= 0 {
+		return 0
+	}
+	q := float64(f) / t
+	if m.trials {
+		if q >= 1 {
+			return math.Inf(1)
+		}
+		return -math.Log1p(-q)
+	}
+	return q
+}
+
+// maxLogLikEqual is the best log likelihood of both kernels failing at one
+// rate.
+func (m model) maxLogLikEqual(fb, fp int, tb, tp float64) float64 {
+	r := m.mle(fb+fp, tb+tp)
+	return m.ll(fb, tb, r) + m.ll(fp, tp, r)
+}
+
+// maxLogLikWorse is the best log likelihood of the patched kernel failing
+// at the base's rate plus at least tolerance. On the boundary λp = λb +
+// tolerance the log likelihood is concave in λb: the best λb is found by
+// bisection on its slope.
+func (m model) maxLogLikWorse(fb, fp int, tb, tp, tolerance float64) float64 {
+	rb, rp := m.mle(fb, tb), m.mle(fp, tp)
+	if tp > 0 && rp >= rb+tolerance {
+		return m.ll(fb, tb, rb) + m.ll(fp, tp, rp)
+	}
+	on := func(lb float64) float64 { return m.ll(fb, tb, lb) + m.ll(fp, tp, lb+tolerance) }
+	const h = 1e-7
+	slope := func(lb float64) float64 { return (on(lb+h*(1+lb)) - on(lb)) / (h * (1 + lb)) }
+	if fb == 0 && slope(0) <= 0 {
+		return on(0)
+	}
+	lo, hi := 0.0, 1.0
+	for slope(hi) > 0 {
+		lo, hi = hi, hi*2
+		if hi > 1e9 {
+			return on(hi)
+		}
+	}
+	for i := 0; i < 100; i++ {
+		mid := (lo + hi) / 2
+		if slope(mid) > 0 {
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	return math.Max(on(lo), on(hi))
+}
+
+// ToleranceFor is the smallest rate increase (per minute) that failure-free
+// runs of the patched kernel (on a base that does not fail either) rule out
+// at confidence, for runs runs of minutes in all: the e-value of
+// CompareRates then grows as exp(ρ·t) over a penalty for estimating the
+// rate, about sqrt(runs).
+func ToleranceFor(minutes float64, runs int, confidence float64) float64 {
 	if minutes <= 0 {
 		return math.Inf(1)
 	}
-	return gammaQuantile(priorShape, confidence) / minutes
+	penalty := 0.5 * math.Log(math.Max(2, float64(runs)))
+	return (math.Log(1/(1-confidence)) + penalty) / minutes
 }
 
 // gammaP is the regularized lower incomplete gamma function P(a, x).
@@ -228,66 +442,4 @@ func gammaQuantile(a, p float64) float64 {
 		}
 	}
 	return (lo + hi) / 2
-}
-
-// betaInc is the regularized incomplete beta function I_x(a, b).
-func betaInc(a, b, x float64) float64 {
-	switch {
-	case x <= 0:
-		return 0
-	case x >= 1:
-		return 1
-	}
-	la, _ := math.Lgamma(a)
-	lb, _ := math.Lgamma(b)
-	lab, _ := math.Lgamma(a + b)
-	front := math.Exp(lab - la - lb + a*math.Log(x) + b*math.Log1p(-x))
-	if x < (a+1)/(a+b+2) {
-		return front * betaCF(a, b, x) / a
-	}
-	return 1 - front*betaCF(b, a, 1-x)/b
-}
-
-// betaCF evaluates the continued fraction of the incomplete beta function
-// (modified Lentz).
-func betaCF(a, b, x float64) float64 {
-	const tiny = 1e-300
-	qab, qap, qam := a+b, a+1, a-1
-	c, d := 1.0, 1-qab*x/qap
-	if math.Abs(d) < tiny {
-		d = tiny
-	}
-	d = 1 / d
-	h := d
-	for m := 1; m < 1000; m++ {
-		fm := float64(m)
-		m2 := 2 * fm
-		aa := fm * (b - fm) * x / ((qam + m2) * (a + m2))
-		d = 1 + aa*d
-		if math.Abs(d) < tiny {
-			d = tiny
-		}
-		c = 1 + aa/c
-		if math.Abs(c) < tiny {
-			c = tiny
-		}
-		d = 1 / d
-		h *= d * c
-		aa = -(a + fm) * (qab + fm) * x / ((a + m2) * (qap + m2))
-		d = 1 + aa*d
-		if math.Abs(d) < tiny {
-			d = tiny
-		}
-		c = 1 + aa/c
-		if math.Abs(c) < tiny {
-			c = tiny
-		}
-		d = 1 / d
-		del := d * c
-		h *= del
-		if math.Abs(del-1) < 1e-15 {
-			break
-		}
-	}
-	return h
 }

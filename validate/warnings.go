@@ -95,7 +95,12 @@ func newWarnings(base, patched *buildLog, files []string) (news []Warning, uncom
 	return news, uncompared
 }
 
-// cleanLine strips terminal colours from a log line.
+// slotPath is a path into a build slot's checkout, as compiler messages
+// show it.
+var slotPath = regexp.MustCompile(`(?:/\S*?/slot\d+/src/|\.\./src/)`)
+
+// cleanLine strips terminal colours from a log line and makes the paths in
+// it relative to the kernel tree.
 func cleanLine(s string) string {
-	return strings.TrimSpace(ansiEscape.ReplaceAllString(s, ""))
+	return strings.TrimSpace(slotPath.ReplaceAllString(ansiEscape.ReplaceAllString(s, ""), ""))
 }

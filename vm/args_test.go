@@ -1,6 +1,7 @@
 package vm
 
 import (
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -198,5 +199,23 @@ func TestLineQueue(t *testing.T) {
 	case <-done:
 	case <-time.After(5 * time.Second):
 		t.Fatal("forwarder did not stop when abandoned")
+	}
+}
+
+func TestHostTSC(t *testing.T) {
+	if !haveTSC {
+		t.Skip("no TSC on this architecture")
+	}
+	k := hostTSCKHz()
+	if k < 100_000 || k > 10_000_000 || k%1000 != 0 {
+		t.Fatalf("host TSC %d kHz: want a whole number of MHz between 100 MHz and 10 GHz", k)
+	}
+	if got := tscAppend(); got != fmt.Sprintf("tsc_early_khz=%d", k) {
+		t.Errorf("tscAppend = %q", got)
+	}
+	cfg, _ := Config{Name: "t", Kernel: "k", Append: "x=1"}.withDefaults()
+	line := strings.Join(qemuArgs(&cfg, qemuSetup{kernel: "k", accel: AccelTCG, tsc: tscAppend()}), " ")
+	if !strings.Contains(line, "random.trust_cpu=on tsc_early_khz=") || !strings.Contains(line, "000 x=1") {
+		t.Errorf("command line lacks tsc_early_khz before Append:\n%s", line)
 	}
 }

@@ -1,7 +1,9 @@
 package vm
 
 import (
+	"encoding/json"
 	"os"
+	"strings"
 	"testing"
 	"time"
 )
@@ -55,4 +57,26 @@ func BenchmarkBoot(b *testing.B) {
 			b.ReportMetric(0, "ns/op")
 		})
 	}
+}
+
+// bootOnce boots cfg and returns the wall time from launch to the first
+// agent line and the guest uptime the line reports.
+func bootOnce(t testing.TB, cfg Config) (wall time.Duration, uptime float64) {
+	t.Helper()
+	g, err := Start(testCtx(t), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	line, wall := firstLine(t, g)
+	var ev struct {
+		Uptime float64 `json:"uptime"`
+	}
+	if err := json.Unmarshal([]byte(strings.TrimPrefix(line, "KBISECT-EVENT ")), &ev); err != nil {
+		t.Fatalf("agent line %q: %v", line, err)
+	}
+	if o := g.Wait(); o.Err() != nil {
+		t.Fatalf("%v\n%s", o.Err(), o.ConsoleTail)
+	}
+	return wall, ev.Uptime
 }

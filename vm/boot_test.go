@@ -48,6 +48,9 @@ func TestBootHello(t *testing.T) {
 			t.Errorf("console log lacks %q:\n%s", want, log)
 		}
 	}
+	if strings.Contains(string(log), "Marking TSC unstable") {
+		t.Errorf("the guest lost its TSC clocksource:\n%s", grepLines(string(log), "tsc"))
+	}
 	if strings.Contains(string(log), "\r") {
 		t.Errorf("console log has carriage returns")
 	}
@@ -265,6 +268,9 @@ func TestStartErrors(t *testing.T) {
 			}
 			if left, _ := os.ReadDir(tempRoot); len(left) > 0 {
 				t.Errorf("%d temp dirs left behind", len(left))
+			}
+			if _, err := os.Stat(cfg.ConsoleLog); !os.IsNotExist(err) {
+				t.Errorf("console log %s left behind (%v)", cfg.ConsoleLog, err)
 			}
 		})
 	}

@@ -109,6 +109,10 @@ type Guest struct {
 // ends the guest is stopped (ExitTimeout for a deadline, ExitKilled for a
 // cancellation). Start returns once the hypervisor runs; a configuration
 // the hypervisor rejects is an error here.
+//
+// The hypervisor gets SIGKILL if the process that started it dies (Linux
+// ties this to the starting thread: do not call Start from a goroutine that
+// locked its OS thread and then exits without unlocking it).
 func Start(ctx context.Context, cfg Config) (*Guest, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
@@ -141,7 +145,9 @@ func Start(ctx context.Context, cfg Config) (*Guest, error) {
 	m, err := be.start(ctx, &g.cfg, hooks{event: g.onEvent})
 	if err != nil {
 		if logFile != nil {
+			// Leave no empty log behind a guest that never ran.
 			logFile.Close()
+			os.Remove(cfg.ConsoleLog)
 		}
 		return nil, err
 	}
@@ -324,7 +330,7 @@ func (g *Guest) classify(st exitStatus) *Outcome {
 	o := &Outcome{
 		Name:        g.cfg.Name,
 		ExitCode:    st.code,
-		ConsoleTail: g.console.tail(40),
+		ConsoleTail: g.console.outcomeTail(40),
 		Stderr:      st.stderr,
 		Started:     g.m.started(),
 		Ended:       time.Now(),
@@ -471,7 +477,9 @@ type consoleSink struct {
 	tee     io.Writer
 	partial []byte
 	lines   []string // ring of the last maxTail lines
+	total   int      // lines seen
 	panic   string
+	panicNo int // line number of the panic line
 	pendCR  bool
 }
 
@@ -524,8 +532,10 @@ func (c *consoleSink) endLine() {
 			if c.panic == "" {
 				c.panic = "Kernel panic"
 			}
+			c.panicNo = c.total
 		}
 	}
+	c.total++
 	c.lines = append(c.lines, line)
 	if len(c.lines) > 2*maxTail {
 		c.lines = append(c.lines[:0], c.lines[len(c.lines)-maxTail:]...)
@@ -543,6 +553,20 @@ func (c *consoleSink) tail(n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// outcomeTail is the console tail for an Outcome: the last n lines, or more
+// so that a panic's first lines (the message and the oops before it) are
+// included.
+func (c *consoleSink) outcomeTail(n int) string {
+	c.mu.Lock()
+	if c.panic != "" {
+		if need := c.total - c.panicNo + 10; need > n {
+			n = min(need, maxTail)
+		}
+	}
+	c.mu.Unlock()
+	return c.tail(n)
 }
 
 func (c *consoleSink) panicLine() string {

@@ -22,14 +22,16 @@ import (
 var qbootPath = "/usr/share/qemu/qboot.rom"
 
 // baseAppend is what the QEMU backend puts on every kernel command line,
-// before Config.Append. Measured on Debian's 6.1 kernel under TCG with
-// -icount shift=0 (guest time then counts work, not host load): these options
-// guard against slow or flaky paths under emulation. cryptomgr.notests
+// before Config.Append (tsc_early_khz= follows under TCG, see tsc.go). These
+// options guard against slow or flaky paths under emulation; measured on
+// Debian's 6.1 kernel under TCG with -icount shift=0 (guest time then counts
+// work, not host load) none of them changes the boot time. cryptomgr.notests
 // would save 0.9 s of guest time on Debian's kernel, but there it leaves the
 // modular drbg (stdrng) unusable, and ESP's echainiv/seqiv IV generators
 // need it: every cbc or gcm SA then fails with ENOENT. kbisect's own builds
-// set CONFIG_CRYPTO_MANAGER_DISABLE_TESTS instead. "quiet" saved nothing measurable and would hide the warnings a
-// test wants to see, so the kernel logs at its default level.
+// set CONFIG_CRYPTO_MANAGER_DISABLE_TESTS instead. "quiet" saved nothing
+// measurable and would hide the warnings a test wants to see, so the kernel
+// logs at its default level.
 var baseAppend = []string{
 	"console=ttyS0",  // the console the log captures (ttyS1 is the agent's)
 	"panic=-1",       // reboot at once on panic: with -no-reboot QEMU exits
@@ -62,7 +64,7 @@ type qemuMachine struct {
 	mon       *qmp.SocketMonitor
 	monDone   chan struct{} // closed when the event loop ends
 	exited    chan struct{}
-	status_   exitStatus
+	st        exitStatus
 	mu        sync.Mutex
 	reaped    bool
 	cleanOnce sync.Once
@@ -87,10 +89,13 @@ func (qemuBackend) start(ctx context.Context, cfg *Config, h hooks) (machine, er
 	}
 	if ki.Format == FormatBzImage && !cfg.QEMU.NoPVH {
 		img, ok, err := PVHImage(ctx, cfg.Kernel)
-		if err != nil {
-			return nil, fmt.Errorf("guest %s: %w", cfg.Name, err)
-		}
-		if ok {
+		switch {
+		case ctx.Err() != nil:
+			return nil, fmt.Errorf("guest %s: %w", cfg.Name, ctx.Err())
+		case err != nil:
+			// PVH only makes the boot faster: boot the bzImage instead.
+			cfg.logf("guest %s: booting the bzImage, not its vmlinux: %v", cfg.Name, err)
+		case ok:
 			kernel = img
 		}
 	}
@@ -132,12 +137,16 @@ func (qemuBackend) start(ctx context.Context, cfg *Config, h hooks) (machine, er
 		extra = append(extra, nd.File)
 	}
 	qmpPath := filepath.Join(tmpDir, "qmp.sock")
-	m.args = qemuArgs(cfg, qemuSetup{
+	setup := qemuSetup{
 		kernel:   kernel,
 		accel:    accel,
 		firmware: firmware,
 		qmp:      qmpPath,
-	})
+	}
+	if accel == AccelTCG {
+		setup.tsc = tscAppend()
+	}
+	m.args = qemuArgs(cfg, setup)
 
 	cmd := exec.Command(binPath, m.args...)
 	cmd.ExtraFiles = extra
@@ -168,14 +177,14 @@ func (qemuBackend) start(ctx context.Context, cfg *Config, h hooks) (machine, er
 		m.reaped = true
 		m.mu.Unlock()
 		st.stderr = strings.TrimSpace(m.stderr.String())
-		m.status_ = st
+		m.st = st
 		close(m.exited)
 	}()
 
 	if err := m.connectQMP(ctx, qmpPath, h); err != nil {
 		m.kill()
 		<-m.exited
-		if st := m.status_; st.stderr != "" {
+		if st := m.st; st.stderr != "" {
 			// QEMU's own complaint (a bad option, a missing file) says more
 			// than the broken monitor connection.
 			return fail(fmt.Errorf("guest %s: qemu did not start: %s", cfg.Name, lastLine(st.stderr)))
@@ -198,7 +207,7 @@ func (m *qemuMachine) connectQMP(ctx context.Context, path string, h hooks) erro
 		}
 		select {
 		case <-m.exited:
-			return fmt.Errorf("qemu exited at start with status %d", m.status_.code)
+			return fmt.Errorf("qemu exited at start with status %d", m.st.code)
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(5 * time.Millisecond):
@@ -223,7 +232,7 @@ func (m *qemuMachine) connectQMP(ctx context.Context, path string, h hooks) erro
 	case <-m.exited:
 		mon.Disconnect()
 		<-connected
-		return fmt.Errorf("qemu exited at start with status %d", m.status_.code)
+		return fmt.Errorf("qemu exited at start with status %d", m.st.code)
 	}
 	events, err := mon.Events(context.Background())
 	if err != nil {
@@ -265,7 +274,7 @@ func (m *qemuMachine) pid() int {
 
 func (m *qemuMachine) wait() exitStatus {
 	<-m.exited
-	return m.status_
+	return m.st
 }
 
 // quit sends QMP quit (SIGTERM without a monitor); it does not wait.
@@ -354,6 +363,7 @@ type qemuSetup struct {
 	accel    string
 	firmware string // ROM path, "" for QEMU's default
 	qmp      string // QMP socket path
+	tsc      string // tsc_early_khz= under TCG, or ""
 }
 
 // Fixed descriptors in the child: ExtraFiles start at 3.
@@ -378,6 +388,9 @@ func qemuArgs(cfg *Config, s qemuSetup) []string {
 		}
 	}
 	appendLine := strings.Join(baseAppend, " ")
+	if s.tsc != "" {
+		appendLine += " " + s.tsc
+	}
 	if cfg.Append != "" {
 		appendLine += " " + cfg.Append
 	}

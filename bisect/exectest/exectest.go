@@ -36,6 +36,13 @@ type Tester struct {
 	Command string
 	// Dir holds the checkouts (Dir/work/N) and the run logs (Dir/logs).
 	Dir string
+	// TimeMode says that the budget of a test is the length of the run the
+	// search asks for (the command reads it from KBISECT_BUDGET and exits
+	// 1 at its first failure): the command is killed only Grace after it
+	// (default half the budget, at least 30 s). Otherwise the budget is
+	// the time limit of a run (0: none).
+	TimeMode bool
+	Grace    time.Duration
 
 	mu     sync.Mutex
 	spaces []*space
@@ -277,9 +284,17 @@ func (t *Tester) run(ctx context.Context, s *space, commit string, budget time.D
 	w := io.MultiWriter(logf, &tail)
 
 	rctx := ctx
-	if budget > 0 {
+	limit := budget
+	if t.TimeMode && budget > 0 {
+		grace := t.Grace
+		if grace <= 0 {
+			grace = max(budget/2, 30*time.Second)
+		}
+		limit = budget + grace
+	}
+	if limit > 0 {
 		var cancel context.CancelFunc
-		rctx, cancel = context.WithTimeout(ctx, budget)
+		rctx, cancel = context.WithTimeout(ctx, limit)
 		defer cancel()
 	}
 	cmd := exec.CommandContext(rctx, "/bin/sh", "-c", t.Command)
@@ -317,7 +332,7 @@ func (t *Tester) run(ctx context.Context, s *space, commit string, budget time.D
 	if err != nil {
 		switch {
 		case rctx.Err() == context.DeadlineExceeded && ctx.Err() == nil:
-			return out, fmt.Errorf("%q on %.12s timed out after %s (log %s)", t.Command, commit, budget, logName)
+			return out, fmt.Errorf("%q on %.12s timed out after %s (log %s)", t.Command, commit, limit, logName)
 		case ctx.Err() != nil:
 			return out, ctx.Err()
 		case ev.Signal != "":

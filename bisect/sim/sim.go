@@ -57,8 +57,13 @@ type Config struct {
 	SkipRate, SpuriousRate float64
 	// PriorA, PriorB override the model's prior on p (0: defaults).
 	PriorA, PriorB float64
-	// FalseFail overrides the model's false-failure probability.
-	FalseFail float64
+	// Margin is the strategies' stopping margin (see bisect.Plan).
+	Margin float64
+	// FalseFail and RateSpread override the model's (see
+	// bisect.ModelParams).
+	FalseFail, RateSpread float64
+	// Predates is the model's prior that the bug predates good.
+	Predates float64
 	// Workers is the number of goroutines (0: GOMAXPROCS).
 	Workers int
 	// MaxCost caps one bisection (0: 20000 runs or minutes).
@@ -175,6 +180,9 @@ func (c *Config) defaults() error {
 	if c.MaxCost <= 0 {
 		c.MaxCost = 20000
 	}
+	if c.Budget <= 0 {
+		c.Budget = 300 // runs, or minutes
+	}
 	if c.SkipRate <= 0 && c.Scenario == Skips {
 		c.SkipRate = 0.05
 	}
@@ -277,7 +285,9 @@ func (c *Config) play(t *trial, sp bisect.StrategySpec, timeMode bool) result {
 		Confidence:     c.Confidence,
 		Costs:          bisect.Costs{Build: c.BuildCost, Run: 1},
 		EndpointBudget: c.Budget,
+		Model:          bisect.ModelParams{PriorA: c.PriorA, PriorB: c.PriorB, FalseFail: c.FalseFail, RateSpread: c.RateSpread, Predates: c.Predates},
 		MaxCost:        c.MaxCost,
+		Margin:         c.Margin,
 	}
 	if timeMode {
 		plan.Unit = bisect.UnitTime
@@ -285,8 +295,6 @@ func (c *Config) play(t *trial, sp bisect.StrategySpec, timeMode bool) result {
 		plan.RunBase = c.RunMinutes
 		plan.RunMax = 16 * c.RunMinutes
 	}
-	plan.Model.PriorA, plan.Model.PriorB = c.PriorA, c.PriorB
-	plan.Model.FalseFail = c.FalseFail
 	if sp.Name == "oracle" {
 		// The oracle knows the rate of the bad commits.
 		plan.Model.KnownRate = t.rate[t.n-1]
@@ -356,8 +364,8 @@ func (c *Config) play(t *trial, sp bisect.StrategySpec, timeMode bool) result {
 		// Right when the candidates are the culprit and untestable
 		// commits only: nothing smaller could be said.
 		extra := 0
-		for i := concl.Lo; i <= concl.Hi; i++ {
-			if i != t.culprit && !t.skip[i] {
+		for i := concl.Lo; i < concl.Hi; i++ {
+			if !t.skip[i] {
 				extra++
 			}
 		}

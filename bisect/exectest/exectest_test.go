@@ -1,0 +1,309 @@
+package exectest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kbisect/kbisect/bisect"
+)
+
+func writeScript(t *testing.T, dir, name, body string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte("#!/bin/sh\n"+body+"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestExitCodes(t *testing.T) {
+	repoDir, hashes := makeRepo(t, 3, 2)
+	repo := openRepo(t, repoDir)
+	tests := []struct {
+		name    string
+		script  string
+		budget  time.Duration
+		want    bisect.Verdict
+		wantErr string
+	}{
+		{"good", "echo fine; exit 0", 0, bisect.Pass, ""},
+		{"bad", "echo corrupted byte at 42; exit 1", 0, bisect.Fail, ""},
+		{"bad 127", "exit 127", 0, bisect.Fail, ""},
+		{"skip", "exit 125", 0, bisect.Skip, ""},
+		{"abort 128", "exit 128", 0, "", "exited 128"},
+		{"abort 255", "exit 255", 0, "", "exited 255"},
+		{"killed", "kill -9 $$", 0, "", "exited 137"},
+		{"timeout", "sleep 30", 300 * time.Millisecond, "", "timed out"},
+		{"sees the tree", "test -f n && test \"$(cat n)\" = 3", 0, bisect.Pass, ""},
+		{"sees the bug", "test -f bug", 0, bisect.Pass, ""},
+		{"environment", "test \"$KBISECT_COMMIT\" = \"$(git rev-parse HEAD)\" && test -n \"$KBISECT_JOB\"", 0, bisect.Pass, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			script := writeScript(t, dir, "test.sh", tc.script)
+			tst := New(repo, script, dir, 1)
+			start := time.Now()
+			out, err := tst.Test(context.Background(), hashes[2], tc.budget)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("got %v, %v; want an error saying %q", out.Verdict, err, tc.wantErr)
+				}
+				if tc.budget > 0 && time.Since(start) > 10*time.Second {
+					t.Errorf("timeout took %s", time.Since(start))
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if out.Verdict != tc.want {
+				t.Fatalf("verdict %s, want %s (%s)", out.Verdict, tc.want, out.Reason)
+			}
+			if !out.Built || !strings.HasPrefix(out.Signature, "tree:") {
+				t.Errorf("first test of a commit: built %v, signature %q", out.Built, out.Signature)
+			}
+			var ev evidence
+			if err := json.Unmarshal(out.Evidence, &ev); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := os.Stat(ev.Log); err != nil {
+				t.Errorf("run log: %v", err)
+			}
+			if tc.want == bisect.Fail && !strings.Contains(out.Reason, "corrupted byte") && tc.name == "bad" {
+				t.Errorf("reason %q does not quote the output", out.Reason)
+			}
+			// The same commit again needs no checkout.
+			out2, err := tst.Test(context.Background(), hashes[2], tc.budget)
+			if err != nil || out2.Built {
+				t.Errorf("second test: built %v, %v", out2.Built, err)
+			}
+		})
+	}
+}
+
+func TestRevertConflict(t *testing.T) {
+	repoDir, hashes := makeRepo(t, 4, 4)
+	repo := openRepo(t, repoDir)
+	dir := t.TempDir()
+	tst := New(repo, writeScript(t, dir, "t.sh", "test ! -f n || test \"$(cat n)\" != 2"), dir, 1)
+	// Commit 2 changed n, and commit 3 changed it again: no clean revert.
+	out, err := tst.TestRevert(context.Background(), hashes[1], hashes[2], 0)
+	if err != nil || out.Verdict != bisect.Skip || !strings.Contains(out.Reason, "does not apply") {
+		t.Fatalf("got %+v, %v; want a skip: does not apply", out, err)
+	}
+	// Commit 4 only added bug: reverting it on top of itself applies.
+	out, err = tst.TestRevert(context.Background(), hashes[3], hashes[3], 0)
+	if err != nil || out.Verdict != bisect.Pass {
+		t.Fatalf("got %+v, %v", out, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "work", "0", "bug")); !os.IsNotExist(err) {
+		t.Errorf("bug still there after the revert: %v", err)
+	}
+}
+
+func TestCheckCommand(t *testing.T) {
+	repoDir, _ := makeRepo(t, 2, 2)
+	dir := t.TempDir()
+	writeScript(t, dir, "ok.sh", "exit 0")
+	if err := os.WriteFile(filepath.Join(dir, "noexec.sh"), []byte("exit 0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.Mkdir(filepath.Join(dir, "adir"), 0o755)
+	writeScript(t, repoDir, "intree.sh", "exit 0")
+	t.Chdir(dir)
+	tests := []struct {
+		cmd, want, wantErr string
+	}{
+		{"./ok.sh --fast", filepath.Join(dir, "ok.sh") + " --fast", ""},
+		{filepath.Join(dir, "ok.sh"), filepath.Join(dir, "ok.sh"), ""},
+		{"./noexec.sh", "", "not executable"},
+		{"./missing.sh", "", "does not exist"},
+		{"./adir", "", "is a directory"},
+		{"no-such-program-kbisect", "", "not a command in PATH"},
+		{"true", "true", ""},
+		{"sh -c 'exit 1'", "sh -c 'exit 1'", ""},
+		{"./intree.sh", "./intree.sh", ""},
+		{"", "", "empty"},
+	}
+	for _, tc := range tests {
+		got, err := CheckCommand(tc.cmd, repoDir)
+		if tc.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("CheckCommand(%q) = %q, %v; want error %q", tc.cmd, got, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("CheckCommand(%q) = %q, %v; want %q", tc.cmd, got, err, tc.want)
+		}
+	}
+}
+
+// TestBisectRealRepo bisects a real repository with a sporadic test, checks
+// the answer, that the user's repository (with a git bisect of its own in
+// progress) is untouched, that the log replays in git, and the revert check.
+func TestBisectRealRepo(t *testing.T) {
+	const n, culprit = 200, 83
+	repoDir, hashes := makeRepo(t, n, culprit)
+	// The user is in the middle of a bisection of their own, with local
+	// changes.
+	gitT(t, repoDir, "bisect", "start", hashes[n-1], hashes[0])
+	gitT(t, repoDir, "bisect", "skip")
+	os.WriteFile(filepath.Join(repoDir, "untracked.txt"), []byte("mine\n"), 0o644)
+	os.WriteFile(filepath.Join(repoDir, "n"), []byte("local edit\n"), 0o644)
+	before := snapshot(t, repoDir)
+	if before.bisect == "" {
+		t.Fatal("no BISECT_* files to watch")
+	}
+
+	repo := openRepo(t, repoDir)
+	ctx := context.Background()
+	good, bad, err := bisect.ResolveRange(ctx, repo, hashes[0], hashes[n-1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	hist, err := bisect.LoadHistory(ctx, repo, good, bad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jobDir := t.TempDir()
+	// Fails 40% of the runs when the bug is there; randomness from the
+	// kernel, so nothing repeats.
+	script := writeScript(t, t.TempDir(), "flaky.sh", `
+if [ -f bug ]; then
+	r=$(od -An -N2 -tu2 /dev/urandom | tr -d ' ')
+	[ "$r" -lt 26214 ] && { echo "corruption"; exit 1; }
+fi
+exit 0`)
+	spec := bisect.Spec{Repo: repo.Dir, Good: good, Bad: bad, Exec: script,
+		Options: bisect.Options{Confidence: 0.999, Parallel: 2, VerifyRevert: true, BuildCost: 3}}
+	job, err := bisect.Create(jobDir, spec, hist)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer job.Close()
+	res, err := job.Run(ctx, New(repo, script, jobDir, 2), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Status != bisect.StatusFound || res.Culprit != hashes[culprit-1] {
+		t.Fatalf("got %s %s, want %s", res.Status, res.Culprit, hashes[culprit-1])
+	}
+	if res.Revert == nil || res.Revert.Verdict != "fixed" {
+		t.Errorf("revert check: %+v", res.Revert)
+	}
+	if ws, _ := filepath.Glob(filepath.Join(jobDir, "work", "*")); len(ws) != 2 {
+		t.Errorf("%d checkouts for --parallel 2: %v", len(ws), ws)
+	}
+	if after := snapshot(t, repoDir); after != before {
+		t.Errorf("the user's repository changed:\nbefore %+v\nafter  %+v", before, after)
+	}
+
+	// The log replays in a throwaway clone of the repository.
+	var log bytes.Buffer
+	if err := job.WriteLog(&log); err != nil {
+		t.Fatal(err)
+	}
+	logFile := filepath.Join(t.TempDir(), "bisect.log")
+	os.WriteFile(logFile, log.Bytes(), 0o644)
+	clone := filepath.Join(t.TempDir(), "clone")
+	gitT(t, "", "clone", "-q", repoDir, clone)
+	cmd := exec.Command("git", "-C", clone, "bisect", "replay", logFile)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("git bisect replay: %v\n%s\nlog:\n%s", err, out, log.String())
+	}
+	if !strings.Contains(string(out), hashes[culprit-1]+" is the first bad commit") {
+		t.Errorf("git bisect replay did not name %s:\n%s", hashes[culprit-1], out)
+	}
+}
+
+// TestBisectMerge bisects a history with a merge: the bug is on the merged
+// branch. The first-parent search names the merge, expands it into the
+// commits it brought in, and finds the culprit among them.
+func TestBisectMerge(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "repo")
+	gitT(t, "", "init", "-q", "-b", "main", dir)
+	commit := func(name, file, content string) string {
+		os.WriteFile(filepath.Join(dir, file), []byte(content), 0o644)
+		gitT(t, dir, "add", file)
+		gitT(t, dir, "commit", "-q", "-m", name)
+		return strings.TrimSpace(gitT(t, dir, "rev-parse", "HEAD"))
+	}
+	var main []string
+	for i := 1; i <= 5; i++ {
+		main = append(main, commit("main "+string(rune('0'+i)), "m", strings.Repeat("x", i)))
+	}
+	gitT(t, dir, "checkout", "-q", "-b", "side")
+	var side []string
+	for i := 1; i <= 6; i++ {
+		f, c := "s", strings.Repeat("s", i)
+		if i == 3 {
+			f, c = "bug", "1"
+		}
+		side = append(side, commit("side "+string(rune('0'+i)), f, c))
+	}
+	gitT(t, dir, "checkout", "-q", "main")
+	for i := 6; i <= 9; i++ {
+		main = append(main, commit("main "+string(rune('0'+i)), "m", strings.Repeat("x", i)))
+	}
+	gitT(t, dir, "merge", "-q", "--no-ff", "-m", "Merge side", "side")
+	merge := strings.TrimSpace(gitT(t, dir, "rev-parse", "HEAD"))
+	for i := 10; i <= 14; i++ {
+		main = append(main, commit("main "+string(rune('a'+i)), "m", strings.Repeat("x", i)))
+	}
+	repo := openRepo(t, dir)
+	ctx := context.Background()
+	good, bad, err := bisect.ResolveRange(ctx, repo, main[0], "main")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hist, err := bisect.LoadHistory(ctx, repo, good, bad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range hist.Commits() {
+		for _, s := range side {
+			if c.Hash == s {
+				t.Fatalf("side commit %s in the first-parent history", s)
+			}
+		}
+	}
+	jobDir := t.TempDir()
+	script := writeScript(t, t.TempDir(), "flaky.sh", `
+if [ -f bug ]; then
+	r=$(od -An -N2 -tu2 /dev/urandom | tr -d ' ')
+	[ "$r" -lt 39321 ] && exit 1
+fi
+exit 0`)
+	job, err := bisect.Create(jobDir, bisect.Spec{Repo: repo.Dir, Good: good, Bad: bad, Exec: script,
+		Options: bisect.Options{Confidence: 0.999, BuildCost: 3}}, hist)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer job.Close()
+	res, err := job.Run(ctx, New(repo, script, jobDir, 1), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Status != bisect.StatusFound || res.Culprit != side[2] {
+		t.Fatalf("got %s %s (%s), want side commit %s (merge %s)", res.Status, res.Culprit, res.Subject, side[2], merge)
+	}
+	var expanded bool
+	for _, r := range job.Records() {
+		if r.Type == bisect.RecExpand && r.Commit == merge && len(r.Expanded) == len(side) {
+			expanded = true
+		}
+	}
+	if !expanded {
+		t.Errorf("the merge was not expanded into its %d commits", len(side))
+	}
+}

@@ -1,0 +1,223 @@
+package sim
+
+import (
+	"context"
+	"math"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/kbisect/kbisect/bisect"
+)
+
+// maxFailures is the largest number of failures in n trials that is
+// consistent (one-sided, at level 0.001) with a failure rate of rate: more
+// than that and the rate is worse, with 99.9% confidence.
+func maxFailures(n int, rate float64) int {
+	// P(X > k) for X ~ Binomial(n, rate), summed from the top.
+	tail := 0.0
+	for k := n; k >= 0; k-- {
+		lg1, _ := math.Lgamma(float64(n + 1))
+		lg2, _ := math.Lgamma(float64(k + 1))
+		lg3, _ := math.Lgamma(float64(n - k + 1))
+		p := math.Exp(lg1 - lg2 - lg3 + float64(k)*math.Log(rate) + float64(n-k)*math.Log1p(-rate))
+		if tail+p >= 0.001 {
+			return k
+		}
+		tail += p
+	}
+	return 0
+}
+
+func strategies(t testing.TB, names ...string) []bisect.StrategySpec {
+	var out []bisect.StrategySpec
+	for _, n := range names {
+		sp, err := bisect.ParseStrategy(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, sp)
+	}
+	return out
+}
+
+func TestBound(t *testing.T) {
+	// The bounds for N=1024: 13, 31, 88, 371 runs.
+	for p, want := range map[float64]float64{0.9: 13, 0.5: 31, 0.2: 88, 0.05: 371} {
+		if got := math.Round(Bound(1024, p)); got != want {
+			t.Errorf("Bound(1024, %g) = %g, want %g", p, got, want)
+		}
+	}
+}
+
+func TestMaxFailures(t *testing.T) {
+	if k := maxFailures(400, 0.01); k < 9 || k > 12 {
+		t.Errorf("maxFailures(400, 0.01) = %d", k)
+	}
+}
+
+// TestDefaultStrategy checks the default strategy at N=1024 with p unknown
+// to it: it names the right commit in >= 99% of the trials (failures above
+// what a 99% rate allows, at level 0.001, fail the test), its confidence is
+// calibrated, and its mean runs stay within 2x of the information bound.
+// The full-size run (400 trials) is TestFullSize.
+func TestDefaultStrategy(t *testing.T) {
+	tests := []struct {
+		p      float64
+		trials int
+	}{{0.9, 200}, {0.5, 200}, {0.2, 120}, {0.05, 60}}
+	for _, tc := range tests {
+		rows, err := Run(context.Background(), Config{Commits: 1024, Trials: tc.trials, Ps: []float64{tc.p}, BuildCost: 2, Seed: 11,
+			Strategies: strategies(t, "bayes", "git-bisect")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		bayes, git := rows[0], rows[1]
+		fails := int(math.Round((1 - bayes.Success) * float64(bayes.Trials)))
+		if max := maxFailures(tc.trials, 0.01); fails > max {
+			t.Errorf("p=%g: %d of %d wrong, more than the %d a 99%% success rate allows", tc.p, fails, tc.trials, max)
+		}
+		wrongConfident := int(math.Round((1 - bayes.ConfidentRight) * float64(bayes.Confident)))
+		if max := maxFailures(bayes.Confident, 0.01); wrongConfident > max {
+			t.Errorf("p=%g: %d of %d confident answers wrong: not calibrated", tc.p, wrongConfident, bayes.Confident)
+		}
+		if bayes.MeanRuns > 2*bayes.Bound {
+			t.Errorf("p=%g: mean %.1f runs, more than twice the bound %.1f", tc.p, bayes.MeanRuns, bayes.Bound)
+		}
+		if tc.p <= 0.5 && git.Success > 0.5 {
+			t.Errorf("p=%g: git bisect right %.0f%% of the time: the oracle is too easy", tc.p, 100*git.Success)
+		}
+		t.Logf("p=%g: success %.1f%%, %d confident %.1f%% right, %.1f runs (bound %.0f), %.1f builds; git bisect %.1f%%",
+			tc.p, 100*bayes.Success, bayes.Confident, 100*bayes.ConfidentRight, bayes.MeanRuns, bayes.Bound, bayes.Builds, 100*git.Success)
+	}
+}
+
+// TestRobustness checks success >= 97% when bad commits fail at different
+// rates, good commits fail spuriously, commits cannot be built, or the
+// range holds no regression.
+func TestRobustness(t *testing.T) {
+	for _, sc := range []string{Varying, Spurious, Skips, None, Old} {
+		for _, p := range []float64{0.5, 0.2} {
+			const trials = 100
+			rows, err := Run(context.Background(), Config{Commits: 1024, Trials: trials, Ps: []float64{p}, BuildCost: 2, Seed: 5,
+				Scenario: sc, Strategies: strategies(t, "bayes")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := rows[0]
+			fails := int(math.Round((1 - r.Success) * trials))
+			if max := maxFailures(trials, 0.03); fails > max {
+				t.Errorf("%s p=%g: %d of %d wrong, more than the %d a 97%% success rate allows", sc, p, fails, trials, max)
+			}
+			t.Logf("%s p=%g: success %.0f%%, %.1f runs, %.1f builds", sc, p, 100*r.Success, r.MeanRuns, r.Builds)
+		}
+	}
+}
+
+// TestTimeMode runs time-based tests (a failure rate per minute, runs that
+// stop at their first failure).
+func TestTimeMode(t *testing.T) {
+	const trials = 60
+	rows, err := Run(context.Background(), Config{Commits: 512, Trials: trials, Rates: []float64{0.1}, BuildCost: 5, Overhead: 0.5, Seed: 3,
+		Strategies: strategies(t, "bayes")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rows[0]
+	fails := int(math.Round((1 - r.Success) * trials))
+	if max := maxFailures(trials, 0.01); fails > max {
+		t.Errorf("%d of %d wrong", fails, trials)
+	}
+	if r.Minutes <= 0 || r.Cost <= r.Minutes {
+		t.Errorf("minutes %.1f, cost %.1f", r.Minutes, r.Cost)
+	}
+	t.Logf("rate 0.1/min: success %.0f%%, %.1f runs, %.0f test minutes, cost %.0f min", 100*r.Success, r.MeanRuns, r.Minutes, r.Cost)
+}
+
+// TestParallel checks multisection: fewer rounds than runs, still right.
+func TestParallel(t *testing.T) {
+	const trials = 60
+	rows, err := Run(context.Background(), Config{Commits: 1024, Trials: trials, Ps: []float64{0.5}, BuildCost: 2, Parallel: 4, Seed: 9,
+		Strategies: strategies(t, "bayes")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rows[0]
+	fails := int(math.Round((1 - r.Success) * trials))
+	if max := maxFailures(trials, 0.01); fails > max {
+		t.Errorf("%d of %d wrong", fails, trials)
+	}
+	if r.Rounds <= 0 || r.Rounds > r.MeanRuns/2.5 {
+		t.Errorf("%.1f rounds for %.1f runs with 4 in flight", r.Rounds, r.MeanRuns)
+	}
+	t.Logf("parallel 4: %.1f runs in %.1f rounds", r.MeanRuns, r.Rounds)
+}
+
+func TestConfigErrors(t *testing.T) {
+	for _, c := range []Config{
+		{Commits: 0, Trials: 1},
+		{Commits: 10, Trials: 0},
+		{Commits: 10, Trials: 1, Ps: []float64{1.5}},
+		{Commits: 10, Trials: 1, Rates: []float64{-1}},
+		{Commits: 10, Trials: 1, Scenario: "weird"},
+	} {
+		if _, err := Run(context.Background(), c); err == nil {
+			t.Errorf("%+v: no error", c)
+		}
+	}
+}
+
+// TestFullSize is the benchmark at full size: kbisect sim --commits
+// 1024 --trials 400. It runs only with KBISECT_SIM_FULL=1 (a few minutes).
+func TestFullSize(t *testing.T) {
+	if testing.Short() || os.Getenv("KBISECT_SIM_FULL") == "" {
+		t.Skip("set KBISECT_SIM_FULL=1 to run the full-size simulation")
+	}
+	rows, err := Run(context.Background(), Config{Commits: 1024, Trials: 400, BuildCost: 2, Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	WriteTable(&b, rows, 1)
+	t.Log("\n" + b.String())
+	research := map[float64]float64{0.9: 28, 0.5: 57, 0.2: 153, 0.05: 615}
+	for _, r := range rows {
+		if !r.Default {
+			continue
+		}
+		if r.Success < 0.99 {
+			t.Errorf("p=%g: success %.2f%% < 99%%", r.P, 100*r.Success)
+		}
+		if r.ConfidentRight < 0.99 {
+			t.Errorf("p=%g: %.2f%% of confident answers right < 99%%", r.P, 100*r.ConfidentRight)
+		}
+		if r.MeanRuns > 2*r.Bound {
+			t.Errorf("p=%g: mean runs %.1f > 2x bound %.1f", r.P, r.MeanRuns, r.Bound)
+		}
+		t.Logf("p=%g: %.1f runs vs %.0f for the research's integrating search", r.P, r.MeanRuns, research[r.P])
+	}
+	for _, sc := range []string{Varying, Spurious, Skips, None, Old} {
+		rows, err := Run(context.Background(), Config{Commits: 1024, Trials: 400, BuildCost: 2, Seed: 1, Scenario: sc, Strategies: strategies(t, "bayes")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range rows {
+			if r.Success < 0.97 {
+				t.Errorf("%s p=%g: success %.2f%% < 97%%", sc, r.P, 100*r.Success)
+			}
+		}
+		b.Reset()
+		WriteTable(&b, rows, 1)
+		t.Log(sc + "\n" + b.String())
+	}
+}
+
+// BenchmarkSim times kbisect sim --commits 1024 --trials 400 (all
+// strategies, p in 0.9, 0.5, 0.2, 0.05) on all CPUs.
+func BenchmarkSim(b *testing.B) {
+	for i := 0; i < b.N; i++ {
+		if _, err := Run(context.Background(), Config{Commits: 1024, Trials: 400, BuildCost: 2, Seed: uint64(i + 1)}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,5 @@
+package vm
+
+func rdtsc() uint64
+
+const haveTSC = true
