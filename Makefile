@@ -8,7 +8,7 @@ KBISECT := $(BIN)/kbisect
 # skipping them.
 export KBISECT_REQUIRE_VM := 1
 
-.PHONY: all build setup test demo bench-run bench-build bench-sim bench-esp bench-boot lint clean
+.PHONY: all build setup test demo bench-run bench-build bench-sim bench-esp bench-boot bench-netlab bench-vmimage lint clean
 
 all: build
 
@@ -39,10 +39,16 @@ bench-sim: build
 	$(KBISECT) sim --commits 1024 --trials 400
 
 bench-esp:
-	$(GO) test -run '^$$' -bench . ./testcases/esp/
+	$(GO) test -run '^$$' -bench . -cpu 1 ./testcases/esp/
 
 bench-boot: setup build
-	$(GO) test -run '^$$' -bench . -benchtime 3x ./vm/
+	$(GO) test -run '^$$' -bench . -benchtime 5x ./vm/
+
+bench-netlab:
+	$(GO) test -run '^$$' -bench . ./netlab/
+
+bench-vmimage: build
+	$(GO) test -run '^$$' -bench . -benchtime 3x ./vmimage/
 
 clean:
 	rm -rf $(BIN)
