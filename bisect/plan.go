@@ -213,6 +213,10 @@ func (s *Search) planJoint(c Costs, opts []float64, pending []Request, cands []i
 	if len(pending) > maxJoint-1 {
 		pending = pending[len(pending)-(maxJoint-1):]
 	}
+	if s.unit == UnitRuns && len(opts) > 3 {
+		// Fewer batch sizes: the joint information is costly to compute.
+		opts = []float64{1, 4, 16}
+	}
 	base := s.jointMI(pending)
 	best := Request{Pos: -1}
 	bestScore := 0.0

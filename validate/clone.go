@@ -29,7 +29,6 @@ type Clone struct {
 	// Dir is the clone's top directory.
 	Dir  string
 	user *gitrepo.Repo
-	ws   *gitrepo.Workspace
 	lock *os.File
 }
 
@@ -56,12 +55,11 @@ func OpenClone(ctx context.Context, user *gitrepo.Repo, cacheRoot string, log io
 		return nil, err
 	}
 	dir := filepath.Join(top, name+"-validate")
-	ws, err := user.Workspace(ctx, dir)
-	if err != nil {
+	if _, err := user.Workspace(ctx, dir); err != nil {
 		lock.Close()
 		return nil, err
 	}
-	c := &Clone{Dir: dir, user: user, ws: ws, lock: lock}
+	c := &Clone{Dir: dir, user: user, lock: lock}
 	// Commits made from patches are reachable from no ref: never prune them.
 	if _, err := runGit(ctx, dir, nil, nil, "config", "gc.auto", "0"); err != nil {
 		c.Close()
@@ -241,11 +239,6 @@ func (c *Clone) ensureCommit(ctx context.Context, commit string) error {
 		return fmt.Errorf("fetch %s into the validate workspace %s: %w", commit, c.Dir, err)
 	}
 	return nil
-}
-
-// Checkout makes the clone's files those of commit (for --exec).
-func (c *Clone) Checkout(ctx context.Context, commit string) error {
-	return c.ws.Checkout(ctx, commit)
 }
 
 var (

@@ -360,17 +360,18 @@ func (m model) maxLogLikWorse(fb, fp int, tb, tp, tolerance float64) float64 {
 	return math.Max(on(lo), on(hi))
 }
 
-// ToleranceFor is the smallest rate increase (per minute) that failure-free
-// runs of the patched kernel (on a base that does not fail either) rule out
-// at confidence, for runs runs of minutes in all: the e-value of
-// CompareRates then grows as exp(ρ·t) over a penalty for estimating the
-// rate, about sqrt(runs).
-func ToleranceFor(minutes float64, runs int, confidence float64) float64 {
-	if minutes <= 0 {
+// ToleranceFor approximates the smallest rate increase (per unit of
+// exposure) that failure-free runs of the patched kernel (on a base that
+// does not fail either) rule out at confidence, for runs runs of exposure
+// in all: the no-regression e-value of CompareRates then grows as
+// exp(ρ·exposure) over a penalty for estimating the rate, about
+// sqrt(runs).
+func ToleranceFor(exposure float64, runs int, confidence float64) float64 {
+	if exposure <= 0 {
 		return math.Inf(1)
 	}
 	penalty := 0.5 * math.Log(math.Max(2, float64(runs)))
-	return (math.Log(1/(1-confidence)) + penalty) / minutes
+	return (math.Log(1/(1-confidence)) + penalty) / exposure
 }
 
 // gammaP is the regularized lower incomplete gamma function P(a, x).

@@ -2,6 +2,7 @@ package validate
 
 import (
 	"math"
+	"math/rand/v2"
 	"testing"
 )
 
@@ -116,5 +117,64 @@ func TestNeedForFix(t *testing.T) {
 	more := Evidence{Failures: base.Failures + int(rate*sb), Exposure: base.Exposure + sb}
 	if p := PFixed(more, Evidence{Runs: 1, Exposure: patched.Exposure + sp}, 0.5); p < 0.99-1e-9 {
 		t.Errorf("after the need, PFixed = %g, want >= 0.99", p)
+	}
+}
+
+// TestCompareRatesIsValid checks the promise of CompareRates directly:
+// when the hypothesis an e-value argues against is true, the e-value, checked
+// after every run, reaches 1/α in at most about α of the sequences.
+func TestCompareRatesIsValid(t *testing.T) {
+	const seqs, runs, alpha = 400, 300, 0.01
+	cases := []struct {
+		name              string
+		trials            bool
+		base, patched     float64 // rates (per minute, or per run)
+		tolerance         float64
+		againstRegression bool // the e-value that must not cross: no regression's (true) or regression's
+	}{
+		{"equal rates in time", false, 2, 2, 1, false},
+		{"equal rates, trials", true, 0.4, 0.4, 0.3, false},
+		{"regression of the tolerance in time", false, 1, 2, 1, true},
+		{"regression of the tolerance, trials", true, 0.2, 0.5, 0.3, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(3, 5))
+			crossed := 0
+			for s := 0; s < seqs; s++ {
+				c := RateComparison{Tolerance: tc.tolerance}
+				for i := 0; i < runs; i++ {
+					patched := i%2 == 1
+					rate := tc.base
+					if patched {
+						rate = tc.patched
+					}
+					o := Observation{Patched: patched, Trial: tc.trials, Exposure: 1}
+					if tc.trials {
+						o.Failed = rng.Float64() < -math.Expm1(-rate)
+					} else {
+						// Runs of up to 1 minute that stop at the first failure.
+						if f := rng.ExpFloat64() / rate; f < 1 {
+							o.Failed, o.Exposure = true, f
+						}
+					}
+					c.Add(o)
+					reg, noReg := c.EValues()
+					e := reg
+					if tc.againstRegression {
+						e = noReg
+					}
+					if e >= 1/alpha {
+						crossed++
+						break
+					}
+				}
+			}
+			allowed := alpha*seqs + 3*math.Sqrt(alpha*seqs)
+			if float64(crossed) > allowed {
+				t.Errorf("%d of %d sequences crossed 1/α = %g (allowed %.0f)", crossed, seqs, 1/alpha, allowed)
+			}
+			t.Logf("%d of %d crossed", crossed, seqs)
+		})
 	}
 }

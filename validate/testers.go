@@ -132,7 +132,6 @@ type execTester struct {
 	cmd     string
 	clone   *Clone
 	runRoot string
-	log     func(string, ...any)
 	// current is the commit checked out.
 	current string
 }

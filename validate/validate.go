@@ -286,25 +286,24 @@ func Validate(ctx context.Context, o Options) (*Report, error) {
 		}
 		files[r] = fs
 	}
+	var t tester
+	if o.Kernel != nil {
+		t = &kernelTester{o: o.Kernel, repo: clone.Dir, cacheDir: o.CacheDir, log: o.logf}
+		rep.Test = o.Kernel.Run.Test
+		rep.RunSeconds = o.Kernel.Run.Duration.Seconds()
+		rep.Unit, rep.RateUnit = "minute", "per hour"
+	} else {
+		t = &execTester{cmd: o.Exec, clone: clone, runRoot: filepath.Join(o.CacheDir, "runs", "validate-"+time.Now().Format("20060102-150405"))}
+		rep.Test = "exec: " + o.Exec
+		rep.Unit, rep.RateUnit = "run", "per run"
+	}
 	if len(targets) == 0 {
 		rep.conclude()
 		return rep, nil
 	}
 
-	var t tester
-	if o.Kernel != nil {
-		kt := &kernelTester{o: o.Kernel, repo: clone.Dir, cacheDir: o.CacheDir, log: o.logf}
-		t = kt
-		rep.Test = o.Kernel.Run.Test
-		rep.RunSeconds = o.Kernel.Run.Duration.Seconds()
-		rep.Unit, rep.RateUnit = "minute", "per hour"
-	} else {
-		t = &execTester{cmd: o.Exec, clone: clone, runRoot: filepath.Join(o.CacheDir, "runs", "validate-"+time.Now().Format("20060102-150405")), log: o.logf}
-		rep.Test = "exec: " + o.Exec
-		rep.Unit, rep.RateUnit = "run", "per run"
-	}
-
 	// Builds first: a tree that does not build costs no test time.
+	rep.BaseResult.Tested = true
 	if err := t.prepare(ctx, rep.BaseResult, nil, nil); err != nil {
 		return nil, err
 	}

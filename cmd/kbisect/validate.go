@@ -81,7 +81,9 @@ input or a host failure.`,
 				if err != nil {
 					return err
 				}
-				ro.Progress = progress
+				// Each run's own progress only on a terminal: -v asks
+				// for the validation's lines, not every second of traffic.
+				ro.Progress = progressFunc(jsonOut)
 				o.Kernel = &validate.KernelTest{
 					Build:   kbuild.Options{Config: config, Fragments: frags},
 					Run:     ro,
@@ -96,7 +98,10 @@ input or a host failure.`,
 				return err
 			}
 			if jsonOut {
-				b, _ := json.MarshalIndent(rep, "", "  ")
+				b, err := json.MarshalIndent(rep, "", "  ")
+				if err != nil {
+					return fmt.Errorf("report as JSON: %w", err)
+				}
 				fmt.Println(string(b))
 			} else {
 				printValidation(os.Stdout, rep)
