@@ -108,8 +108,9 @@ func runPair(ctx context.Context, o *Options, r *Report) error {
 			Timeout:    o.Duration + bootBudget,
 			Logf:       func(f string, a ...any) { o.progress(f, a...) },
 		}
-		if o.Shell {
+		if o.Shell && i == 1 {
 			cfgs[i].Timeout = 0
+			cfgs[i].ConsoleInput, cfgs[i].ConsoleOutput = os.Stdin, os.Stdout
 		}
 	}
 	r.Path = fmt.Sprintf("qemu-%s/virtio-net", accelName(o.Accel))

@@ -98,7 +98,8 @@ type Options struct {
 	FailOnOops bool
 	// StopOnFail ends the traffic at the first corruption.
 	StopOnFail bool
-	// Shell leaves a shell on each guest console instead of powering off.
+	// Shell ends the receiver in a shell on this terminal instead of
+	// powering off (the sender powers off as usual).
 	Shell bool
 	// Append is added to both guests' kernel command lines.
 	Append string
@@ -210,7 +211,8 @@ func guestParams(o *Options, tc Testcase, a Addressing) ([2]*proto.Params, error
 			Seed:         binary.LittleEndian.Uint64(seed[:]),
 			InjectOffset: -1,
 			StopOnFail:   o.StopOnFail,
-			Shell:        o.Shell,
+			// One terminal, one shell: the receiver's.
+			Shell: o.Shell && role == proto.RoleReceiver,
 		}
 		if o.InjectOffset >= 0 && (role == proto.RoleSender) == (o.InjectSide == proto.InjectSender) {
 			ps[i].InjectOffset, ps[i].InjectSide = o.InjectOffset, o.InjectSide

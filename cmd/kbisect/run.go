@@ -49,7 +49,7 @@ func (f *runFlags) register(fl *pflag.FlagSet, withKernel bool) {
 	fl.StringVar(&f.injectSide, "inject-side", "receiver", "where --inject-corruption acts: receiver (after decryption) or sender (before encryption)")
 	fl.BoolVar(&f.opts.FailOnOops, "fail-on-oops", false, "a kernel oops or WARN in a guest console is a fail")
 	fl.BoolVar(&f.opts.StopOnFail, "stop-on-fail", false, "end the traffic at the first corruption")
-	fl.BoolVar(&f.opts.Shell, "shell", false, "debug: leave a shell on each guest console instead of powering off")
+	fl.BoolVar(&f.opts.Shell, "shell", false, "debug: end the receiver in a shell on this terminal instead of powering off")
 	fl.StringVar(&f.opts.Accel, "accel", "auto", "auto, tcg or kvm")
 	fl.StringVar(&f.opts.Append, "append", "", "extra kernel command line for both guests")
 	fl.IntVar(&f.opts.MemoryMB, "memory", 512, "guest memory in MiB")
