@@ -28,6 +28,8 @@ func init() {
 		bisectKernel.run.register(fs, false)
 		fs.StringVar(&bisectKernel.config, "config", "tinyconfig", "kernel config: your .config, or defconfig/tinyconfig")
 		fs.StringSliceVar(&bisectKernel.fragments, "fragment", nil, "config fragments to merge (default: those the VM and test need)")
+		// The search chooses each run's length (--run-time, --max-run-time).
+		fs.MarkHidden("duration")
 	}
 	kernelTester = func(cmd *cobra.Command, repo *gitrepo.Repo) (bisect.Tester, error) {
 		return bisectKernel.tester(repo.Dir, nil)
