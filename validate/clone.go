@@ -1,7 +1,6 @@
 package validate
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -9,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -250,10 +248,10 @@ var (
 // applyFailure picks the failing file and git's reason out of git apply's
 // error output.
 func applyFailure(err error) (file, detail string) {
-	var ge *gitError
+	var ge *gitrepo.Error
 	msg := err.Error()
 	if errors.As(err, &ge) {
-		msg = ge.stderr
+		msg = ge.Stderr
 	}
 	if m := applyFailed.FindStringSubmatch(msg); m != nil {
 		return m[1], fmt.Sprintf("the hunk at line %s does not match", m[2])
@@ -267,50 +265,8 @@ func applyFailure(err error) (file, detail string) {
 	return "", strings.TrimSpace(msg)
 }
 
-// gitError is a failed git command with its standard error.
-type gitError struct {
-	args   []string
-	stderr string
-	err    error
-}
-
-func (e *gitError) Error() string {
-	msg := strings.TrimSpace(e.stderr)
-	if i := strings.IndexByte(msg, '\n'); i >= 0 {
-		msg = msg[:i]
-	}
-	return fmt.Sprintf("git %s: %s: %v", strings.Join(e.args, " "), msg, e.err)
-}
-
-func (e *gitError) Unwrap() error { return e.err }
-
 // runGit runs git in dir (if set) with extra environment and standard
-// input. Variables that would point git at another repository or index
-// are dropped first, so only env chooses them.
+// input; see gitrepo.Run.
 func runGit(ctx context.Context, dir string, env []string, stdin []byte, args ...string) (string, error) {
-	full := args
-	if dir != "" {
-		full = append([]string{"-C", dir}, args...)
-	}
-	cmd := exec.CommandContext(ctx, "git", full...)
-	var base []string
-	for _, kv := range os.Environ() {
-		switch strings.SplitN(kv, "=", 2)[0] {
-		case "GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_COMMON_DIR",
-			"GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_AUTHOR_DATE",
-			"GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL", "GIT_COMMITTER_DATE":
-			continue
-		}
-		base = append(base, kv)
-	}
-	cmd.Env = append(append(base, "GIT_TERMINAL_PROMPT=0"), env...)
-	if stdin != nil {
-		cmd.Stdin = bytes.NewReader(stdin)
-	}
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		return stdout.String(), &gitError{args: args, stderr: stderr.String(), err: err}
-	}
-	return stdout.String(), nil
+	return gitrepo.Run(ctx, gitrepo.Cmd{Dir: dir, Env: env, Stdin: stdin}, args...)
 }

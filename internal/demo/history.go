@@ -7,9 +7,9 @@ package demo
 import (
 	"context"
 	"fmt"
+	"github.com/kbisect/kbisect/internal/gitrepo"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 
@@ -181,21 +181,5 @@ func git(ctx context.Context, dir string, env []string, args ...string) (string,
 }
 
 func gitIn(ctx context.Context, dir string, env []string, stdin []byte, args ...string) (string, error) {
-	if dir != "" {
-		args = append([]string{"-C", dir}, args...)
-	}
-	cmd := exec.CommandContext(ctx, "git", args...)
-	cmd.Env = append(os.Environ(), env...)
-	if stdin != nil {
-		cmd.Stdin = strings.NewReader(string(stdin))
-	}
-	out, err := cmd.Output()
-	if err != nil {
-		msg := ""
-		if ee, ok := err.(*exec.ExitError); ok {
-			msg = strings.TrimSpace(string(ee.Stderr))
-		}
-		return "", fmt.Errorf("git %s: %v %s", strings.Join(args, " "), err, msg)
-	}
-	return string(out), nil
+	return gitrepo.Run(ctx, gitrepo.Cmd{Dir: dir, Env: env, Stdin: stdin}, args...)
 }

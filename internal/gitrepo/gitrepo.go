@@ -59,8 +59,7 @@ func (r *Repo) Resolve(ctx context.Context, rev string) (string, error) {
 
 // IsAncestor reports whether commit a is an ancestor of (or equal to) b.
 func (r *Repo) IsAncestor(ctx context.Context, a, b string) (bool, error) {
-	cmd := exec.CommandContext(ctx, "git", "-C", r.Dir, "merge-base", "--is-ancestor", a, b)
-	err := cmd.Run()
+	_, err := git(ctx, r.Dir, "merge-base", "--is-ancestor", a, b)
 	var ee *exec.ExitError
 	switch {
 	case err == nil:
@@ -68,7 +67,7 @@ func (r *Repo) IsAncestor(ctx context.Context, a, b string) (bool, error) {
 	case errors.As(err, &ee) && ee.ExitCode() == 1:
 		return false, nil
 	default:
-		return false, fmt.Errorf("git merge-base --is-ancestor %s %s in %s: %w", a, b, r.Dir, err)
+		return false, fmt.Errorf("is %s an ancestor of %s in %s: %w", a, b, r.Dir, err)
 	}
 }
 
@@ -154,32 +153,74 @@ func (w *Workspace) Git(ctx context.Context, args ...string) (string, error) {
 }
 
 func git(ctx context.Context, dir string, args ...string) (string, error) {
-	if dir != "" {
-		args = append([]string{"-C", dir}, args...)
+	return Run(ctx, Cmd{Dir: dir}, args...)
+}
+
+// Cmd says where and how Run runs git.
+type Cmd struct {
+	// Dir is passed as `git -C Dir` when set.
+	Dir string
+	// Env is added to the cleaned environment (see Run).
+	Env []string
+	// Stdin, when not nil, is git's standard input.
+	Stdin []byte
+}
+
+// Error is a failed git command with its standard error.
+type Error struct {
+	Args   []string
+	Stderr string
+	Err    error
+}
+
+func (e *Error) Error() string {
+	msg := strings.TrimSpace(e.Stderr)
+	if i := strings.IndexByte(msg, '\n'); i >= 0 {
+		msg = msg[:i]
 	}
-	cmd := exec.CommandContext(ctx, "git", args...)
-	// Never let a user's GIT_DIR or GIT_WORK_TREE point our commands at
-	// their checkout.
-	cmd.Env = append(withoutGitVars(os.Environ()), "GIT_TERMINAL_PROMPT=0")
+	return fmt.Sprintf("git %s: %s: %v", strings.Join(e.Args, " "), msg, e.Err)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Run runs git with args and returns its standard output; a failure is an
+// *Error carrying git's standard error. The variables that could point git
+// at another repository, worktree or index (a user's GIT_DIR, say), and the
+// author and committer identities, are dropped from the environment first,
+// so only c.Env chooses them; prompts are disabled.
+func Run(ctx context.Context, c Cmd, args ...string) (string, error) {
+	full := args
+	if c.Dir != "" {
+		full = append([]string{"-C", c.Dir}, args...)
+	}
+	cmd := exec.CommandContext(ctx, "git", full...)
+	cmd.Env = append(Env(), c.Env...)
+	if c.Stdin != nil {
+		cmd.Stdin = bytes.NewReader(c.Stdin)
+	}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		msg := strings.TrimSpace(stderr.String())
-		if i := strings.IndexByte(msg, '\n'); i >= 0 {
-			msg = msg[:i]
-		}
-		return stdout.String(), fmt.Errorf("git %s: %s: %w", strings.Join(args, " "), msg, err)
+		return stdout.String(), &Error{Args: full, Stderr: stderr.String(), Err: err}
 	}
 	return stdout.String(), nil
 }
 
+// Env is the environment Run gives git (without any Cmd.Env), for callers
+// that must start git themselves, such as a streaming `git fast-import`.
+func Env() []string {
+	return append(withoutGitVars(os.Environ()), "GIT_TERMINAL_PROMPT=0")
+}
+
 // withoutGitVars drops the variables that redirect git to another
-// repository, worktree or index.
+// repository, worktree or index, and the identities git would commit with.
 func withoutGitVars(env []string) []string {
 	var out []string
 	for _, kv := range env {
 		switch strings.SplitN(kv, "=", 2)[0] {
-		case "GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_COMMON_DIR":
+		case "GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_COMMON_DIR",
+			"GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_AUTHOR_DATE",
+			"GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL", "GIT_COMMITTER_DATE":
 			continue
 		}
 		out = append(out, kv)

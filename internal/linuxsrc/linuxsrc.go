@@ -17,6 +17,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/kbisect/kbisect/internal/gitrepo"
 	"io"
 	"os"
 	"os/exec"
@@ -207,7 +208,7 @@ func build(ctx context.Context, o Options, dir string) error {
 		return err
 	}
 	fi := exec.CommandContext(ctx, "git", append([]string{"-C", dir, "fast-import", "--quiet", "--done"}, fastImportArgs...)...)
-	fi.Env = gitEnv()
+	fi.Env = gitrepo.Env()
 	var fiErr strings.Builder
 	fi.Stderr = &fiErr
 	stdin, err := fi.StdinPipe()
@@ -419,29 +420,6 @@ func quotePath(p string) string {
 	return strconv.Quote(p)
 }
 
-func gitEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		switch strings.SplitN(kv, "=", 2)[0] {
-		case "GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_COMMON_DIR":
-			continue
-		}
-		env = append(env, kv)
-	}
-	return append(env, "GIT_TERMINAL_PROMPT=0")
-}
-
 func gitOut(ctx context.Context, dir string, args ...string) (string, error) {
-	if dir != "" {
-		args = append([]string{"-C", dir}, args...)
-	}
-	cmd := exec.CommandContext(ctx, "git", args...)
-	cmd.Env = gitEnv()
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return string(out), fmt.Errorf("git %s: %s: %w", strings.Join(args, " "), strings.TrimSpace(stderr.String()), err)
-	}
-	return string(out), nil
+	return gitrepo.Run(ctx, gitrepo.Cmd{Dir: dir}, args...)
 }

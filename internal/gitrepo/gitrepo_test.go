@@ -1,0 +1,112 @@
+package gitrepo
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// newRepo makes a repository with commits a <- b and returns it with their
+// hashes.
+func newRepo(t *testing.T) (dir, a, b string) {
+	t.Helper()
+	ctx := context.Background()
+	dir = t.TempDir()
+	id := []string{"GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.invalid",
+		"GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.invalid"}
+	run := func(args ...string) string {
+		out, err := Run(ctx, Cmd{Dir: dir, Env: id}, args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSpace(out)
+	}
+	run("init", "--quiet", "-b", "main")
+	run("commit", "--quiet", "--allow-empty", "-m", "a")
+	a = run("rev-parse", "HEAD")
+	run("commit", "--quiet", "--allow-empty", "-m", "b")
+	b = run("rev-parse", "HEAD")
+	return dir, a, b
+}
+
+// TestRunIgnoresRedirectingEnv checks that a user's GIT_DIR, GIT_INDEX_FILE
+// or identity never steer kbisect's git commands: they act on Cmd.Dir.
+func TestRunIgnoresRedirectingEnv(t *testing.T) {
+	ctx := context.Background()
+	dir, a, b := newRepo(t)
+	other, _, otherB := newRepo(t)
+	t.Setenv("GIT_DIR", filepath.Join(other, ".git"))
+	t.Setenv("GIT_INDEX_FILE", filepath.Join(other, ".git", "index"))
+	t.Setenv("GIT_AUTHOR_NAME", "someone else")
+
+	repo := &Repo{Dir: dir}
+	cases := []struct {
+		name string
+		got  func() (string, error)
+		want string
+	}{
+		{"resolve HEAD", func() (string, error) { return repo.Resolve(ctx, "HEAD") }, b},
+		{"run rev-parse", func() (string, error) {
+			out, err := Run(ctx, Cmd{Dir: dir}, "rev-parse", "HEAD~1")
+			return strings.TrimSpace(out), err
+		}, a},
+		{"author from Cmd.Env only", func() (string, error) {
+			out, err := Run(ctx, Cmd{Dir: dir, Env: []string{"GIT_AUTHOR_NAME=kb"}}, "var", "GIT_AUTHOR_IDENT")
+			return strings.Fields(out)[0], err
+		}, "kb"},
+	}
+	for _, c := range cases {
+		got, err := c.got()
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if got != c.want {
+			t.Errorf("%s = %s, want %s (the other repository's head is %s)", c.name, got, c.want, otherB)
+		}
+	}
+	for _, c := range []struct {
+		a, b string
+		want bool
+	}{{a, b, true}, {b, a, false}, {b, b, true}} {
+		got, err := repo.IsAncestor(ctx, c.a, c.b)
+		if err != nil || got != c.want {
+			t.Errorf("IsAncestor(%.7s, %.7s) = %v, %v; want %v", c.a, c.b, got, err, c.want)
+		}
+	}
+	if _, err := repo.IsAncestor(ctx, "0000000000000000000000000000000000000001", b); err == nil {
+		t.Error("IsAncestor of a missing commit: no error")
+	}
+}
+
+// TestRunError checks that a failure carries git's standard error, both in
+// the one-line message and whole in the *Error.
+func TestRunError(t *testing.T) {
+	dir, _, _ := newRepo(t)
+	_, err := Run(context.Background(), Cmd{Dir: dir, Stdin: []byte("not a patch\n")}, "apply", "--check", "-")
+	var ge *Error
+	if !errors.As(err, &ge) {
+		t.Fatalf("err = %v, want *Error", err)
+	}
+	if !strings.Contains(ge.Stderr, "No valid patches") || strings.Contains(err.Error(), "\n") {
+		t.Errorf("stderr %q, message %q", ge.Stderr, err.Error())
+	}
+}
+
+// TestOpen checks the one-line errors for paths that are not repositories.
+func TestOpen(t *testing.T) {
+	ctx := context.Background()
+	dir, _, _ := newRepo(t)
+	if r, err := Open(ctx, dir); err != nil || r.Dir != dir {
+		t.Errorf("Open(%s) = %+v, %v", dir, r, err)
+	}
+	plain := t.TempDir()
+	os.WriteFile(filepath.Join(plain, "f"), nil, 0o644)
+	for _, d := range []string{plain, filepath.Join(plain, "missing")} {
+		if _, err := Open(ctx, d); err == nil || !strings.Contains(err.Error(), "give --repo") {
+			t.Errorf("Open(%s) = %v, want an error naming --repo", d, err)
+		}
+	}
+}
