@@ -106,6 +106,33 @@ func Resolve(arg string) (*Fragment, error) {
 	return LoadFragment(arg)
 }
 
+// Select returns the fragments for a build: with defaults, DefaultNames
+// (plus "lean" when base is tinyconfig or allnoconfig, whose kernels need
+// nothing else), then each of args in order; an arg "defaults" stands for
+// the DefaultNames fragments, any other arg is resolved by Resolve.
+func Select(args []string, defaults bool, base string) ([]*Fragment, error) {
+	var names []string
+	if defaults {
+		names = append(names, DefaultNames...)
+		if base == "tinyconfig" || base == "allnoconfig" {
+			names = append(names, "lean")
+		}
+	}
+	var out []*Fragment
+	for _, n := range append(names, args...) {
+		if n == "defaults" {
+			out = append(out, Defaults()...)
+			continue
+		}
+		f, err := Resolve(n)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, f)
+	}
+	return out, nil
+}
+
 // Defaults returns the DefaultNames fragments.
 func Defaults() []*Fragment {
 	var out []*Fragment

@@ -183,6 +183,42 @@ func TestBuiltinFragments(t *testing.T) {
 	}
 }
 
+// TestSelect checks which fragments a build gets from the flags.
+func TestSelect(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "mine.config")
+	os.WriteFile(file, []byte("CONFIG_FOO=y\n"), 0o644)
+	cases := []struct {
+		args     []string
+		defaults bool
+		base     string
+		want     string
+	}{
+		{nil, true, "defconfig", "qemu-x86_64 agent natt-esp"},
+		{nil, true, "tinyconfig", "qemu-x86_64 agent natt-esp lean"},
+		{[]string{"debug"}, true, "allnoconfig", "qemu-x86_64 agent natt-esp lean debug"},
+		{[]string{"xen-guest", "defaults"}, false, "tinyconfig", "xen-guest qemu-x86_64 agent natt-esp"},
+		{[]string{file}, false, "", file},
+		{nil, false, "tinyconfig", ""},
+	}
+	for _, c := range cases {
+		frags, err := Select(c.args, c.defaults, c.base)
+		if err != nil {
+			t.Errorf("Select(%v, %v, %s): %v", c.args, c.defaults, c.base, err)
+			continue
+		}
+		var names []string
+		for _, f := range frags {
+			names = append(names, f.Name)
+		}
+		if got := strings.Join(names, " "); got != c.want {
+			t.Errorf("Select(%v, %v, %s) = %q, want %q", c.args, c.defaults, c.base, got, c.want)
+		}
+	}
+	if _, err := Select([]string{"no-such-fragment"}, true, ""); err == nil {
+		t.Error("Select with an unknown fragment: no error")
+	}
+}
+
 func TestForGates(t *testing.T) {
 	frags := Defaults()
 	for _, tc := range []struct {

@@ -42,7 +42,7 @@ kernel. A build failure exits 1 with the first error line and the log path.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if len(fragments) > 0 || kconfigs.IsBaseName(o.Config) {
-				frags, err := kbFragments(fragments, len(fragments) == 0, o.Config)
+				frags, err := kconfigs.Select(fragments, len(fragments) == 0, o.Config)
 				if err != nil {
 					return err
 				}

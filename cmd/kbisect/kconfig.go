@@ -37,7 +37,7 @@ or a file.`,
 			if out == "" {
 				return errors.New("kconfig: give the output file with -o OUT")
 			}
-			frags, err := kbFragments(fragments, !noDefaults, base)
+			frags, err := kconfigs.Select(fragments, !noDefaults, base)
 			if err != nil {
 				return err
 			}
@@ -67,31 +67,6 @@ or a file.`,
 	f.StringVarP(&out, "output", "o", "", "where to write the resulting .config")
 	f.StringVar(&cc, "cc", "", "compiler whose version Kconfig sees (default: the toolchain table's, gcc)")
 	rootCmd.AddCommand(cmd)
-}
-
-// kbFragments turns --fragment arguments into fragments, with the
-// default ones first (and lean for tinyconfig or allnoconfig bases).
-func kbFragments(args []string, defaults bool, base string) ([]*kconfigs.Fragment, error) {
-	var names []string
-	if defaults {
-		names = append(names, kconfigs.DefaultNames...)
-		if base == "tinyconfig" || base == "allnoconfig" {
-			names = append(names, "lean")
-		}
-	}
-	var out []*kconfigs.Fragment
-	for _, n := range append(names, args...) {
-		if n == "defaults" {
-			out = append(out, kconfigs.Defaults()...)
-			continue
-		}
-		f, err := kconfigs.Resolve(n)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, f)
-	}
-	return out, nil
 }
 
 // kbWriteFileAtomic writes data to path through a temporary file and a

@@ -8,6 +8,7 @@ import (
 	"github.com/kbisect/kbisect/bisect/kernel"
 	"github.com/kbisect/kbisect/internal/gitrepo"
 	"github.com/kbisect/kbisect/kbuild"
+	"github.com/kbisect/kbisect/kconfigs"
 	"github.com/kbisect/kbisect/testcases"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -39,7 +40,7 @@ func init() {
 // tester makes the kernel Tester: build each commit with the config, run
 // the test on it. Runs stop at their first failure.
 func (k *kernelFlags) tester(repo string, progress func(string)) (*kernel.Tester, error) {
-	frags, err := kbFragments(k.fragments, len(k.fragments) == 0, k.config)
+	frags, err := kconfigs.Select(k.fragments, len(k.fragments) == 0, k.config)
 	if err != nil {
 		return nil, err
 	}

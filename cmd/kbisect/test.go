@@ -8,6 +8,7 @@ import (
 
 	"github.com/kbisect/kbisect/internal/cachedir"
 	"github.com/kbisect/kbisect/kbuild"
+	"github.com/kbisect/kbisect/kconfigs"
 	"github.com/kbisect/kbisect/testcases"
 	"github.com/spf13/cobra"
 )
@@ -44,7 +45,7 @@ failed: no disk, no QEMU, a timeout).
   git bisect run kbisect test --config ~/my.config --duration 2m --runs 3`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			frags, err := kbFragments(fragments, len(fragments) == 0, config)
+			frags, err := kconfigs.Select(fragments, len(fragments) == 0, config)
 			if err != nil {
 				return &exitError{code: exitAbort, err: err}
 			}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/kbisect/kbisect/kbuild"
+	"github.com/kbisect/kbisect/kconfigs"
 	"github.com/kbisect/kbisect/validate"
 	"github.com/spf13/cobra"
 )
@@ -73,7 +74,7 @@ input or a host failure.`,
 				o.Log = lineWriter(progress)
 			}
 			if o.Exec == "" {
-				frags, err := kbFragments(fragments, len(fragments) == 0, config)
+				frags, err := kconfigs.Select(fragments, len(fragments) == 0, config)
 				if err != nil {
 					return err
 				}

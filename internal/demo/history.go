@@ -7,13 +7,13 @@ package demo
 import (
 	"context"
 	"fmt"
-	"github.com/kbisect/kbisect/internal/gitrepo"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/kbisect/kbisect/internal/cachedir"
+	"github.com/kbisect/kbisect/internal/gitrepo"
 	"github.com/kbisect/kbisect/internal/linuxsrc"
 )
 

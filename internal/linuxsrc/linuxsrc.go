@@ -17,7 +17,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"github.com/kbisect/kbisect/internal/gitrepo"
 	"io"
 	"os"
 	"os/exec"
@@ -31,6 +30,7 @@ import (
 	"time"
 
 	"github.com/kbisect/kbisect/internal/cachedir"
+	"github.com/kbisect/kbisect/internal/gitrepo"
 )
 
 // Tarball is the Debian linux-source tarball the repository is made from
