@@ -133,7 +133,10 @@ func runPair(ctx context.Context, o *Options, r *Report) error {
 	defer pair.Close()
 	results := collect(o, r, pair)
 	oa, ob := pair.Wait()
-	lab.Close()
+	if lab.Close() == nil {
+		st, err := lab.Stats()
+		r.captureComplete = err == nil && st.CaptureDrops == 0
+	}
 	outcomes := [2]*vm.Outcome{oa, ob}
 	for i, out := range outcomes {
 		r.Guests[i].Outcome = string(out.Kind)

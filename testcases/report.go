@@ -40,6 +40,10 @@ type Report struct {
 	ESPSA   string   `json:"esp_sa,omitempty"`
 	RunDir  string   `json:"run_dir"`
 	Seconds float64  `json:"seconds"`
+
+	// captureComplete is set when the wire closed after both guests had
+	// stopped and its captures hold every frame that crossed it.
+	captureComplete bool
 }
 
 // Guest describes one guest of the pair.

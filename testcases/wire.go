@@ -15,7 +15,10 @@ func analyzeWire(ctx context.Context, r *Report, recv *proto.Result) {
 		r.Wire = Wire{Verdict: "unknown", Detail: err.Error()}
 		return
 	}
-	rep, err := esp.Analyze(ctx, esp.AnalyzeOptions{Pcaps: r.Pcaps, Keys: keys})
+	// The receiver read what it reports on before its guest stopped, so
+	// before the wire closed: every copy it consumed is in the capture.
+	rep, err := esp.Analyze(ctx, esp.AnalyzeOptions{Pcaps: r.Pcaps, Keys: keys,
+		ReceiverInside: recv != nil && r.captureComplete})
 	if err != nil {
 		r.Wire = Wire{Verdict: "unknown", Detail: err.Error()}
 		return

@@ -33,6 +33,12 @@ type AnalyzeOptions struct {
 	// MaxCorruptions bounds Report.Corruptions; 0 means
 	// DefaultMaxCorruptions.
 	MaxCorruptions int
+	// ReceiverInside says the capture ran until after the receiver had read
+	// every byte it reports on, and dropped nothing: whatever copy of a
+	// stream's bytes the receiver consumed crossed the capture point and is
+	// in the capture. A run stopped at its first corruption then needs no
+	// FIN to tell decapsulation from encapsulation (see Explain).
+	ReceiverInside bool
 	// Trace, when set, is called for every ESP packet of a known SA, for
 	// tests and debugging. The PacketInfo and its Payload are only valid
 	// during the call.
@@ -243,7 +249,7 @@ func newAnalyzer(opts AnalyzeOptions) (*analyzer, error) {
 		patIndex: make([]map[uint64]int32, k.Streams),
 		constant: k.Pattern != "prng",
 		maxCorr:  opts.MaxCorruptions,
-		rep:      &Report{},
+		rep:      &Report{ReceiverInside: opts.ReceiverInside},
 		scratch:  make([]byte, 1<<17),
 	}
 	if a.maxCorr <= 0 {

@@ -122,7 +122,7 @@ func classifyOne(r *Report, c proto.Corruption) (string, string) {
 			return WireUnknown, "these bytes were never captured"
 		}
 	}
-	if !s.FIN && !s.RST {
+	if !s.FIN && !s.RST && !r.ReceiverInside {
 		return WireUnknown, "the capture does not reach the stream's end, a later copy may have been delivered"
 	}
 	if r.ESPMissing > 0 {

@@ -759,6 +759,38 @@ func TestClassify(t *testing.T) {
 			}
 		}
 	})
+	// A run stopped at its first corruption: the capture ends before the
+	// stream's FIN. Decap only when the capture outlived the receiver.
+	t.Run("no FIN", func(t *testing.T) {
+		cases := []struct {
+			inside  bool
+			corrupt bool
+			want    string
+		}{
+			{false, false, WireUnknown},
+			{true, false, WireDecap},
+			{false, true, WireEncap},
+			{true, true, WireEncap},
+		}
+		for _, c := range cases {
+			s := newSynth(t, "cbc-aes-sha1", "prng", 1, false)
+			s.handshake(0, noOpt())
+			for i := 0; i < 8; i++ {
+				o := noOpt()
+				if c.corrupt && i == 5 {
+					o.corrupt = 100
+				}
+				s.data(0, int64(i)*mss, mss, o)
+			}
+			r, err := Analyze(context.Background(), AnalyzeOptions{Pcaps: s.close(), Keys: s.keys, ReceiverInside: c.inside})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if v, why := Explain(r, recv(5*mss+100, 1)); v != c.want {
+				t.Errorf("receiver inside %v, wire corrupted %v: verdict %s (%s), want %s", c.inside, c.corrupt, v, why, c.want)
+			}
+		}
+	})
 	t.Run("sender side ignored", func(t *testing.T) {
 		r := clean(t)
 		c := recv(5000, 1)

@@ -40,6 +40,9 @@ type Report struct {
 	// Notes are findings that do not change the verdict.
 	Notes []string `json:"notes,omitempty"`
 
+	// ReceiverInside repeats AnalyzeOptions.ReceiverInside.
+	ReceiverInside bool `json:"receiver_inside,omitempty"`
+
 	// PatternMismatch is set when the streams' bytes mostly differ from the
 	// keys' pattern: the keys are another run's, and nothing can be said.
 	PatternMismatch bool `json:"pattern_mismatch,omitempty"`
