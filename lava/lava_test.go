@@ -1,0 +1,261 @@
+package lava
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kbisect/kbisect/bisect"
+	"github.com/kbisect/kbisect/internal/testenv"
+	"github.com/kbisect/kbisect/testcases"
+)
+
+// The tests run against a real LAVA instance: `make test-lava` starts a
+// throwaway one on this machine (scripts/lava-instance.sh) and sets
+// KBISECT_LAVA_URL and KBISECT_LAVA_TOKEN. Without them the tests skip,
+// unless KBISECT_REQUIRE_LAVA is set (make test-lava sets it).
+func lavaExecutor(t *testing.T, deviceType string) *Executor {
+	t.Helper()
+	u, tok := os.Getenv("KBISECT_LAVA_URL"), os.Getenv("KBISECT_LAVA_TOKEN")
+	if u == "" || tok == "" {
+		if os.Getenv("KBISECT_REQUIRE_LAVA") != "" {
+			t.Fatal("KBISECT_LAVA_URL and KBISECT_LAVA_TOKEN are not set: run `make test-lava`")
+		}
+		t.Skip("no LAVA instance: `make test-lava` starts one")
+	}
+	c, err := NewClient(u, tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := c.Version(ctx); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := Serve("", c.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	return &Executor{Client: c, DeviceType: deviceType, Publisher: srv, Poll: time.Second, QueueTimeout: 10 * time.Minute}
+}
+
+func runOptions(t *testing.T, inject int64) testcases.Options {
+	kernel, modules := testenv.DebianKernel(t)
+	return testcases.Options{
+		Test:         "natt-esp",
+		Kernels:      [2]string{kernel, kernel},
+		Modules:      [2]string{modules, modules},
+		Duration:     8 * time.Second,
+		RunDir:       t.TempDir(),
+		InjectOffset: inject,
+		Progress:     func(s string) { t.Log(s) },
+	}
+}
+
+// TestRun runs the flagship test on Debian's kernel through LAVA: a clean
+// run passes, a corrupted byte fails with its offset, a device whose QEMU
+// cannot start gives error, never fail.
+func TestRun(t *testing.T) {
+	const offset = 300000
+	tests := []struct {
+		name       string
+		deviceType string
+		inject     int64
+		verdict    string
+	}{
+		{"pass", "qemu", -1, testcases.Pass},
+		{"injected corruption fails", "qemu", offset, testcases.Fail},
+		{"broken device is an error", "kbisect-broken", -1, testcases.Error},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e := lavaExecutor(t, tc.deviceType)
+			o := runOptions(t, tc.inject)
+			r, err := e.Run(context.Background(), o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := json.MarshalIndent(r, "", "  ")
+			t.Logf("report: %s", b)
+			if r.Verdict != tc.verdict {
+				t.Fatalf("verdict %s (%s), want %s", r.Verdict, r.Reason, tc.verdict)
+			}
+			if r.Remote == nil || r.Remote.Executor != "lava" || len(r.Remote.Jobs) != 2 {
+				t.Fatalf("report does not name the two LAVA jobs: %+v", r.Remote)
+			}
+			if !strings.Contains(r.Reason, "LAVA jobs "+r.Remote.Jobs[0]) {
+				t.Errorf("reason %q does not name the LAVA jobs", r.Reason)
+			}
+			switch tc.verdict {
+			case testcases.Pass:
+				if r.BytesVerified < 1<<20 || len(r.Corruptions) != 0 {
+					t.Errorf("pass with %d bytes verified, %d corruptions", r.BytesVerified, len(r.Corruptions))
+				}
+				for _, g := range r.Guests {
+					if g.KernelRelease == "" || g.BootSeconds <= 0 {
+						t.Errorf("%s: no kernel release or boot time from the console: %+v", g.Role, g)
+					}
+				}
+			case testcases.Fail:
+				if len(r.Corruptions) == 0 || r.Corruptions[0].Offset != offset {
+					t.Fatalf("corruptions %+v, want the first at offset %d", r.Corruptions, offset)
+				}
+			case testcases.Error:
+				if !strings.Contains(r.Reason, "LAVA job") {
+					t.Errorf("error reason %q does not say what LAVA reported", r.Reason)
+				}
+			}
+		})
+	}
+}
+
+// TestRunCancel cancels a run while its jobs are queued or running: the
+// run is an error and the jobs end Canceled.
+func TestRunCancel(t *testing.T) {
+	e := lavaExecutor(t, "qemu")
+	o := runOptions(t, -1)
+	o.Duration = 5 * time.Minute
+	ctx, cancel := context.WithCancel(context.Background())
+	var jobs []string
+	o.Progress = func(s string) {
+		t.Log(s)
+		if strings.Contains(s, "Running") {
+			cancel()
+		}
+	}
+	time.AfterFunc(5*time.Minute, cancel)
+	r, err := e.Run(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Verdict != testcases.Error || r.Remote == nil {
+		t.Fatalf("verdict %s (%s), want error naming the jobs", r.Verdict, r.Reason)
+	}
+	jobs = r.Remote.Jobs
+	deadline := time.Now().Add(2 * time.Minute)
+	for _, s := range jobs {
+		var id int
+		fmt.Sscan(s, &id)
+		for {
+			j, err := e.Client.Job(context.Background(), id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if j.State == StateFinished {
+				if j.Health != HealthCanceled {
+					t.Errorf("job %d ended %s, want Canceled", id, j.Health)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("job %d still %s 2 minutes after the cancel", id, j.State)
+			}
+			time.Sleep(time.Second)
+		}
+	}
+}
+
+// commitTester is a bisect.Tester over prebuilt kernels: every commit boots
+// Debian's kernel, and from the culprit on the receiving agent corrupts a
+// byte (the self-test hook), so the culprit is known.
+type commitTester struct {
+	e       *Executor
+	opts    testcases.Options
+	hist    bisect.LinearHistory
+	culprit int
+}
+
+func (ct *commitTester) Test(ctx context.Context, commit string, budget time.Duration) (bisect.Outcome, error) {
+	o := ct.opts
+	o.RunDir = filepath.Join(o.RunDir, fmt.Sprintf("run-%d", time.Now().UnixNano()))
+	for i, c := range ct.hist {
+		if c.Hash == commit && i >= ct.culprit {
+			o.InjectOffset = 200000
+		}
+	}
+	r, err := ct.e.Run(ctx, o)
+	if err != nil {
+		return bisect.Outcome{}, err
+	}
+	out := bisect.Outcome{Reason: r.Reason, Elapsed: budget}
+	out.Evidence, _ = json.Marshal(r)
+	switch r.Verdict {
+	case testcases.Pass:
+		out.Verdict = bisect.Pass
+	case testcases.Fail:
+		out.Verdict = bisect.Fail
+	default:
+		out.Verdict = bisect.Error
+	}
+	return out, nil
+}
+
+// TestBisectParallel bisects five commits through LAVA with two runs in
+// flight, and checks the culprit and that the report names the LAVA jobs of
+// every run.
+func TestBisectParallel(t *testing.T) {
+	e := lavaExecutor(t, "qemu")
+	hist := make(bisect.LinearHistory, 5)
+	for i := range hist {
+		hist[i] = bisect.Commit{Hash: fmt.Sprintf("%040x", i+1), Subject: fmt.Sprintf("commit %d", i)}
+		if i > 0 {
+			hist[i].Parents = []string{hist[i-1].Hash}
+		}
+	}
+	dir := t.TempDir()
+	e.StateDir = filepath.Join(dir, "lava")
+	spec := bisect.Spec{Repo: "prebuilt", Good: hist[0].Hash, Bad: hist[4].Hash, Exec: "lava",
+		Options: bisect.Options{Strategy: "classic", Parallel: 2, Retries: 2, RetryBackoff: time.Second}}
+	job, err := bisect.Create(dir, spec, hist)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer job.Close()
+	o := runOptions(t, -1)
+	o.StopOnFail = true
+	ct := &commitTester{e: e, opts: o, hist: hist, culprit: 3}
+	t0 := time.Now()
+	res, err := job.Run(context.Background(), ct, func(p bisect.Progress) {
+		t.Logf("progress: %+v", p)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("bisection through LAVA: %s in %v, %d runs", res.Status, time.Since(t0).Round(time.Second), res.Runs)
+	if res.Status != bisect.StatusFound || res.Culprit != hist[3].Hash {
+		t.Fatalf("got %s %s, want found %s: %s", res.Status, res.Culprit, hist[3].Hash, res.Reason)
+	}
+	var md strings.Builder
+	if err := job.WriteMarkdown(&md); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("report:\n%s", md.String())
+	recs, err := bisect.ReadJournal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var runs, overlap int
+	var lastEnd time.Time
+	for _, r := range recs {
+		if r.Type != bisect.RecRun && r.Type != bisect.RecInfra {
+			continue
+		}
+		runs++
+		if !strings.Contains(md.String(), "LAVA jobs") || !strings.Contains(r.Reason+r.Error, "LAVA jobs") {
+			t.Errorf("run %d: no LAVA job ids in %q", r.Seq, r.Reason+r.Error)
+		}
+		if start := r.Time.Add(-time.Duration(r.Wall * float64(time.Second))); start.Before(lastEnd) {
+			overlap++
+		}
+		lastEnd = r.Time
+	}
+	if runs < 2 || overlap == 0 {
+		t.Errorf("%d runs, %d overlapping: want runs in parallel", runs, overlap)
+	}
+}
