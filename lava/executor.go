@@ -57,10 +57,11 @@ type Executor struct {
 	DeviceType string
 	// Publisher makes kernels and initramfs reachable by the workers.
 	Publisher Publisher
-	// StateDir, if set, records the jobs in flight so that a later
-	// process running the same test (a resumed bisection) reattaches to
-	// them instead of submitting new ones.
-	StateDir string
+	// StateDir, if set, returns the directory where the jobs in flight of
+	// the run ctx is for are recorded, so that a later process running the
+	// same test (a resumed bisection) reattaches to them instead of
+	// submitting new ones; "" records nothing.
+	StateDir func(ctx context.Context) string
 	// Poll is the interval between job status queries (default 3s).
 	Poll time.Duration
 	// QueueTimeout is how long a job may wait for a device before it is
@@ -95,9 +96,13 @@ func (e *Executor) Run(ctx context.Context, o testcases.Options) (*testcases.Rep
 	}
 	start := time.Now()
 	key := e.runKey(o)
+	state := ""
+	if e.StateDir != nil {
+		state = e.StateDir(ctx)
+	}
 	var rm *testcases.Remote
 	var jobs []int
-	if rec := e.loadRecord(key); rec != nil {
+	if rec := e.loadRecord(state, key); rec != nil {
 		o.RunDir = rec.RunDir
 		var err error
 		if rm, err = testcases.ReattachRemote(o); err != nil {
@@ -137,11 +142,11 @@ func (e *Executor) Run(ctx context.Context, o testcases.Options) (*testcases.Rep
 		if err != nil {
 			return e.errorReport(rm, nil, start, err), nil
 		}
-		e.saveRecord(key, &record{Jobs: jobs, Submitted: time.Now(), RunDir: rm.Options.RunDir, PID: os.Getpid()})
+		e.saveRecord(state, key, &record{Jobs: jobs, Submitted: time.Now(), RunDir: rm.Options.RunDir, PID: os.Getpid()})
 		e.progress(&o, "submitted LAVA jobs %s (%s)", joinInts(jobs), e.Client.URL.Redacted())
 	}
 	r := e.wait(ctx, rm, jobs, start)
-	e.dropRecord(key)
+	e.dropRecord(state, key)
 	return r, nil
 }
 
@@ -418,17 +423,17 @@ func (e *Executor) runKey(o testcases.Options) string {
 	return hex.EncodeToString(s[:12])
 }
 
-func (e *Executor) recordPath(key string) string {
-	return filepath.Join(e.StateDir, "lava-"+key+".json")
+func recordPath(dir, key string) string {
+	return filepath.Join(dir, "lava-"+key+".json")
 }
 
 // loadRecord returns the jobs in flight for key that no live process
 // follows.
-func (e *Executor) loadRecord(key string) *record {
-	if e.StateDir == "" {
+func (e *Executor) loadRecord(dir, key string) *record {
+	if dir == "" {
 		return nil
 	}
-	b, err := os.ReadFile(e.recordPath(key))
+	b, err := os.ReadFile(recordPath(dir, key))
 	if err != nil {
 		return nil
 	}
@@ -441,26 +446,26 @@ func (e *Executor) loadRecord(key string) *record {
 	}
 	rec.PID = os.Getpid()
 	if b, err := json.Marshal(rec); err == nil {
-		os.WriteFile(e.recordPath(key), b, 0o644)
+		os.WriteFile(recordPath(dir, key), b, 0o644)
 	}
 	return &rec
 }
 
-func (e *Executor) saveRecord(key string, rec *record) {
-	if e.StateDir == "" {
+func (e *Executor) saveRecord(dir, key string, rec *record) {
+	if dir == "" {
 		return
 	}
-	os.MkdirAll(e.StateDir, 0o755)
+	os.MkdirAll(dir, 0o755)
 	b, _ := json.Marshal(rec)
-	tmp := e.recordPath(key) + ".tmp"
+	tmp := recordPath(dir, key) + ".tmp"
 	if os.WriteFile(tmp, b, 0o644) == nil {
-		os.Rename(tmp, e.recordPath(key))
+		os.Rename(tmp, recordPath(dir, key))
 	}
 }
 
-func (e *Executor) dropRecord(key string) {
-	if e.StateDir != "" {
-		os.Remove(e.recordPath(key))
+func (e *Executor) dropRecord(dir, key string) {
+	if dir != "" {
+		os.Remove(recordPath(dir, key))
 	}
 }
 

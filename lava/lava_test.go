@@ -68,14 +68,20 @@ func TestRun(t *testing.T) {
 		deviceType string
 		inject     int64
 		verdict    string
+		// want is in the reason of an error.
+		want string
 	}{
-		{"pass", "qemu", -1, testcases.Pass},
-		{"injected corruption fails", "qemu", offset, testcases.Fail},
-		{"broken device is an error", "kbisect-broken", -1, testcases.Error},
+		{"pass", "qemu", -1, testcases.Pass, ""},
+		{"injected corruption fails", "qemu", offset, testcases.Fail, ""},
+		// QEMU cannot start on these devices (-m no-such-size).
+		{"broken device is an error", "kbisect-broken", -1, testcases.Error, "LAVA job"},
+		// One device for two roles: the job is never scheduled.
+		{"never started is an error", "kbisect-lonely", -1, testcases.Error, "never started"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			e := lavaExecutor(t, tc.deviceType)
+			e.QueueTimeout = 30 * time.Second
 			o := runOptions(t, tc.inject)
 			r, err := e.Run(context.Background(), o)
 			if err != nil {
@@ -107,7 +113,7 @@ func TestRun(t *testing.T) {
 					t.Fatalf("corruptions %+v, want the first at offset %d", r.Corruptions, offset)
 				}
 			case testcases.Error:
-				if !strings.Contains(r.Reason, "LAVA job") {
+				if !strings.Contains(r.Reason, tc.want) {
 					t.Errorf("error reason %q does not say what LAVA reported", r.Reason)
 				}
 			}
@@ -209,7 +215,10 @@ func TestBisectParallel(t *testing.T) {
 		}
 	}
 	dir := t.TempDir()
-	e.StateDir = filepath.Join(dir, "lava")
+	e.StateDir = func(ctx context.Context) string {
+		ri, _ := bisect.RunFromContext(ctx)
+		return filepath.Join(ri.JobDir, "lava")
+	}
 	spec := bisect.Spec{Repo: "prebuilt", Good: hist[0].Hash, Bad: hist[4].Hash, Exec: "lava",
 		Options: bisect.Options{Strategy: "classic", Parallel: 2, Retries: 2, RetryBackoff: time.Second}}
 	job, err := bisect.Create(dir, spec, hist)

@@ -80,6 +80,15 @@ install_lava() {
 
 manage() { runuser -u lavaserver -- lava-server manage "$@"; }
 
+# add_device TYPE NAME EXTRA: a TCG qemu device on the worker, its
+# dictionary extended by EXTRA; recorded in $devices for stop.
+add_device() {
+  printf "{%% extends 'qemu.jinja2' %%}\n{%% set no_kvm = True %%}\n%s\n" "$3" >"$devdir/$2.jinja2"
+  chown lavaserver:lavaserver "$devdir/$2.jinja2"
+  manage devices add --device-type "$1" --worker kbisect-worker "$2" >/dev/null
+  devices+=("$2")
+}
+
 start() {
   mkdir -p "$state"
   chmod 755 "$state"
@@ -137,21 +146,21 @@ EOF
   token=$(manage tokens add --user kbisect | tail -1 | awk '{print $NF}')
   wtoken=$(manage workers add --description "kbisect test worker" kbisect-worker | tail -1 | awk '{print $NF}')
   manage device-types add qemu >/dev/null 2>&1 || true
-  # A device type whose QEMU cannot start: the error path of the tests.
-  printf "{%% extends 'qemu.jinja2' %%}\n" >"$typedir/kbisect-broken.jinja2"
-  chown lavaserver:lavaserver "$typedir/kbisect-broken.jinja2"
-  manage device-types add kbisect-broken >/dev/null 2>&1 || true
-  local devices=()
+  local devices=() types=(kbisect-broken kbisect-lonely)
   for i in $(seq "$ndev"); do
-    devices+=("kbisect-qemu0$i")
-    printf "{%% extends 'qemu.jinja2' %%}\n{%% set no_kvm = True %%}\n" >"$devdir/kbisect-qemu0$i.jinja2"
-    chown lavaserver:lavaserver "$devdir/kbisect-qemu0$i.jinja2"
-    manage devices add --device-type qemu --worker kbisect-worker "kbisect-qemu0$i" >/dev/null
+    add_device qemu "kbisect-qemu0$i" ""
   done
-  printf "{%% extends 'qemu.jinja2' %%}\n{%% set no_kvm = True %%}\n{%% set memory = 'no-such-size' %%}\n" >"$devdir/kbisect-broken01.jinja2"
-  chown lavaserver:lavaserver "$devdir/kbisect-broken01.jinja2"
-  manage devices add --device-type kbisect-broken --worker kbisect-worker kbisect-broken01 >/dev/null
-  devices+=(kbisect-broken01)
+  # Two devices whose QEMU cannot start (a MultiNode run needs two): the
+  # error path. One device of a type of its own: a two-guest run on it can
+  # never be scheduled (the never-started path).
+  for t in "${types[@]}"; do
+    printf "{%% extends 'qemu.jinja2' %%}\n" >"$typedir/$t.jinja2"
+    chown lavaserver:lavaserver "$typedir/$t.jinja2"
+    manage device-types add "$t" >/dev/null 2>&1 || true
+  done
+  add_device kbisect-broken kbisect-broken01 "{% set memory = 'no-such-size' %}"
+  add_device kbisect-broken kbisect-broken02 "{% set memory = 'no-such-size' %}"
+  add_device kbisect-lonely kbisect-lonely01 ""
   printf '%s\n' "${devices[@]}" >"$state/devices"
 
   mkdir -p "$state/worker"
@@ -188,7 +197,7 @@ stop() {
   done
   if [ -f "$state/devices" ]; then
     while read -r d; do rm -f "$devdir/$d.jinja2"; done <"$state/devices"
-    rm -f "$typedir/kbisect-broken.jinja2" "$state/devices"
+    rm -f "$typedir/kbisect-broken.jinja2" "$typedir/kbisect-lonely.jinja2" "$state/devices"
   fi
   rm -f "$settings_db"
   if [ -f "$state/pgcluster" ]; then
