@@ -215,6 +215,22 @@ func (c *Client) Job(ctx context.Context, id int) (*Job, error) {
 	return &j, nil
 }
 
+// JobsNamed returns the jobs whose name (LAVA's description) is name: the
+// sub-jobs of one MultiNode submission.
+func (c *Client) JobsNamed(ctx context.Context, name string) ([]*Job, error) {
+	b, err := c.do(ctx, "GET", "jobs?limit=100&description="+url.QueryEscape(name), nil)
+	if err != nil {
+		return nil, fmt.Errorf("jobs named %q: %w", name, err)
+	}
+	var page struct {
+		Results []*Job `json:"results"`
+	}
+	if err := json.Unmarshal(b, &page); err != nil {
+		return nil, fmt.Errorf("jobs named %q: %w", name, err)
+	}
+	return page.Results, nil
+}
+
 // Cancel asks the server to cancel the job (a no-op for a finished one).
 func (c *Client) Cancel(ctx context.Context, id int) error {
 	_, err := c.do(ctx, "GET", "jobs/"+strconv.Itoa(id)+"/cancel", nil)

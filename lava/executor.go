@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -129,7 +130,8 @@ func (e *Executor) Run(ctx context.Context, o testcases.Options) (*testcases.Rep
 				f()
 			}
 		}()
-		def, err := e.definition(rm, wire, &remove)
+		name := jobName(&o, wire)
+		def, err := e.definition(rm, wire, name, &remove)
 		if err != nil {
 			return e.errorReport(rm, nil, start, err), nil
 		}
@@ -138,7 +140,7 @@ func (e *Executor) Run(ctx context.Context, o testcases.Options) (*testcases.Rep
 		if err != nil {
 			return e.errorReport(rm, nil, start, err), nil
 		}
-		jobs, err = e.resolveJobs(ctx, ids, len(testcases.Roles))
+		jobs, err = e.resolveJobs(ctx, name, ids)
 		if err != nil {
 			return e.errorReport(rm, nil, start, err), nil
 		}
@@ -157,7 +159,7 @@ func (e *Executor) progress(o *testcases.Options, format string, args ...any) {
 }
 
 // definition publishes the run's files and renders its job.
-func (e *Executor) definition(rm *testcases.Remote, w *wire, remove *[]func()) (string, error) {
+func (e *Executor) definition(rm *testcases.Remote, w *wire, name string, remove *[]func()) (string, error) {
 	o := &rm.Options
 	publish := func(f string) (string, error) {
 		u, rmf, err := e.Publisher.Publish(f)
@@ -168,7 +170,7 @@ func (e *Executor) definition(rm *testcases.Remote, w *wire, remove *[]func()) (
 		return u, nil
 	}
 	spec := &jobSpec{
-		Name:       fmt.Sprintf("kbisect %s %s %s", o.Test, filepath.Base(o.Kernels[0]), w.id),
+		Name:       name,
 		DeviceType: e.DeviceType,
 		Test:       o.Duration,
 		MemoryMB:   o.MemoryMB,
@@ -194,41 +196,34 @@ func (e *Executor) definition(rm *testcases.Remote, w *wire, remove *[]func()) (
 	return spec.definition()
 }
 
-// resolveJobs maps the sub ids Submit returned ("12.0", "12.1") to job
-// ids, in role order.
-func (e *Executor) resolveJobs(ctx context.Context, ids []string, n int) ([]int, error) {
+// jobName names a run's job: unique, so that its sub-jobs can be found.
+func jobName(o *testcases.Options, w *wire) string {
+	return fmt.Sprintf("kbisect %s %s %s", o.Test, filepath.Base(o.Kernels[0]), w.id)
+}
+
+// resolveJobs finds the jobs LAVA made of the MultiNode job named name
+// (unique per run), in role order. Sub-jobs of concurrent submissions may
+// interleave their ids, so they are looked up by name and role.
+func (e *Executor) resolveJobs(ctx context.Context, name string, ids []string) ([]int, error) {
+	n := len(testcases.Roles)
 	if len(ids) != n {
 		return nil, fmt.Errorf("LAVA made %d jobs (%s) of a %d-role MultiNode job", len(ids), strings.Join(ids, ", "), n)
 	}
-	parent := 0
-	var out []int
-	for i, s := range ids {
-		p, _, _ := strings.Cut(s, ".")
-		id, err := strconv.Atoi(p)
-		if err != nil {
-			return nil, fmt.Errorf("LAVA job id %q: %w", s, err)
-		}
-		if i == 0 {
-			parent = id
-		}
-		// Sub-jobs are created in one transaction: parent, parent+1, ...
-		out = append(out, parent+i)
+	jobs, err := e.Client.JobsNamed(ctx, name)
+	if err != nil {
+		return nil, err
 	}
-	// Check each job's role (the split definition names it).
 	byRole := make([]int, n)
-	for _, id := range out {
-		j, err := e.Client.Job(ctx, id)
-		if err != nil {
-			return nil, err
-		}
-		found := false
+	for _, j := range jobs {
 		for i, role := range testcases.Roles {
-			if strings.Contains(j.Definition, "role: "+role) {
-				byRole[i], found = id, true
+			if strings.Contains(j.Definition, "role: "+role+"\n") {
+				byRole[i] = j.ID
 			}
 		}
-		if !found {
-			return nil, fmt.Errorf("LAVA job %d: not one of the submitted roles", id)
+	}
+	for i, id := range byRole {
+		if id == 0 {
+			return nil, fmt.Errorf("LAVA job %q (%s): no job for the %s role", name, strings.Join(ids, ", "), testcases.Roles[i])
 		}
 	}
 	return byRole, nil
@@ -253,6 +248,11 @@ func (e *Executor) wait(ctx context.Context, rm *testcases.Remote, jobs []int, s
 		done := true
 		for i, id := range jobs {
 			j, err := e.Client.Job(ctx, id)
+			var ae *APIError
+			if errors.As(err, &ae) && ae.Status == http.StatusNotFound {
+				why = err // deleted, or not ours
+				break
+			}
 			if err != nil {
 				if ctx.Err() != nil {
 					break

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -87,10 +88,10 @@ func TestRun(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			b, _ := json.MarshalIndent(r, "", "  ")
-			t.Logf("report: %s", b)
+			t.Logf("verdict %s: %s", r.Verdict, r.Reason)
 			if r.Verdict != tc.verdict {
-				t.Fatalf("verdict %s (%s), want %s", r.Verdict, r.Reason, tc.verdict)
+				b, _ := json.MarshalIndent(r, "", "  ")
+				t.Fatalf("verdict %s (%s), want %s; report: %s", r.Verdict, r.Reason, tc.verdict, b)
 			}
 			if r.Remote == nil || r.Remote.Executor != "lava" || len(r.Remote.Jobs) != 2 {
 				t.Fatalf("report does not name the two LAVA jobs: %+v", r.Remote)
@@ -267,4 +268,78 @@ func TestBisectParallel(t *testing.T) {
 	if runs < 2 || overlap == 0 {
 		t.Errorf("%d runs, %d overlapping: want runs in parallel", runs, overlap)
 	}
+}
+
+// TestReattach kills a process whose run is in flight in LAVA (as a crash
+// would) and checks that a new process running the same test reattaches to
+// the jobs and reports their result instead of submitting new ones.
+func TestReattach(t *testing.T) {
+	if state := os.Getenv("KBISECT_LAVA_CHILD_STATE"); state != "" {
+		// The process that crashes.
+		e := lavaExecutor(t, "qemu")
+		e.StateDir = func(context.Context) string { return state }
+		e.Run(context.Background(), reattachOptions(t))
+		return
+	}
+	e := lavaExecutor(t, "qemu")
+	state := t.TempDir()
+	e.StateDir = func(context.Context) string { return state }
+	child := exec.Command(os.Args[0], "-test.run=^TestReattach$", "-test.v")
+	child.Env = append(os.Environ(), "KBISECT_LAVA_CHILD_STATE="+state)
+	child.Stdout, child.Stderr = os.Stderr, os.Stderr
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer child.Process.Kill()
+	// Wait until the child's jobs run and the receiver's agent is up (its
+	// artifacts are downloaded), then kill it.
+	var rec record
+	deadline := time.Now().Add(5 * time.Minute)
+	for {
+		if time.Now().After(deadline) {
+			t.Fatal("the child's LAVA jobs did not start in 5 minutes")
+		}
+		time.Sleep(time.Second)
+		files, _ := filepath.Glob(filepath.Join(state, "lava-*.json"))
+		if len(files) != 1 {
+			continue
+		}
+		b, err := os.ReadFile(files[0])
+		if err != nil || json.Unmarshal(b, &rec) != nil || len(rec.Jobs) != 2 {
+			continue
+		}
+		lines, _ := e.Client.Logs(context.Background(), rec.Jobs[1])
+		if strings.Contains(fmt.Sprint(lines), "KBISECT-EVENT") {
+			break
+		}
+	}
+	child.Process.Kill()
+	child.Wait()
+	t.Logf("killed the process following LAVA jobs %v", rec.Jobs)
+	o := reattachOptions(t)
+	var reattached bool
+	o.Progress = func(s string) {
+		t.Log(s)
+		reattached = reattached || strings.Contains(s, "reattached")
+	}
+	r, err := e.Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("verdict %s: %s", r.Verdict, r.Reason)
+	if !reattached || r.Remote == nil || fmt.Sprint(r.Remote.Jobs) != fmt.Sprint([]string{fmt.Sprint(rec.Jobs[0]), fmt.Sprint(rec.Jobs[1])}) {
+		t.Fatalf("ran %+v, want a reattach to jobs %v", r.Remote, rec.Jobs)
+	}
+	if r.Verdict != testcases.Pass {
+		t.Fatalf("verdict %s (%s), want pass", r.Verdict, r.Reason)
+	}
+	if files, _ := filepath.Glob(filepath.Join(state, "lava-*.json")); len(files) != 0 {
+		t.Errorf("records left after the run: %v", files)
+	}
+}
+
+func reattachOptions(t *testing.T) testcases.Options {
+	o := runOptions(t, -1)
+	o.Duration = 20 * time.Second
+	return o
 }

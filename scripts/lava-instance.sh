@@ -4,12 +4,14 @@
 # lava-server, lava-dispatcher, lavacli 2023.01), then starts a private
 # PostgreSQL cluster, the server (gunicorn), the scheduler, the MultiNode
 # coordinator and one worker with N `qemu` devices (TCG: no_kvm), on free
-# ports, without systemd. It writes STATE/env (LAVA_URL, LAVA_TOKEN, ...).
+# ports, without systemd. It writes STATE/env (KBISECT_LAVA_URL, KBISECT_LAVA_TOKEN).
 # `lava-instance.sh stop STATE` stops exactly what start started (by the pids
 # it recorded), drops the cluster and restores the configuration it changed.
 #
-# Environment: KBISECT_LAVA_DEVICES (default 3) qemu devices; one extra
-# device of type kbisect-broken whose QEMU cannot start, for error tests.
+# Environment: KBISECT_LAVA_DEVICES (default 4: two runs of two guests) qemu
+# devices. Extra devices of two types of their own, for the error tests:
+# two kbisect-broken ones whose QEMU cannot start, and one kbisect-lonely
+# (a two-guest job on it is never scheduled).
 set -euo pipefail
 # dpkg-reconfigure and LAVA's own python3 must not find another python3.
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
@@ -98,7 +100,7 @@ start() {
   fi
   install_lava
   local pgport webport coordport pw ndev
-  ndev=${KBISECT_LAVA_DEVICES:-3}
+  ndev=${KBISECT_LAVA_DEVICES:-4}
   pgport=$(free_port)
   webport=$(free_port)
   # The dispatcher reads the coordinator's port from the global
