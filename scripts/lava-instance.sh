@@ -17,8 +17,8 @@ set -euo pipefail
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 cmd=${1:-}
 state=${2:-}
-if [ -z "$cmd" ] || [ -z "$state" ]; then
-  echo "usage: $0 start|stop STATE_DIR" >&2
+if [ -z "$cmd" ] || { [ -z "$state" ] && [ "$cmd" != install ]; }; then
+  echo "usage: $0 install | start STATE_DIR | stop STATE_DIR" >&2
   exit 2
 fi
 cluster=kbisectlava
@@ -72,12 +72,15 @@ install_lava() {
   done
   [ ${#missing[@]} -eq 0 ] && return 0
   log "installing ${missing[*]} (Debian's LAVA 2023.01; a few minutes)"
-  if ! { $sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q "${missing[@]}"; } >"$state/apt.log" 2>&1; then
-    log "cannot install LAVA: apt-get install ${missing[*]} failed (see $state/apt.log):"
-    tail -5 "$state/apt.log" >&2
+  local aptlog
+  aptlog=$(mktemp /tmp/kbisect-lava-apt.XXXXXX)
+  if ! { $sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q "${missing[@]}"; } >"$aptlog" 2>&1; then
+    log "cannot install LAVA: apt-get install ${missing[*]} failed (see $aptlog):"
+    tail -5 "$aptlog" >&2
     log "LAVA tests need Debian 12 (bookworm) with its main archive reachable"
     exit 3
   fi
+  rm -f "$aptlog"
 }
 
 manage() { runuser -u lavaserver -- lava-server manage "$@"; }
@@ -216,10 +219,11 @@ stop() {
 }
 
 case "$cmd" in
+install) install_lava ;;
 start) start ;;
 stop) stop ;;
 *)
-  echo "usage: $0 start|stop STATE_DIR" >&2
+  echo "usage: $0 install | start STATE_DIR | stop STATE_DIR" >&2
   exit 2
   ;;
 esac
