@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -306,9 +307,16 @@ func TestReattach(t *testing.T) {
 	// artifacts are downloaded), then kill it.
 	var rec record
 	deadline := time.Now().Add(5 * time.Minute)
+	exited := make(chan error, 1)
+	go func() { exited <- child.Wait() }()
 	for {
 		if time.Now().After(deadline) {
 			t.Fatal("the child's LAVA jobs did not start in 5 minutes")
+		}
+		select {
+		case err := <-exited:
+			t.Fatalf("the child ended (%v) before it could be killed mid-run", err)
+		default:
 		}
 		time.Sleep(time.Second)
 		files, _ := filepath.Glob(filepath.Join(state, "lava-*.json"))
@@ -320,12 +328,12 @@ func TestReattach(t *testing.T) {
 			continue
 		}
 		lines, _ := e.Client.Logs(context.Background(), rec.Jobs[1])
-		if strings.Contains(fmt.Sprint(lines), "KBISECT-EVENT") {
+		if slices.ContainsFunc(lines, func(l LogLine) bool { return strings.Contains(l.Text(), "KBISECT-EVENT {") }) {
 			break
 		}
 	}
 	child.Process.Kill()
-	child.Wait()
+	<-exited
 	t.Logf("killed the process following LAVA jobs %v", rec.Jobs)
 	o := reattachOptions(t)
 	var reattached bool

@@ -130,7 +130,11 @@ DATABASES:
     PASSWORD: "$pw"
     HOST: "localhost"
     PORT: $pgport
+# Job logs of this instance only: job ids start again at 1 in every
+# instance, and LAVA would mix a new job's log with an old one's.
+MEDIA_ROOT: "$state/media/"
 EOF
+  install -d -o lavaserver -g lavaserver "$state/media" "$state/media/job-output"
   chown lavaserver:lavaserver "$settings_db"
   chmod 640 "$settings_db"
   log "creating the database (migrations take a minute)"
