@@ -72,8 +72,9 @@ install_lava() {
   done
   [ ${#missing[@]} -eq 0 ] && return 0
   log "installing ${missing[*]} (Debian's LAVA 2023.01; a few minutes)"
-  local aptlog
+  local aptlog before
   aptlog=$(mktemp /tmp/kbisect-lava-apt.XXXXXX)
+  before=$(online_clusters)
   if ! { $sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q "${missing[@]}"; } >"$aptlog" 2>&1; then
     log "cannot install LAVA: apt-get install ${missing[*]} failed (see $aptlog):"
     tail -5 "$aptlog" >&2
@@ -81,6 +82,18 @@ install_lava() {
     exit 3
   fi
   rm -f "$aptlog"
+  # A package script may have started PostgreSQL's default cluster: the
+  # instance uses a cluster of its own, and leaves nothing running.
+  local c
+  for c in $(online_clusters); do
+    case " $before " in *" $c "*) ;; *) pg_ctlcluster ${c/:/ } stop || true ;; esac
+  done
+}
+
+# online_clusters prints the running PostgreSQL clusters as VERSION:NAME.
+online_clusters() {
+  command -v pg_lsclusters >/dev/null || return 0
+  pg_lsclusters -h 2>/dev/null | awk '$4 == "online" { printf "%s:%s ", $1, $2 }'
 }
 
 manage() { runuser -u lavaserver -- lava-server manage "$@"; }

@@ -59,16 +59,17 @@ func (f *executorFlags) executor(ctx context.Context) (testcases.Executor, func(
 	if f.priority < 0 || f.priority > 100 {
 		return nil, nil, fmt.Errorf("--lava-priority %d: use 0..100", f.priority)
 	}
+	if f.artifacts != "" && f.artifactsDir == "" {
+		return nil, nil, fmt.Errorf("--lava-artifacts %s needs --lava-artifacts-dir, the directory it publishes", f.artifacts)
+	}
 	vctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	if _, err := c.Version(vctx); err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("%w (check --lava-url and that the server is up)", err)
 	}
 	e := &lava.Executor{Client: c, DeviceType: f.deviceType, QueueTimeout: f.queueTimeout, Priority: f.priority}
 	release := func() {}
 	switch {
-	case f.artifacts != "" && f.artifactsDir == "":
-		return nil, nil, fmt.Errorf("--lava-artifacts %s needs --lava-artifacts-dir, the directory it publishes", f.artifacts)
 	case f.artifacts != "":
 		e.Publisher = &lava.Dir{Dir: f.artifactsDir, Prefix: f.artifacts}
 	default:
