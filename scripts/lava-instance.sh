@@ -129,6 +129,8 @@ start() {
   printf '{\n  "port": %d,\n  "blocksize": 4096,\n  "poll_delay": 1,\n  "coordinator_hostname": "localhost"\n}\n' "$coordport" >"$conf_coord"
 
   log "postgres cluster $cluster on port $pgport"
+  # A cluster left by an instance that was never stopped (a killed CI job).
+  pg_dropcluster --stop $pgver $cluster >/dev/null 2>&1 || true
   pg_createcluster -q $pgver $cluster -p "$pgport" >"$state/pg.log" 2>&1
   echo $cluster >"$state/pgcluster"
   pg_ctlcluster $pgver $cluster start
