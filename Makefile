@@ -8,7 +8,7 @@ KBISECT := $(BIN)/kbisect
 # skipping them.
 export KBISECT_REQUIRE_VM := 1
 
-.PHONY: all build setup test demo bench-run bench-build bench-sim bench-esp bench-boot bench-netlab bench-vmimage lint clean
+.PHONY: all build setup test test-lava demo bench-run bench-build bench-sim bench-esp bench-boot bench-netlab bench-vmimage lint clean
 
 all: build
 
@@ -23,8 +23,20 @@ lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
 
-test: setup build lint
+test: setup build lint test-lava
 	$(GO) test -count=1 -p 2 -timeout 80m ./...
+
+# test-lava starts a throwaway LAVA instance on this machine (installing
+# Debian's LAVA if needed), runs the LAVA executor's tests against it, and
+# stops it whatever happens. The ./... run of `make test` then skips them.
+# LAVA's own user must be able to reach the state directory.
+LAVA_STATE ?= /tmp/kbisect-lava-test
+test-lava: build
+	@./scripts/lava-instance.sh stop $(LAVA_STATE); rm -rf $(LAVA_STATE)
+	@trap './scripts/lava-instance.sh stop $(LAVA_STATE)' EXIT INT TERM; \
+	  ./scripts/lava-instance.sh start $(LAVA_STATE) && \
+	  set -a && . $(LAVA_STATE)/env && set +a && \
+	  KBISECT_REQUIRE_LAVA=1 $(GO) test -count=1 -p 1 -timeout 30m -v ./lava/
 
 demo: setup build
 	$(KBISECT) demo

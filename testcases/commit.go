@@ -21,6 +21,8 @@ type CommitTest struct {
 	Run Options
 	// RunRoot receives one directory per run.
 	RunRoot string
+	// Exec runs the test; nil means Local.
+	Exec Executor
 }
 
 // CommitResult is the outcome of testing one commit.
@@ -55,7 +57,11 @@ func (ct *CommitTest) Test(ctx context.Context, rev string, duration time.Durati
 	o.Modules = [2]string{modules, modules}
 	o.Duration = duration
 	o.RunDir = filepath.Join(ct.RunRoot, fmt.Sprintf("%s-%s", shortRev(a.BuiltCommit), time.Now().Format("150405.000")))
-	r, err := Run(ctx, o)
+	var exec Executor = Local{}
+	if ct.Exec != nil {
+		exec = ct.Exec
+	}
+	r, err := exec.Run(ctx, o)
 	if err != nil {
 		return nil, err
 	}

@@ -17,6 +17,9 @@ type Addressing struct {
 	// PeerView[i] is the other guest's address as guest i sees it; behind
 	// a NAT, the receiver sees the NAT's outside address.
 	PeerView [2]string
+	// MAC, if set, is each guest's hardware address, set by its agent
+	// (remote executors whose guests would otherwise share one).
+	MAC [2]string
 }
 
 // sessionKeys draws fresh SPIs and keys for one run: each run gets its own,

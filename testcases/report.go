@@ -40,10 +40,23 @@ type Report struct {
 	ESPSA   string   `json:"esp_sa,omitempty"`
 	RunDir  string   `json:"run_dir"`
 	Seconds float64  `json:"seconds"`
+	// Remote says where a run that did not boot its guests here ran.
+	Remote *RemoteRun `json:"remote,omitempty"`
 
 	// captureComplete is set when the wire closed after both guests had
 	// stopped and its captures hold every frame that crossed it.
 	captureComplete bool
+}
+
+// RemoteRun identifies a run done by a remote executor.
+type RemoteRun struct {
+	// Executor is "lava".
+	Executor string `json:"executor"`
+	// URL is the server; Jobs its job ids (one per guest) and Devices the
+	// devices they ran on, in guest order.
+	URL     string   `json:"url"`
+	Jobs    []string `json:"jobs"`
+	Devices []string `json:"devices,omitempty"`
 }
 
 // Guest describes one guest of the pair.

@@ -22,6 +22,15 @@ func setupNetwork(p *proto.Params) error {
 	if err != nil {
 		return err
 	}
+	if p.MAC != "" {
+		hw, err := net.ParseMAC(p.MAC)
+		if err != nil {
+			return fmt.Errorf("MAC %q: %w", p.MAC, err)
+		}
+		if err := netlink.LinkSetHardwareAddr(link, hw); err != nil {
+			return fmt.Errorf("set MAC %s on %s: %w", p.MAC, link.Attrs().Name, err)
+		}
+	}
 	if p.MTU > 0 {
 		if err := netlink.LinkSetMTU(link, p.MTU); err != nil {
 			return fmt.Errorf("set MTU %d on %s: %w", p.MTU, link.Attrs().Name, err)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 
@@ -57,6 +58,14 @@ func (k *kernelFlags) tester(repo string, progress func(string)) (*kernel.Tester
 	}
 	if progress != nil {
 		ct.Build.Log = os.Stderr
+	}
+	if k.run.exec.kind != "" && k.run.exec.kind != "local" {
+		// The artifact server lives as long as the process.
+		exec, _, err := k.run.exec.executor(context.Background())
+		if err != nil {
+			return nil, err
+		}
+		ct.Exec = exec
 	}
 	return &kernel.Tester{CT: ct}, nil
 }

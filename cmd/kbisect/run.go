@@ -25,6 +25,7 @@ type runFlags struct {
 	pcap       string
 	inject     int64
 	injectSide string
+	exec       executorFlags
 }
 
 // register adds the run options to a flag set.
@@ -53,6 +54,7 @@ func (f *runFlags) register(fl *pflag.FlagSet, withKernel bool) {
 	fl.StringVar(&f.opts.Accel, "accel", "auto", "auto, tcg or kvm")
 	fl.StringVar(&f.opts.Append, "append", "", "extra kernel command line for both guests")
 	fl.IntVar(&f.opts.MemoryMB, "memory", 512, "guest memory in MiB")
+	f.exec.register(fl)
 }
 
 // options returns the testcase options with kernels and the run dir set,
@@ -112,7 +114,12 @@ Exit status: 0 pass, 1 fail, 2 error or bad input.`,
 				return err
 			}
 			o.Progress = progressFunc(jsonOut)
-			r, err := testcases.Run(cmd.Context(), o)
+			exec, release, err := f.exec.executor(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer release()
+			r, err := exec.Run(cmd.Context(), o)
 			if err != nil {
 				return err
 			}

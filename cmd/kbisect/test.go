@@ -66,6 +66,12 @@ failed: no disk, no QEMU, a timeout).
 			if progress != nil {
 				ct.Build.Log = os.Stderr
 			}
+			exec, release, err := f.exec.executor(cmd.Context())
+			if err != nil {
+				return &exitError{code: exitAbort, err: err}
+			}
+			defer release()
+			ct.Exec = exec
 			for i := 1; i <= runs; i++ {
 				res, err := ct.Test(cmd.Context(), rev, o.Duration)
 				if err != nil {

@@ -82,6 +82,9 @@ input or a host failure.`,
 				if err != nil {
 					return err
 				}
+				if f.exec.kind != "" && f.exec.kind != "local" {
+					return fmt.Errorf("--executor %s: validate runs locally for now; use kbisect run or bisect with --executor %s", f.exec.kind, f.exec.kind)
+				}
 				// Each run's own progress only on a terminal: -v asks
 				// for the validation's lines, not every second of traffic.
 				ro.Progress = progressFunc(jsonOut)

@@ -66,6 +66,10 @@ type Params struct {
 	Gateway string `json:"gateway,omitempty"`
 	// Peer is the address the sender connects to (the receiver's address).
 	Peer string `json:"peer"`
+	// MAC, if set, replaces the interface's hardware address before it is
+	// brought up: for labs whose device templates give every guest the
+	// same one (LAVA's qemu).
+	MAC string `json:"mac,omitempty"`
 	// MTU of the guest's interface; 0 keeps the driver's default.
 	MTU int `json:"mtu,omitempty"`
 	// Streams is the number of parallel TCP streams.
