@@ -1,0 +1,65 @@
+#!/bin/sh
+# verify-old.sh: build an old kernel tree's x86_64 kernel with kbisect (table
+# fixups and toolchain flags, kbisect's own checkout; the tree is only read),
+# then run the natt-esp test on a pair of it and on a mixed pair (it as the
+# sender, a 6.1 kernel as the receiver), and print both verdicts.
+#
+# Usage: scripts/verify-old.sh TREE [REV]
+#   TREE  a kernel git repository (work tree or bare git dir)
+#   REV   the commit to build (default HEAD)
+# Environment: KBISECT (default bin/kbisect), CONFIG (default tinyconfig,
+# i.e. allnoconfig plus kbisect's fragments before 3.17), PEER_KERNEL (the
+# 6.1 kernel of the mixed pair; default Debian's /boot/vmlinuz-6.1*),
+# DURATION (default 20s), OUT (default a new directory under /tmp).
+set -eu
+
+TREE=${1:-}
+REV=${2:-HEAD}
+KBISECT_SET=${KBISECT:-}
+KBISECT=${KBISECT:-bin/kbisect}
+CONFIG=${CONFIG:-tinyconfig}
+DURATION=${DURATION:-20s}
+
+die() { echo "verify-old: $*" >&2; exit 2; }
+
+[ -n "$TREE" ] || die "no tree: run make verify-old TREE=/path/to/kernel/git/repo [REV=commit]"
+[ -d "$TREE" ] || die "TREE=$TREE is not a directory: give a kernel git repository"
+git -C "$TREE" rev-parse --git-dir >/dev/null 2>&1 || die "TREE=$TREE is not a git repository (a work tree or a bare git dir)"
+git -C "$TREE" cat-file -e "$REV:Makefile" 2>/dev/null || die "TREE=$TREE has no top Makefile at $REV: not a kernel tree (pick REV=...)"
+if [ -z "${KBISECT_SET:-}" ] && [ -f Makefile ] && [ -d cmd/kbisect ]; then
+	make -s build >/dev/null || die "make build failed"
+fi
+[ -x "$KBISECT" ] || die "$KBISECT missing: run make build"
+if [ -z "${PEER_KERNEL:-}" ]; then
+	PEER_KERNEL=$(ls /boot/vmlinuz-6.1* 2>/dev/null | sort | tail -1)
+fi
+[ -n "$PEER_KERNEL" ] && [ -r "$PEER_KERNEL" ] || die "no 6.1 kernel for the mixed pair: set PEER_KERNEL=/path/to/bzImage (or install linux-image-amd64)"
+
+OUT=${OUT:-$(mktemp -d /tmp/kbisect-verify-old.XXXXXX)}
+mkdir -p "$OUT"
+echo "verify-old: building $REV of $TREE (config $CONFIG) into $OUT/kernel"
+nice -n 10 "$KBISECT" build --repo "$TREE" --rev "$REV" --config "$CONFIG" -j2 --out "$OUT/kernel" --json >"$OUT/build.json"
+sed -n 's/^  "\(version\|release\|signature\|fixups\|toolchain\)".*/&/p' "$OUT/build.json"
+MODS=""
+[ -d "$OUT/kernel/modules" ] && MODS="--modules $OUT/kernel/modules"
+
+status=0
+run() {
+	name=$1
+	shift
+	echo "verify-old: $name"
+	set +e
+	# shellcheck disable=SC2086
+	"$KBISECT" run --test natt-esp --duration "$DURATION" --keep "$OUT/$name" --json "$@" >"$OUT/$name.json"
+	rc=$?
+	set -e
+	grep -E '^ *"(verdict|reason|bytes_verified|throughput_mbit|kernel_release|outcome)"' "$OUT/$name.json" || cat "$OUT/$name.json"
+	grep -h -m1 'Linux version' "$OUT/$name"/*.log 2>/dev/null || true
+	[ $rc -eq 0 ] || status=1
+}
+# shellcheck disable=SC2086
+run pair --kernel "$OUT/kernel/bzImage" $MODS
+# shellcheck disable=SC2086
+run mixed --kernel "$OUT/kernel/bzImage" $MODS --peer-kernel "$PEER_KERNEL"
+echo "verify-old: JSON reports and consoles in $OUT"
+exit $status
