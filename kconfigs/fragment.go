@@ -160,6 +160,8 @@ var Gates = []Gate{
 	{Symbol: "VIRTIO_MENU", Versions: Range{From: V(5, 8, 0)}, Why: "the virtio drivers menu became a symbol in 5.8"},
 	{Symbol: "HYPERVISOR_GUEST", Versions: Range{From: V(3, 10, 0)}, Why: "added in 3.10 (PARAVIRT_GUEST before)"},
 	{Symbol: "PARAVIRT_GUEST", Versions: Range{Until: V(3, 10, 0)}, Why: "the paravirtualized guest menu before 3.10 (HYPERVISOR_GUEST since): PARAVIRT and the Xen guest depend on it (present in 2.6.32, removed in 3.10)"},
+	{Symbol: "PM", Versions: Range{Until: V(3, 1, 0)}, Optional: true, Why: "2.6.32's ACPI depends on PM (a prompt then; by 3.14 a def_bool of PM_SLEEP || PM_RUNTIME, and ACPI no longer depends on it)"},
+	{Symbol: "ACPI", Versions: Range{Until: V(4, 19, 0)}, Why: "needed before 4.19 (no tsc_early_khz): the HPET and PM timer references make TSC calibration reliable under a loaded TCG host; 2.6.32 without them hung in \"Calibrating delay loop...\""},
 	{Symbol: "PVH", Versions: Range{From: V(4, 20, 0)}, Optional: true, Why: "PVH entry for direct vmlinux boot, 4.20"},
 	{Symbol: "PVPANIC", Versions: Range{From: V(5, 12, 0)}, Optional: true, Why: "pvpanic-pci driver, 5.12 (the ACPI-only driver before needs ACPI)"},
 	{Symbol: "PVPANIC_PCI", Versions: Range{From: V(5, 12, 0)}, Optional: true, Why: "pvpanic-pci driver, 5.12"},
