@@ -322,6 +322,28 @@ var Fixups = []Fixup{
 		},
 	},
 	{
+		ID:       "build-user-host/1",
+		Upstream: "scripts/mkcompile_h reads KBUILD_BUILD_USER and KBUILD_BUILD_HOST since about 2.6.37 (kbuild: \"Allow to override LINUX_COMPILE_BY and LINUX_COMPILE_HOST\")",
+		Summary:  "before, the banner (\"Linux version ... (user@host)\") always came from whoami and hostname: the kernel differs from machine to machine and so does its signature; honour kbisect's KBUILD_BUILD_USER/HOST",
+		Versions: kconfigs.Range{Until: kconfigs.V(3, 0, 0)},
+		Detect: func(t Tree, env FixupEnv) (bool, error) {
+			data, err := t.ReadFile(mkcompileH)
+			if errors.Is(err, fs.ErrNotExist) {
+				return false, nil
+			}
+			return err == nil && !strings.Contains(string(data), "KBUILD_BUILD_USER") && strings.Contains(string(data), compileByWhoami), err
+		},
+		Apply: func(t WritableTree, env FixupEnv) error {
+			data, err := t.ReadFile(mkcompileH)
+			if err != nil || strings.Contains(string(data), "KBUILD_BUILD_USER") {
+				return err
+			}
+			out := strings.Replace(string(data), compileByWhoami, "\\\"${KBUILD_BUILD_USER:-`whoami`}\\\"", 1)
+			out = strings.Replace(out, "`hostname | $UTS_TRUNCATE`", "`echo ${KBUILD_BUILD_HOST:-$(hostname)} | $UTS_TRUNCATE`", 1)
+			return t.WriteFile(mkcompileH, []byte(out))
+		},
+	},
+	{
 		ID:       "start-secondary-no-tail-call/1",
 		Upstream: "a9a3ed1eff36 (x86: Fix early boot crash on gcc-10, third try, v5.7)",
 		Summary:  "gcc >= 10 turns start_secondary's last call into a tail call after the stack canary changed: boot panic on SMP with the stack protector; keep the call from being a tail call",
@@ -345,8 +367,11 @@ var Fixups = []Fixup{
 }
 
 const (
-	headS   = "arch/x86/kernel/head_64.S"
-	smpboot = "arch/x86/kernel/smpboot.c"
+	headS      = "arch/x86/kernel/head_64.S"
+	smpboot    = "arch/x86/kernel/smpboot.c"
+	mkcompileH = "scripts/mkcompile_h"
+	// compileByWhoami is 2.6.32's LINUX_COMPILE_BY value in mkcompile_h.
+	compileByWhoami = "\\\"`whoami`\\\""
 )
 
 var (
