@@ -39,7 +39,7 @@ OUT=${OUT:-$(mktemp -d /tmp/kbisect-verify-old.XXXXXX)}
 mkdir -p "$OUT"
 echo "verify-old: building $REV of $TREE (config $CONFIG) into $OUT/kernel"
 nice -n 10 "$KBISECT" build --repo "$TREE" --rev "$REV" --config "$CONFIG" -j2 --out "$OUT/kernel" --json >"$OUT/build.json"
-sed -n 's/^  "\(version\|release\|signature\|fixups\|toolchain\)".*/&/p' "$OUT/build.json"
+echo "verify-old: built $(sed -n 's/^  "release": "\(.*\)",$/\1/p' "$OUT/build.json") with fixups: $(tr -d '\n ' <"$OUT/build.json" | sed -n 's/.*"fixups":\[\([^]]*\)\].*/\1/p' | tr -d '"' | tr , ' ')"
 MODS=""
 [ -d "$OUT/kernel/modules" ] && MODS="--modules $OUT/kernel/modules"
 
@@ -47,14 +47,19 @@ status=0
 run() {
 	name=$1
 	shift
-	echo "verify-old: $name"
 	set +e
 	# shellcheck disable=SC2086
 	"$KBISECT" run --test natt-esp --duration "$DURATION" --keep "$OUT/$name" --json "$@" >"$OUT/$name.json"
 	rc=$?
 	set -e
-	grep -E '^ *"(verdict|reason|bytes_verified|throughput_mbit|kernel_release|outcome)"' "$OUT/$name.json" || cat "$OUT/$name.json"
-	grep -h -m1 'Linux version' "$OUT/$name"/*.log 2>/dev/null || true
+	v=$(sed -n 's/^  "verdict": "\(.*\)",$/\1/p' "$OUT/$name.json")
+	r=$(sed -n 's/^  "reason": "\(.*\)",$/\1/p' "$OUT/$name.json")
+	k=$(sed -n 's/^      "kernel_release": "\(.*\)",$/\1/p' "$OUT/$name.json" | paste -sd/ -)
+	echo "verify-old: $name ($k): verdict $v: $r"
+	for c in sender receiver; do
+		[ -f "$OUT/$name/$c.console" ] && echo "  $c: $(grep -a -m1 'Linux version' "$OUT/$name/$c.console")"
+	done
+	[ -n "$v" ] || cat "$OUT/$name.json"
 	[ $rc -eq 0 ] || status=1
 }
 # shellcheck disable=SC2086
