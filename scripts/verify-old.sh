@@ -41,7 +41,9 @@ echo "verify-old: building $REV of $TREE (config $CONFIG) into $OUT/kernel"
 nice -n 10 "$KBISECT" build --repo "$TREE" --rev "$REV" --config "$CONFIG" -j2 --out "$OUT/kernel" --json >"$OUT/build.json"
 echo "verify-old: built $(sed -n 's/^  "release": "\(.*\)",$/\1/p' "$OUT/build.json") with fixups: $(tr -d '\n ' <"$OUT/build.json" | sed -n 's/.*"fixups":\[\([^]]*\)\].*/\1/p' | tr -d '"' | tr , ' ')"
 MODS=""
-[ -d "$OUT/kernel/modules" ] && MODS="--modules $OUT/kernel/modules"
+for d in "$OUT"/kernel/modules/lib/modules/*; do
+	[ -f "$d/modules.dep" ] && MODS="--modules $d"
+done
 
 status=0
 run() {

@@ -71,6 +71,10 @@ type moduleDB struct {
 	byRel   map[string]*kmod
 	byName  map[string]string // module name -> rel
 	builtin map[string]bool   // module names built into the kernel
+	// noBuiltinList is set when the dir has no modules.builtin (kernels
+	// before 2.6.33 do not write it): a name found nowhere is then taken
+	// as built in, and the guest's own checks name what is missing.
+	noBuiltinList bool
 
 	aliases        []aliasLine // loaded on first use
 	builtinAliases map[string]bool
@@ -117,6 +121,8 @@ func loadModuleDB(dir string) (*moduleDB, error) {
 		for _, l := range strings.Fields(string(b)) {
 			db.builtin[moduleName(l)] = true
 		}
+	} else {
+		db.noBuiltinList = true
 	}
 	return db, nil
 }
@@ -182,7 +188,7 @@ func (db *moduleDB) lookup(name string) ([]string, error) {
 	if len(rels) > 0 {
 		return rels, nil
 	}
-	if db.builtinAliases[name] {
+	if db.builtinAliases[name] || db.noBuiltinList {
 		return nil, nil
 	}
 	return nil, fmt.Errorf("kernel module %q: not in %s (neither a module, an alias nor built in)", name, db.dir)
