@@ -8,7 +8,9 @@
 #   TREE  a kernel git repository (work tree or bare git dir)
 #   REV   the commit to build (default HEAD)
 # Environment: KBISECT (default bin/kbisect), CONFIG (default tinyconfig,
-# i.e. allnoconfig plus kbisect's fragments before 3.17), PEER_KERNEL (the
+# i.e. allnoconfig plus kbisect's fragments before 3.17; or a .config file,
+# which keeps its options and gets FRAGMENTS, default "qemu-x86_64 agent
+# natt-esp", merged in), PEER_KERNEL (the
 # 6.1 kernel of the mixed pair; default Debian's /boot/vmlinuz-6.1*),
 # DURATION (default 20s), OUT (default a new directory under /tmp).
 set -eu
@@ -35,10 +37,20 @@ if [ -z "${PEER_KERNEL:-}" ]; then
 fi
 [ -n "$PEER_KERNEL" ] && [ -r "$PEER_KERNEL" ] || die "no 6.1 kernel for the mixed pair: set PEER_KERNEL=/path/to/bzImage (or install linux-image-amd64)"
 
+FRAGS=""
+case "$CONFIG" in
+defconfig | tinyconfig | allnoconfig) ;;
+*)
+	# A .config of yours: keep its options, add what the VM and the test need.
+	[ -r "$CONFIG" ] || die "CONFIG=$CONFIG: no such file (give a .config, defconfig or tinyconfig)"
+	for f in ${FRAGMENTS:-qemu-x86_64 agent natt-esp}; do FRAGS="$FRAGS --fragment $f"; done
+	;;
+esac
 OUT=${OUT:-$(mktemp -d /tmp/kbisect-verify-old.XXXXXX)}
 mkdir -p "$OUT"
 echo "verify-old: building $REV of $TREE (config $CONFIG) into $OUT/kernel"
-nice -n 10 "$KBISECT" build --repo "$TREE" --rev "$REV" --config "$CONFIG" -j2 --out "$OUT/kernel" --json >"$OUT/build.json"
+# shellcheck disable=SC2086
+nice -n 10 "$KBISECT" build --repo "$TREE" --rev "$REV" --config "$CONFIG" $FRAGS -j2 --out "$OUT/kernel" --json >"$OUT/build.json"
 echo "verify-old: built $(sed -n 's/^  "release": "\(.*\)",$/\1/p' "$OUT/build.json") with fixups: $(tr -d '\n ' <"$OUT/build.json" | sed -n 's/.*"fixups":\[\([^]]*\)\].*/\1/p' | tr -d '"' | tr , ' ')"
 MODS=""
 for d in "$OUT"/kernel/modules/lib/modules/*; do
