@@ -22,8 +22,9 @@ var oldTreeFixups = map[kconfigs.Version][]string{
 
 // TestFixupsOnTrees runs the detectors on real old trees, read from git as
 // kbisect's build planner does: KBISECT_OLD_TREES lists "repo@rev" entries
-// separated by spaces (e.g. the public 3.14.5 and 2.6.32.2 snapshots named
-// in the README). CI has no old trees; TestFixupTable covers every fixup on
+// separated by spaces, e.g. clones of the public snapshots
+// github.com/chealy/linux-3.14.5-ims at cd075efe (plain 3.14.5) and
+// github.com/zybsyzlz/linux-2.6.32 (2.6.32.2). CI has no old trees; TestFixupTable covers every fixup on
 // fragments of them.
 func TestFixupsOnTrees(t *testing.T) {
 	list := os.Getenv("KBISECT_OLD_TREES")
