@@ -14,10 +14,10 @@ import (
 // the seed's range with gcc 12, as verified by building and booting them
 // (issue #8): every fixup whose broken construct the tree has.
 var oldTreeFixups = map[kconfigs.Version][]string{
-	kconfigs.V(3, 14, 5): {"compiler-gcc-header/1", "early-idt-stub-padding/1", "ld-max-page-size/1", "module-plt32/1",
-		"start-secondary-no-tail-call/1"},
+	kconfigs.V(3, 14, 5): {"compiler-gcc-header/1", "early-idt-stub-padding/1", "ld-max-page-size/1", "module-device-table-typeof/1",
+		"module-plt32/1", "start-secondary-no-tail-call/1"},
 	kconfigs.V(2, 6, 32): {"build-user-host/1", "compiler-gcc-header/1", "decompressor-no-sse/1", "early-idt-stub-padding/1", "ld-max-page-size/1",
-		"make-mixed-rules/1", "module-plt32/1", "start-secondary-no-tail-call/1", "timeconst-defined-array/1", "vdso-m64/1"},
+		"make-mixed-rules/1", "module-device-table-typeof/1", "module-plt32/1", "start-secondary-no-tail-call/1", "timeconst-defined-array/1", "vdso-m64/1"},
 }
 
 // TestFixupsOnTrees runs the detectors on real old trees, read from git as
