@@ -52,8 +52,8 @@ var runtimeDeps = map[string][]string{
 	"gcm": {"ctr", "ghash_generic"},
 }
 
-// newerModules are DefaultModules and runtimeDeps that older kernels do not
-// have at all (with the release that added them): where a modules dir knows
+// newerModules are modules of DefaultModules, runtimeDeps and the
+// testcases' lists that older kernels do not have at all (with the release that added them): where a modules dir knows
 // them nowhere, they are skipped rather than an error. Older kernels use
 // other code for the same job (eseqiv and krng/ansi_cprng before 4.2).
 var newerModules = map[string]string{
@@ -61,6 +61,7 @@ var newerModules = map[string]string{
 	"drbg":              "3.17",
 	"jitterentropy_rng": "3.17",
 	"sha3_generic":      "4.10",
+	"geniv":             "after 4.2 (split out of the AEAD core)",
 }
 
 // AccelModules are x86 implementations of the same algorithms (AES-NI, SSSE3/
