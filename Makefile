@@ -8,7 +8,7 @@ KBISECT := $(BIN)/kbisect
 # skipping them.
 export KBISECT_REQUIRE_VM := 1
 
-.PHONY: all build setup test test-lava demo bench-run bench-build bench-sim bench-esp bench-boot bench-netlab bench-vmimage lint clean
+.PHONY: all build setup test test-lava demo bench-run bench-build bench-sim bench-esp bench-boot bench-netlab bench-vmimage lint clean verify-old
 
 all: build
 
@@ -61,6 +61,11 @@ bench-netlab:
 
 bench-vmimage: build
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./vmimage/
+
+# Build an old tree's kernel (TREE=git repo, REV=commit, default HEAD) and run
+# natt-esp on a pair of it and a mixed pair with a 6.1 receiver.
+verify-old:
+	@./scripts/verify-old.sh "$(TREE)" "$(REV)"
 
 clean:
 	rm -rf $(BIN)

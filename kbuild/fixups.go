@@ -322,6 +322,42 @@ var Fixups = []Fixup{
 		},
 	},
 	{
+		ID:       "build-user-host/1",
+		Upstream: "scripts/mkcompile_h reads KBUILD_BUILD_USER and KBUILD_BUILD_HOST since about 2.6.37 (kbuild: \"Allow to override LINUX_COMPILE_BY and LINUX_COMPILE_HOST\")",
+		Summary:  "before, the banner (\"Linux version ... (user@host)\") always came from whoami and hostname: the kernel differs from machine to machine and so does its signature; honour kbisect's KBUILD_BUILD_USER/HOST",
+		Versions: kconfigs.Range{Until: kconfigs.V(3, 0, 0)},
+		Detect: func(t Tree, env FixupEnv) (bool, error) {
+			data, err := t.ReadFile(mkcompileH)
+			if errors.Is(err, fs.ErrNotExist) {
+				return false, nil
+			}
+			return err == nil && !strings.Contains(string(data), "KBUILD_BUILD_USER") && strings.Contains(string(data), compileByWhoami), err
+		},
+		Apply: func(t WritableTree, env FixupEnv) error {
+			data, err := t.ReadFile(mkcompileH)
+			if err != nil || strings.Contains(string(data), "KBUILD_BUILD_USER") {
+				return err
+			}
+			out := strings.Replace(string(data), compileByWhoami, "\\\"${KBUILD_BUILD_USER:-`whoami`}\\\"", 1)
+			out = strings.Replace(out, "`hostname | $UTS_TRUNCATE`", "`echo ${KBUILD_BUILD_HOST:-$(hostname)} | $UTS_TRUNCATE`", 1)
+			return t.WriteFile(mkcompileH, []byte(out))
+		},
+	},
+	{
+		ID:       "module-device-table-typeof/1",
+		Upstream: "21bdd17b21b4 (module: allow multiple calls to MODULE_DEVICE_TABLE() per module, v4.1) declares the alias with typeof(name)",
+		Summary:  "MODULE_DEVICE_TABLE declares its alias as struct <type>_id, which for x86cpu (struct x86_cpu_id) does not exist: gcc 12 stops with \"storage size of '__mod_x86cpu_device_table' isn't known\" in every modular x86cpu driver; declare it with the table's own type (same symbol name, so modpost is unchanged)",
+		Versions: kconfigs.Range{Until: kconfigs.V(4, 1, 0)},
+		Detect:   containsRe(moduleH, moduleGenericTable),
+		Apply: func(t WritableTree, env FixupEnv) error {
+			data, err := t.ReadFile(moduleH)
+			if err != nil {
+				return err
+			}
+			return t.WriteFile(moduleH, moduleGenericTable.ReplaceAll(data, []byte("${1}typeof(name)${2}")))
+		},
+	},
+	{
 		ID:       "start-secondary-no-tail-call/1",
 		Upstream: "a9a3ed1eff36 (x86: Fix early boot crash on gcc-10, third try, v5.7)",
 		Summary:  "gcc >= 10 turns start_secondary's last call into a tail call after the stack canary changed: boot panic on SMP with the stack protector; keep the call from being a tail call",
@@ -345,8 +381,12 @@ var Fixups = []Fixup{
 }
 
 const (
-	headS   = "arch/x86/kernel/head_64.S"
-	smpboot = "arch/x86/kernel/smpboot.c"
+	headS      = "arch/x86/kernel/head_64.S"
+	smpboot    = "arch/x86/kernel/smpboot.c"
+	mkcompileH = "scripts/mkcompile_h"
+	moduleH    = "include/linux/module.h"
+	// compileByWhoami is 2.6.32's LINUX_COMPILE_BY value in mkcompile_h.
+	compileByWhoami = "\\\"`whoami`\\\""
 )
 
 var (
@@ -362,7 +402,9 @@ var (
 	plt32Files = []string{"arch/x86/kernel/module.c", "arch/x86/kernel/module_64.c", "arch/x86/tools/relocs.c"}
 	pc32Case   = regexp.MustCompile(`(?m)^([ \t]*)case R_X86_64_PC32:`)
 	plt32Case  = regexp.MustCompile(`(?m)^[ \t]*case R_X86_64_PLT32:`)
-	idleTail   = regexp.MustCompile(`(?m)^(\t(?:cpu_idle\(\)|cpu_startup_entry\(CPUHP_ONLINE\));)\n}`)
+	// MODULE_GENERIC_TABLE's alias declaration (2.6.32 .. 4.0).
+	moduleGenericTable = regexp.MustCompile(`(extern const )struct gtype##_id( __mod_##gtype##_table)`)
+	idleTail           = regexp.MustCompile(`(?m)^(\t(?:cpu_idle\(\)|cpu_startup_entry\(CPUHP_ONLINE\));)\n}`)
 )
 
 func gccHeader(major int) string {
@@ -377,6 +419,17 @@ func contains(file, s string) func(Tree, FixupEnv) (bool, error) {
 			return false, nil
 		}
 		return err == nil && strings.Contains(string(data), s), err
+	}
+}
+
+// containsRe returns a detector for a file matching re.
+func containsRe(file string, re *regexp.Regexp) func(Tree, FixupEnv) (bool, error) {
+	return func(t Tree, _ FixupEnv) (bool, error) {
+		data, err := t.ReadFile(file)
+		if errors.Is(err, fs.ErrNotExist) {
+			return false, nil
+		}
+		return err == nil && re.Match(data), err
 	}
 }
 

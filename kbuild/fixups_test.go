@@ -88,6 +88,8 @@ EOF
 	relocs3_14     = "\tswitch (r_type) {\n\tcase R_X86_64_NONE:\n\t\treturn 0;\n\tcase R_X86_64_PC32:\n\t\t/*\n\t\t * PC relative relocations don't need to be adjusted\n"
 	smpboot2_6     = "\tx86_cpuinit.setup_percpu_clockev();\n\n\twmb();\n\tcpu_idle();\n}\n"
 	smpboot3_14    = "\tx86_cpuinit.setup_percpu_clockev();\n\n\twmb();\n\tcpu_startup_entry(CPUHP_ONLINE);\n}\n"
+	mkcompileH2_6  = "UTS_LEN=64\nUTS_TRUNCATE=\"cut -b -$UTS_LEN\"\n( echo /\\* generated \\*/\n  echo \\#define LINUX_COMPILE_TIME \\\"`date +%T`\\\"\n  echo \\#define LINUX_COMPILE_BY \\\"`whoami`\\\"\n  echo \\#define LINUX_COMPILE_HOST \\\"`hostname | $UTS_TRUNCATE`\\\"\n)\n"
+	moduleH3_14    = "#ifdef MODULE\n#define MODULE_GENERIC_TABLE(gtype, name)\t\t\t\\\nextern const struct gtype##_id __mod_##gtype##_table\t\t\\\n  __attribute__ ((unused, alias(__stringify(name))))\n\n#else  /* !MODULE */\n#define MODULE_GENERIC_TABLE(gtype, name)\n#endif\n#define MODULE_DEVICE_TABLE(type, name)\t\t\\\n  MODULE_GENERIC_TABLE(type##_device, name)\n"
 	compilerGCC    = "#define __gcc_header(x) #x\n#define _gcc_header(x) __gcc_header(linux/compiler-gcc##x.h)\n#define gcc_header(x) _gcc_header(x)\n#include gcc_header(__GNUC__)\n"
 )
 
@@ -207,6 +209,44 @@ func TestFixupTable(t *testing.T) {
 					t.Errorf("relocs.c:\n%s", got)
 				}
 			}},
+		{"build-user-host", v2632, map[string]string{mkcompileH: mkcompileH2_6},
+			func(t *testing.T, tree DirTree) {
+				// Run the fixed script as Kbuild does: the banner takes
+				// kbisect's user and host.
+				cmd := exec.Command("sh", filepath.Join(string(tree), mkcompileH))
+				cmd.Env = append(os.Environ(), "KBUILD_BUILD_USER=kbisect-u", "KBUILD_BUILD_HOST=kbisect-h")
+				out, err := cmd.CombinedOutput()
+				if err != nil {
+					t.Fatalf("%v: %s", err, out)
+				}
+				for _, want := range []string{`#define LINUX_COMPILE_BY "kbisect-u"`, `#define LINUX_COMPILE_HOST "kbisect-h"`} {
+					if !strings.Contains(string(out), want) {
+						t.Errorf("mkcompile_h printed\n%s\nwant %s", out, want)
+					}
+				}
+			}},
+		{"module-device-table-typeof", v314, map[string]string{moduleH: moduleH3_14},
+			func(t *testing.T, tree DirTree) {
+				// Compile a driver whose table type is not <type>_id, as
+				// x86_pkg_temp_thermal's x86cpu table is, as a module.
+				hdr := read(t, tree, moduleH)
+				if !strings.Contains(hdr, "extern const typeof(name) __mod_##gtype##_table") {
+					t.Fatalf("module.h:\n%s", hdr)
+				}
+				src := "#define __stringify_1(x) #x\n#define __stringify(x) __stringify_1(x)\n" + hdr +
+					"struct x86_cpu_id { unsigned short vendor, family, model, feature; };\n" +
+					"static const struct x86_cpu_id ids[] = { { 1, 2, 3, 4 }, {} };\nMODULE_DEVICE_TABLE(x86cpu, ids);\n"
+				c := filepath.Join(t.TempDir(), "drv.c")
+				os.WriteFile(c, []byte(src), 0o644)
+				out, err := exec.Command("gcc", "-std=gnu89", "-DMODULE", "-c", "-o", c+".o", c).CombinedOutput()
+				if err != nil {
+					t.Fatalf("gcc: %v\n%s", err, out)
+				}
+				syms, err := exec.Command("nm", "-S", c+".o").CombinedOutput()
+				if err != nil || !strings.Contains(string(syms), "__mod_x86cpu_device_table") {
+					t.Errorf("nm: %v\n%s", err, syms)
+				}
+			}},
 		{"start-secondary-no-tail-call", v2632, map[string]string{smpboot: smpboot2_6},
 			func(t *testing.T, tree DirTree) {
 				if got := read(t, tree, smpboot); !strings.Contains(got, "\tcpu_idle();\n\tmb();") {
@@ -254,7 +294,7 @@ func TestFixupTable(t *testing.T) {
 	// Every fixup in the table is covered above.
 	covered := map[string]bool{}
 	for _, name := range []string{"compiler-gcc-header", "timeconst-defined-array", "vdso-m64", "make-mixed-rules", "decompressor-no-sse",
-		"ld-max-page-size", "early-idt-stub-padding", "module-plt32", "start-secondary-no-tail-call"} {
+		"ld-max-page-size", "early-idt-stub-padding", "module-plt32", "start-secondary-no-tail-call", "build-user-host", "module-device-table-typeof"} {
 		covered[name] = true
 	}
 	for _, f := range Fixups {

@@ -186,10 +186,15 @@ var Gates = []Gate{
 	{Symbol: "VIRTUALIZATION", Versions: Range{Until: V(3, 0, 0)}, Why: "virtio sat under the Virtualization menu in 2.6.x"},
 	{Symbol: "VIRTIO_MENU", Versions: Range{From: V(5, 8, 0)}, Why: "the virtio drivers menu became a symbol in 5.8"},
 	{Symbol: "HYPERVISOR_GUEST", Versions: Range{From: V(3, 10, 0)}, Why: "added in 3.10 (PARAVIRT_GUEST before)"},
+	{Symbol: "PARAVIRT_GUEST", Versions: Range{Until: V(3, 10, 0)}, Why: "the paravirtualized guest menu before 3.10 (HYPERVISOR_GUEST since): PARAVIRT and the Xen guest depend on it (present in 2.6.32, removed in 3.10)"},
+	{Symbol: "PM", Versions: Range{Until: V(3, 1, 0)}, Optional: true, Why: "2.6.32's ACPI depends on PM (a prompt then; by 3.14 a def_bool of PM_SLEEP || PM_RUNTIME, and ACPI no longer depends on it)"},
+	{Symbol: "ACPI", Versions: Range{Until: V(4, 19, 0)}, Why: "needed before 4.19 (no tsc_early_khz): the HPET and PM timer references make TSC calibration reliable under a loaded TCG host; 2.6.32 without them hung in \"Calibrating delay loop...\""},
 	{Symbol: "PVH", Versions: Range{From: V(4, 20, 0)}, Optional: true, Why: "PVH entry for direct vmlinux boot, 4.20"},
 	{Symbol: "PVPANIC", Versions: Range{From: V(5, 12, 0)}, Optional: true, Why: "pvpanic-pci driver, 5.12 (the ACPI-only driver before needs ACPI)"},
 	{Symbol: "PVPANIC_PCI", Versions: Range{From: V(5, 12, 0)}, Optional: true, Why: "pvpanic-pci driver, 5.12"},
 	{Symbol: "EARLY_PRINTK", Optional: true, Why: "early console, for debugging early boot"},
+	{Symbol: "BINFMT_SCRIPT", Versions: Range{From: V(3, 10, 0)}, Why: "#! scripts became optional in 3.10; before, always built in"},
+	{Symbol: "NET_CORE", Versions: Range{From: V(3, 1, 0)}, Why: "the \"Network core driver support\" menu symbol came with the drivers/net reorganisation of 3.1 (absent in 2.6.32, present in 3.14)"},
 	{Symbol: "DEVTMPFS", Versions: Range{From: V(2, 6, 32)}, Why: "added in 2.6.32"},
 	{Symbol: "DEVTMPFS_MOUNT", Versions: Range{From: V(2, 6, 32)}, Why: "added in 2.6.32"},
 	// agent
@@ -201,17 +206,19 @@ var Gates = []Gate{
 	{Symbol: "INET_XFRM_MODE_TRANSPORT", Versions: Range{Until: V(5, 2, 0)}, Why: "transport mode was a separate module until 5.2"},
 	{Symbol: "CRYPTO_ECHAINIV", Versions: Range{From: V(4, 2, 0)}, Why: "added in 4.2 (ESP used seqiv/eseqiv before)"},
 	{Symbol: "CRYPTO_GHASH", Versions: Range{From: V(2, 6, 32)}, Why: "added in 2.6.32"},
-	{Symbol: "CRYPTO_MANAGER_DISABLE_TESTS", Optional: true, Why: "skips boot-time crypto self-tests (slow under TCG)"},
+	{Symbol: "CRYPTO_MANAGER_DISABLE_TESTS", Versions: Range{From: V(2, 6, 33)}, Optional: true, Why: "skips boot-time crypto self-tests (slow under TCG)"},
 	{Symbol: "CRYPTO_AES_NI_INTEL", Optional: true, Why: "speed only"},
 	{Symbol: "CRYPTO_SHA1_SSSE3", Versions: Range{From: V(3, 0, 0)}, Optional: true, Why: "speed only; added in 3.0"},
 	{Symbol: "CRYPTO_SHA256_SSSE3", Versions: Range{From: V(3, 13, 0)}, Optional: true, Why: "speed only; added in 3.13"},
 	{Symbol: "CRYPTO_GHASH_CLMUL_NI_INTEL", Versions: Range{From: V(2, 6, 33)}, Optional: true, Why: "speed only; added in 2.6.33"},
 	// xen-guest
 	{Symbol: "XEN_PV", Versions: Range{From: V(4, 14, 0)}, Why: "PV guest support became a symbol in 4.14"},
-	{Symbol: "XEN_PVHVM", Versions: Range{From: V(3, 0, 0)}, Why: "added in 2.6.3x"},
+	{Symbol: "XEN_PVHVM", Versions: Range{From: V(2, 6, 36)}, Why: "PV-on-HVM drivers, 2.6.36 (absent in 2.6.32, present in 3.14)"},
+	{Symbol: "XEN_DOM0", Versions: Range{From: V(2, 6, 37)}, Why: "dom0 support, 2.6.37 (absent in 2.6.32, present in 3.14)"},
 	{Symbol: "XEN_PVH", Versions: Range{From: V(3, 14, 0)}, Optional: true, Why: "PVH guests, 3.14 (reworked in 4.11)"},
 	{Symbol: "HVC_XEN_FRONTEND", Versions: Range{From: V(3, 3, 0)}, Why: "added in 3.3"},
 	// debug
+	{Symbol: "PANIC_ON_OOPS", Versions: Range{From: V(3, 5, 0)}, Optional: true, Why: "panic_on_oops as a config symbol, 3.5 (absent in 2.6.32, present in 3.14); boot with oops=panic before"},
 	{Symbol: "MAGIC_SYSRQ_SERIAL", Versions: Range{From: V(4, 4, 0)}, Optional: true, Why: "added in 4.4"},
 }
 

@@ -226,11 +226,13 @@ func TestForGates(t *testing.T) {
 		kept, gated []string
 	}{
 		{v: V(6, 1, 0), kept: []string{"PVH", "VIRTIO_MENU", "CRYPTO_ECHAINIV", "TTY", "MULTIUSER"},
-			gated: []string{"INET_XFRM_MODE_TRANSPORT", "EXPERIMENTAL", "VIRTUALIZATION"}},
-		{v: V(3, 14, 5), kept: []string{"INET_XFRM_MODE_TRANSPORT", "TTY", "HYPERVISOR_GUEST", "CRYPTO_SHA256_SSSE3"},
-			gated: []string{"PVH", "PVPANIC", "VIRTIO_MENU", "CRYPTO_ECHAINIV", "MULTIUSER", "POSIX_TIMERS", "EXPERIMENTAL"}},
-		{v: V(2, 6, 32), kept: []string{"EXPERIMENTAL", "VIRTUALIZATION", "DEVTMPFS", "INET_XFRM_MODE_TRANSPORT"},
-			gated: []string{"TTY", "HYPERVISOR_GUEST", "CRYPTO_GHASH_CLMUL_NI_INTEL", "CRYPTO_SHA1_SSSE3"}},
+			gated: []string{"INET_XFRM_MODE_TRANSPORT", "EXPERIMENTAL", "VIRTUALIZATION", "PARAVIRT_GUEST", "ACPI", "PM"}},
+		{v: V(3, 14, 5), kept: []string{"INET_XFRM_MODE_TRANSPORT", "TTY", "HYPERVISOR_GUEST", "CRYPTO_SHA256_SSSE3", "ACPI", "BINFMT_SCRIPT", "NET_CORE"},
+			gated: []string{"PVH", "PVPANIC", "VIRTIO_MENU", "CRYPTO_ECHAINIV", "MULTIUSER", "POSIX_TIMERS", "EXPERIMENTAL", "PARAVIRT_GUEST", "PM"}},
+		// 2.6.32.2 as checked on the real tree (TestGatesOnTrees).
+		{v: V(2, 6, 32), kept: []string{"EXPERIMENTAL", "VIRTUALIZATION", "DEVTMPFS", "INET_XFRM_MODE_TRANSPORT", "PARAVIRT_GUEST", "PM", "ACPI"},
+			gated: []string{"TTY", "HYPERVISOR_GUEST", "CRYPTO_GHASH_CLMUL_NI_INTEL", "CRYPTO_SHA1_SSSE3", "BINFMT_SCRIPT", "NET_CORE",
+				"CRYPTO_MANAGER_DISABLE_TESTS"}},
 	} {
 		keep, dropped := For(tc.v, frags...)
 		in := func(list []Setting, sym string) bool {

@@ -206,3 +206,50 @@ func TestCompressedModules(t *testing.T) {
 		}
 	}
 }
+
+// TestModulesWithoutBuiltinList resolves names in a modules dir without
+// modules.builtin, as kernels before 2.6.33 install it: a name that is
+// neither a module nor an alias is taken as built in instead of failing,
+// and real modules still resolve with their dependencies.
+func TestModulesWithoutBuiltinList(t *testing.T) {
+	deb := debianModules(t)
+	dir := t.TempDir()
+	if err := os.Symlink(filepath.Join(deb, "kernel"), filepath.Join(dir, "kernel")); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"modules.dep", "modules.alias"} {
+		data, err := os.ReadFile(filepath.Join(deb, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mods, err := resolveModules(dir, []string{"esp4", "not_a_module_here"})
+	if err != nil {
+		t.Fatalf("without modules.builtin: %v", err)
+	}
+	var names []string
+	for _, m := range mods {
+		names = append(names, moduleName(m.target))
+	}
+	for _, n := range []string{"esp4", "xfrm_algo"} {
+		if !slices.Contains(names, n) {
+			t.Errorf("%s missing from %v", n, names)
+		}
+	}
+	// Modules only newer kernels have are skipped when absent (3.14 has
+	// modules.builtin but no echainiv or drbg).
+	if err := os.WriteFile(filepath.Join(dir, "modules.builtin"), []byte("kernel/crypto/cbc.ko\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "modules.dep"), []byte("kernel/net/ipv4/esp4.ko:\n"), 0o644)
+	if mods, err := resolveModules(dir, []string{"esp4", "echainiv", "drbg"}); err != nil || len(mods) != 1 {
+		t.Errorf("old kernel without echainiv/drbg: %d modules, %v", len(mods), err)
+	}
+	// With the list, an unknown name is still an error.
+	if _, err := resolveModules(deb, []string{"not_a_module_here"}); err == nil {
+		t.Error("unknown module accepted in a dir with modules.builtin")
+	}
+}

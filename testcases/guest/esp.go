@@ -45,8 +45,10 @@ type espSetup struct {
 // the socket), and installs the SAs and policies for TCP between the two
 // guests in transport mode.
 func setupESP(ctx context.Context, p *proto.Params) (*espSetup, error) {
-	// Ask for the kernel's extended ack: it names what it refused.
-	nl.EnableErrorMessageReporting = true
+	// Ask for the kernel's extended ack (it names what it refused) where
+	// the kernel has it: before 4.12 the socket option fails with
+	// ENOPROTOOPT, and so would every netlink request.
+	nl.EnableErrorMessageReporting = hasExtAck()
 	suite, ok := proto.Suites[p.ESP.Suite]
 	if !ok {
 		return nil, fmt.Errorf("unknown crypto suite %q", p.ESP.Suite)
@@ -197,6 +199,16 @@ func (s *espSetup) install(legacy bool) error {
 		}
 	}
 	return nil
+}
+
+// hasExtAck reports whether netlink sockets take NETLINK_EXT_ACK (4.12).
+func hasExtAck() bool {
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_XFRM)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(fd)
+	return unix.SetsockoptInt(fd, unix.SOL_NETLINK, unix.NETLINK_EXT_ACK, 1) == nil
 }
 
 // addState sends XFRM_MSG_NEWSA itself rather than through
