@@ -8,7 +8,7 @@ KBISECT := $(BIN)/kbisect
 # skipping them.
 export KBISECT_REQUIRE_VM := 1
 
-.PHONY: all build setup test demo bench-run bench-build bench-sim bench-esp bench-boot bench-netlab bench-vmimage lint clean
+.PHONY: all build setup test test-xen demo bench-run bench-xen bench-build bench-sim bench-esp bench-boot bench-netlab bench-vmimage lint clean
 
 all: build
 
@@ -26,11 +26,18 @@ lint:
 test: setup build lint
 	$(GO) test -count=1 -p 2 -timeout 80m ./...
 
+# The pair as Xen domUs in a nested Xen host (also part of `make test`).
+test-xen: setup build
+	$(GO) test -count=1 -p 1 -timeout 30m -run 'TestXen' -v ./testcases/
+
 demo: setup build
 	$(KBISECT) demo
 
 bench-run: setup build
 	$(GO) test -run '^$$' -bench BenchmarkRun -benchtime 1x -timeout 30m ./testcases/
+
+bench-xen: setup build
+	$(GO) test -run '^$$' -bench BenchmarkXen -benchtime 1x -timeout 30m ./testcases/
 
 bench-build: setup build
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./kbuild/

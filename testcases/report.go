@@ -40,6 +40,10 @@ type Report struct {
 	ESPSA   string   `json:"esp_sa,omitempty"`
 	RunDir  string   `json:"run_dir"`
 	Seconds float64  `json:"seconds"`
+
+	// XenConsole is the serial console of the nested Xen host (Xen, dom0
+	// and its controller), for runs under Xen.
+	XenConsole string `json:"xen_console,omitempty"`
 }
 
 // Guest describes one guest of the pair.

@@ -51,6 +51,9 @@ func (f *runFlags) register(fl *pflag.FlagSet, withKernel bool) {
 	fl.BoolVar(&f.opts.StopOnFail, "stop-on-fail", false, "end the traffic at the first corruption")
 	fl.BoolVar(&f.opts.Shell, "shell", false, "debug: end the receiver in a shell on this terminal instead of powering off")
 	fl.StringVar(&f.opts.Accel, "accel", "auto", "auto, tcg or kvm")
+	fl.StringVar(&f.opts.Hypervisor, "hypervisor", "qemu", "qemu, or xen: the guests as Xen domUs with netfront, in a Xen host nested under QEMU")
+	fl.StringVar(&f.opts.XenGuestType, "xen-guest", "pv", "Xen domU type with --hypervisor xen: pv or pvh")
+	fl.StringVar(&f.opts.Dom0Kernel, "dom0-kernel", "", "dom0 kernel of the nested Xen host (default: a /boot/vmlinuz-* with CONFIG_XEN_DOM0)")
 	fl.StringVar(&f.opts.Append, "append", "", "extra kernel command line for both guests")
 	fl.IntVar(&f.opts.MemoryMB, "memory", 512, "guest memory in MiB")
 }
