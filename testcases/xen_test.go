@@ -50,14 +50,18 @@ func TestXenVerdicts(t *testing.T) {
 		// wire is the capture's verdict; pcaps the captures (dom0's vifs).
 		wire  string
 		pcaps int
+		// guest is the domU type; path what the report must say.
+		guest, path string
 	}{
-		{name: "nat-pass", topology: "nat", streams: 4, inject: -1, verdict: Pass, wire: "clean", pcaps: 2},
-		{name: "direct-decap-fail", topology: "direct", streams: 1, inject: 300_000, verdict: Fail, wire: "decap", pcaps: 1},
+		{name: "nat-pass", topology: "nat", streams: 4, inject: -1, verdict: Pass, wire: "clean", pcaps: 2, guest: "pv", path: "xen-pv/netfront"},
+		{name: "direct-decap-fail", topology: "direct", streams: 1, inject: 300_000, verdict: Fail, wire: "decap", pcaps: 1, guest: "pv", path: "xen-pv/netfront"},
+		// PVH domUs: Xen's HVM support on TCG's emulated SVM with nested paging.
+		{name: "pvh-nat-pass", topology: "nat", streams: 4, inject: -1, verdict: Pass, wire: "clean", pcaps: 2, guest: "pvh", path: "xen-pvh/netfront"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			o := xenOptions(t)
-			o.Topology, o.Streams, o.InjectOffset = tc.topology, tc.streams, tc.inject
+			o.Topology, o.Streams, o.InjectOffset, o.XenGuestType = tc.topology, tc.streams, tc.inject, tc.guest
 			if tc.inject >= 0 {
 				o.InjectSide = proto.InjectReceiver
 			}
@@ -72,8 +76,8 @@ func TestXenVerdicts(t *testing.T) {
 			if r.Wire.Verdict != tc.wire || len(r.Pcaps) != tc.pcaps {
 				t.Errorf("wire %s (%s) from %d pcaps, want %s from %d", r.Wire.Verdict, r.Wire.Detail, len(r.Pcaps), tc.wire, tc.pcaps)
 			}
-			if r.Path != "xen-pv/netfront" {
-				t.Errorf("path %q, want xen-pv/netfront", r.Path)
+			if r.Path != tc.path {
+				t.Errorf("path %q, want %s", r.Path, tc.path)
 			}
 			if tc.inject >= 0 {
 				if len(r.Corruptions) != 1 || r.Corruptions[0].Offset != tc.inject {
