@@ -8,7 +8,7 @@ KBISECT := $(BIN)/kbisect
 # skipping them.
 export KBISECT_REQUIRE_VM := 1
 
-.PHONY: all build setup test test-lava demo bench-run bench-build bench-sim bench-esp bench-boot bench-netlab bench-vmimage lint clean verify-old
+.PHONY: all build setup test test-lava test-xen demo bench-run bench-xen bench-build bench-sim bench-esp bench-boot bench-netlab bench-vmimage lint clean verify-old
 
 all: build
 
@@ -38,11 +38,18 @@ test-lava: build
 	  set -a && . $(LAVA_STATE)/env && set +a && \
 	  KBISECT_REQUIRE_LAVA=1 $(GO) test -count=1 -p 1 -timeout 30m -v ./lava/
 
+# The pair as Xen domUs in a nested Xen host (also part of `make test`).
+test-xen: setup build
+	$(GO) test -count=1 -p 1 -timeout 30m -run 'TestXen' -v ./testcases/
+
 demo: setup build
 	$(KBISECT) demo
 
 bench-run: setup build
 	$(GO) test -run '^$$' -bench BenchmarkRun -benchtime 1x -timeout 30m ./testcases/
+
+bench-xen: setup build
+	$(GO) test -run '^$$' -bench BenchmarkXen -benchtime 1x -timeout 30m ./testcases/
 
 bench-build: setup build
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./kbuild/

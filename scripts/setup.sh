@@ -7,6 +7,8 @@ packages=(
   qemu-system-x86 linux-image-amd64 linux-source-6.1
   nftables tshark iproute2 kmod cpio xz-utils ccache git
   build-essential bc flex bison libelf-dev libssl-dev
+  # --hypervisor xen: the nested Xen host's hypervisor and toolstack.
+  xen-hypervisor-4.17-amd64 xen-utils-4.17 xenstore-utils
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -50,6 +50,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 
 // runPair does the work of Run; an error is an infrastructure failure.
 func runPair(ctx context.Context, o *Options, r *Report) error {
+	if o.Hypervisor == HypervisorXen {
+		return runXenPair(ctx, o, r)
+	}
 	tc := Registry[o.Test]
 	var infos [2]*vm.KernelInfo
 	for i, k := range o.Kernels {

@@ -43,6 +43,10 @@ type Report struct {
 	// Remote says where a run that did not boot its guests here ran.
 	Remote *RemoteRun `json:"remote,omitempty"`
 
+	// XenConsole is the serial console of the nested Xen host (Xen, dom0
+	// and its controller), for runs under Xen.
+	XenConsole string `json:"xen_console,omitempty"`
+
 	// captureComplete is set when the wire closed after both guests had
 	// stopped and its captures hold every frame that crossed it.
 	captureComplete bool

@@ -103,6 +103,14 @@ type Options struct {
 	Shell bool
 	// Append is added to both guests' kernel command lines.
 	Append string
+	// Hypervisor is HypervisorQEMU (default) or HypervisorXen (the pair as
+	// Xen domUs with netfront, in a Xen host nested under QEMU).
+	Hypervisor string
+	// XenGuestType is "pv" (default) or "pvh", under Xen.
+	XenGuestType string
+	// Dom0Kernel is the nested Xen host's dom0 kernel; empty finds one in
+	// /boot (see Dom0Kernel).
+	Dom0Kernel string
 	// Accel is "auto", "tcg" or "kvm".
 	Accel    string
 	MemoryMB int
@@ -180,6 +188,17 @@ func (o *Options) ValidateTest() error {
 	}
 	if o.MemoryMB == 0 {
 		o.MemoryMB = 512
+	}
+	switch o.Hypervisor {
+	case "":
+		o.Hypervisor = HypervisorQEMU
+	case HypervisorQEMU:
+	case HypervisorXen:
+		if err := o.validateXen(); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("unknown hypervisor %q: use qemu or xen", o.Hypervisor)
 	}
 	return nil
 }

@@ -12,8 +12,8 @@ import (
 // Hypervisor names a backend that runs guests.
 type Hypervisor string
 
-// Hypervisors. Only QEMU is implemented; the Xen backend (issue #9) plugs in
-// as another value with its own backend type.
+// Hypervisors: QEMU here; Xen (xen.go) runs guests in pairs only, through
+// StartXenPair.
 const (
 	// QEMU runs each guest as a qemu-system-x86_64 process (KVM or TCG).
 	QEMU Hypervisor = "qemu"

@@ -9,7 +9,9 @@
 // The package knows kernels only as far as booting goes (InspectKernel,
 // PVH boot of a vmlinux); it does not parse what the agent writes.
 //
-// Backends: QEMU is the only one; Config.Hypervisor selects it, and a Xen
-// backend plugs in behind the same Guest by implementing the unexported
-// backend and machine interfaces in guest.go.
+// Backends: QEMU runs one process per guest (Start, StartPair). Xen runs a
+// pair of domUs with netfront in a Xen host nested under QEMU TCG
+// (StartXenPair, XenOptions): each domU is an ordinary Guest behind the
+// unexported machine interface, its console and agent lines relayed by the
+// dom0 controller (cmd/kbisect-dom0, protocol in package vm/xenctl).
 package vm

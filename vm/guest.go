@@ -120,8 +120,15 @@ func Start(ctx context.Context, cfg Config) (*Guest, error) {
 	}
 	be, ok := backends[cfg.Hypervisor]
 	if !ok {
-		return nil, fmt.Errorf("guest %s: hypervisor %q is not supported: use %q", cfg.Name, cfg.Hypervisor, QEMU)
+		return nil, fmt.Errorf("guest %s: hypervisor %q is not supported by Start: use %q (Xen guests start in pairs: StartXenPair)", cfg.Name, cfg.Hypervisor, QEMU)
 	}
+	return startGuest(ctx, cfg, be.start)
+}
+
+// startGuest runs a guest on the machine launch returns; cfg has its
+// defaults filled in.
+func startGuest(ctx context.Context, cfg Config, launch func(context.Context, *Config, hooks) (machine, error)) (*Guest, error) {
+	var err error
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("guest %s: %w", cfg.Name, err)
 	}
@@ -142,7 +149,7 @@ func Start(ctx context.Context, cfg Config) (*Guest, error) {
 		stopCh:  make(chan struct{}),
 		abandon: make(chan struct{}),
 	}
-	m, err := be.start(ctx, &g.cfg, hooks{event: g.onEvent})
+	m, err := launch(ctx, &g.cfg, hooks{event: g.onEvent})
 	if err != nil {
 		if logFile != nil {
 			// Leave no empty log behind a guest that never ran.

@@ -43,8 +43,11 @@ var runtimeDeps = map[string][]string{
 	// (drbg): without it every echainiv/seqiv SA fails with ENOENT.
 	"echainiv": {"drbg"},
 	"seqiv":    {"drbg"},
-	// drbg seeds itself from the jitter RNG.
-	"drbg": {"jitterentropy_rng"},
+	// drbg seeds itself from the jitter RNG; its self-tests allocate
+	// ctr(aes) and hmac(sha512) when drbg loads, and without them each
+	// fails with a WARNING (an oops line in the console, a fail with
+	// --fail-on-oops). Names built into the kernel are skipped.
+	"drbg": {"jitterentropy_rng", "ctr", "sha512_generic"},
 	// jitterentropy_rng (6.1.y) allocates sha3-256-generic in its init and
 	// fails to load with ENOENT without it.
 	"jitterentropy_rng": {"sha3_generic"},

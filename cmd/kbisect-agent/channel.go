@@ -23,6 +23,9 @@ func openChannel(p *proto.Params) *channel {
 		path = p.Channel
 	}
 	c := &channel{console: os.Stdout}
+	if path == proto.ChannelConsole {
+		return c
+	}
 	if f, err := os.OpenFile(path, os.O_WRONLY|unix.O_NOCTTY, 0); err == nil {
 		makeRaw(f)
 		c.dev = f

@@ -103,6 +103,11 @@ type Params struct {
 // every x86 kernel since 2.6 drives without modules.
 const DefaultChannel = "/dev/ttyS1"
 
+// ChannelConsole as Params.Channel makes the agent write every event on the
+// console only: for guests whose only link to the host is their console
+// (Xen domUs, whose hvc0 dom0 relays).
+const ChannelConsole = "console"
+
 // ESPConfig describes the ESP-in-UDP (NAT-T) transport-mode SAs of one guest.
 type ESPConfig struct {
 	Suite string `json:"suite"`

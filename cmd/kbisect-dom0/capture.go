@@ -1,0 +1,136 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+	"github.com/google/gopacket/pcapgo"
+	"golang.org/x/sys/unix"
+)
+
+// outDir is where the host's shared directory is mounted (virtio-9p).
+const outDir = "/kbisect/out"
+
+// snaplen keeps whole frames (netback hands dom0 GSO frames up to 64 KiB).
+const snaplen = 262144
+
+// captures records vifs in pcap files in the shared directory.
+type captures struct {
+	c    *controller
+	mu   sync.Mutex
+	stop chan struct{}
+	wg   sync.WaitGroup
+	on   map[string]bool
+}
+
+// startCaptures mounts the host's share; nil if it cannot.
+func (c *controller) startCaptures() *captures {
+	os.MkdirAll(outDir, 0o755)
+	if err := unix.Mount(c.plan.ShareTag, outDir, "9p", 0, "trans=virtio,version=9p2000.L,msize=262144,cache=none"); err != nil {
+		c.logf("capture: mount the 9p share %q: %v; no capture", c.plan.ShareTag, err)
+		return nil
+	}
+	return &captures{c: c, stop: make(chan struct{}), on: map[string]bool{}}
+}
+
+// add starts capturing vif into its pcap once the interface exists (the
+// hotplug of a domU being created adds it); a vif without a pcap name is
+// skipped.
+func (cs *captures) add(vif, pcap string) {
+	if cs == nil || pcap == "" {
+		return
+	}
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if cs.on[vif] {
+		return
+	}
+	cs.on[vif] = true
+	cs.wg.Add(1)
+	go func() {
+		defer cs.wg.Done()
+		if err := cs.capture(vif, filepath.Join(outDir, pcap)); err != nil {
+			cs.c.logf("capture %s: %v", vif, err)
+		}
+	}()
+}
+
+func (cs *captures) capture(vif, path string) error {
+	var ifi *net.Interface
+	for {
+		var err error
+		if ifi, err = net.InterfaceByName(vif); err == nil {
+			break
+		}
+		select {
+		case <-cs.stop:
+			return fmt.Errorf("%s never appeared", vif)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, int(htons(unix.ETH_P_ALL)))
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 16<<20)
+	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Usec: 200000})
+	if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: ifi.Index}); err != nil {
+		return err
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	bw := bufio.NewWriterSize(f, 4<<20)
+	w := pcapgo.NewWriterNanos(bw)
+	if err := w.WriteFileHeader(snaplen, layers.LinkTypeEthernet); err != nil {
+		f.Close()
+		return err
+	}
+	buf := make([]byte, snaplen)
+	var frames int
+	for {
+		select {
+		case <-cs.stop:
+			err := bw.Flush()
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			cs.c.logf("capture %s: %d frames in %s", vif, frames, filepath.Base(path))
+			return err
+		default:
+		}
+		n, _, err := unix.Recvfrom(fd, buf, unix.MSG_TRUNC)
+		if err != nil {
+			continue // timeout: look at stop again
+		}
+		caplen := min(n, len(buf))
+		ci := gopacket.CaptureInfo{Timestamp: time.Now(), CaptureLength: caplen, Length: n}
+		if err := w.WritePacket(ci, buf[:caplen]); err != nil {
+			f.Close()
+			return err
+		}
+		frames++
+	}
+}
+
+// close ends the captures and writes out the pcaps.
+func (cs *captures) close() {
+	if cs == nil {
+		return
+	}
+	close(cs.stop)
+	cs.wg.Wait()
+	unix.Sync()
+	unix.Unmount(outDir, 0)
+}
+
+func htons(v uint16) uint16 { return v<<8 | v>>8 }
