@@ -297,7 +297,9 @@ func TestReattach(t *testing.T) {
 	state := t.TempDir()
 	e.StateDir = func(context.Context) string { return state }
 	child := exec.Command(os.Args[0], "-test.run=^TestReattach$", "-test.v")
-	child.Env = append(os.Environ(), "KBISECT_LAVA_CHILD_STATE="+state)
+	// The child is killed, so its own cleanups never run: its temporary
+	// directories go under one of ours.
+	child.Env = append(os.Environ(), "KBISECT_LAVA_CHILD_STATE="+state, "TMPDIR="+t.TempDir())
 	child.Stdout, child.Stderr = os.Stderr, os.Stderr
 	if err := child.Start(); err != nil {
 		t.Fatal(err)
