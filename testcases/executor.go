@@ -2,7 +2,6 @@ package testcases
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,7 +9,6 @@ import (
 
 	"github.com/kbisect/kbisect/testcases/proto"
 	"github.com/kbisect/kbisect/vm"
-	"github.com/kbisect/kbisect/vmimage"
 )
 
 // Executor runs one test on a pair of kernels: on this machine (Local) or
@@ -61,17 +59,8 @@ func PrepareRemote(ctx context.Context, o Options, a Addressing) (*Remote, error
 	}
 	rm := &Remote{Options: o, tc: Registry[o.Test]}
 	rm.Report = rm.newReport()
-	o = rm.Options
-	for i, k := range o.Kernels {
-		info, err := vm.InspectKernel(k)
-		if err != nil {
-			return nil, err
-		}
-		if o.Modules[i] == "" && info.Release != "" && needsModules(info) {
-			if d := filepath.Join("/lib/modules", info.Release); isDir(d) {
-				rm.Options.Modules[i] = d
-			}
-		}
+	if err := inspectKernels(&rm.Options); err != nil {
+		return nil, err
 	}
 	o = rm.Options
 	images, err := buildImages(ctx, &o, rm.tc)
@@ -82,15 +71,12 @@ func PrepareRemote(ctx context.Context, o Options, a Addressing) (*Remote, error
 	if err != nil {
 		return nil, err
 	}
-	for i := range params {
-		params[i].Modules = images[i].Modules
-		params[i].Channel = RemoteChannel
-		params[i].MAC = a.MAC[i]
-		pj, _ := json.Marshal(params[i])
-		rm.Initrds[i] = filepath.Join(o.RunDir, roles[i]+".initramfs.cpio")
-		if err := vmimage.WithFiles(ctx, images[i], map[string][]byte{proto.ParamsPath: pj}, rm.Initrds[i]); err != nil {
-			return nil, err
-		}
+	for i, p := range params {
+		p.Channel = RemoteChannel
+		p.MAC = a.MAC[i]
+	}
+	if rm.Initrds, err = writeInitrds(ctx, &o, images, params); err != nil {
+		return nil, err
 	}
 	return rm, nil
 }

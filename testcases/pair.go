@@ -54,19 +54,11 @@ func runPair(ctx context.Context, o *Options, r *Report) error {
 		return runXenPair(ctx, o, r)
 	}
 	tc := Registry[o.Test]
-	var infos [2]*vm.KernelInfo
 	for i, k := range o.Kernels {
 		r.Guests[i] = Guest{Role: roles[i], Kernel: abs(k), Console: abs(filepath.Join(o.RunDir, roles[i]+".console"))}
-		info, err := vm.InspectKernel(k)
-		if err != nil {
-			return err
-		}
-		infos[i] = info
-		if o.Modules[i] == "" && info.Release != "" && needsModules(info) {
-			if d := filepath.Join("/lib/modules", info.Release); isDir(d) {
-				o.Modules[i] = d
-			}
-		}
+	}
+	if err := inspectKernels(o); err != nil {
+		return err
 	}
 	images, err := buildImages(ctx, o, tc)
 	if err != nil {
@@ -89,19 +81,17 @@ func runPair(ctx context.Context, o *Options, r *Report) error {
 	if o.MTU == 0 {
 		params[0].MTU, params[1].MTU = guests[0].MTU, guests[1].MTU
 	}
+	initrds, err := writeInitrds(ctx, o, images, params)
+	if err != nil {
+		return err
+	}
+	defer removeFiles(initrds)
 	var cfgs [2]vm.Config
 	for i := range cfgs {
-		params[i].Modules = images[i].Modules
-		pj, _ := json.Marshal(params[i])
-		initrd := filepath.Join(o.RunDir, roles[i]+".initramfs.cpio")
-		if err := vmimage.WithFiles(ctx, images[i], map[string][]byte{proto.ParamsPath: pj}, initrd); err != nil {
-			return err
-		}
-		defer os.Remove(initrd)
 		cfgs[i] = vm.Config{
 			Name:       roles[i],
 			Kernel:     o.Kernels[i],
-			Initrd:     initrd,
+			Initrd:     initrds[i],
 			Append:     o.Append,
 			MemoryMB:   o.MemoryMB,
 			CPUs:       1,
@@ -370,4 +360,49 @@ func mac(s string) net.HardwareAddr {
 		return nil
 	}
 	return m
+}
+
+// inspectKernels checks that each of o.Kernels is a kernel image and, for a
+// modular kernel given no modules dir, uses /lib/modules/<release> when the
+// host has it.
+func inspectKernels(o *Options) error {
+	for i, k := range o.Kernels {
+		info, err := vm.InspectKernel(k)
+		if err != nil {
+			return err
+		}
+		if o.Modules[i] == "" && info.Release != "" && needsModules(info) {
+			if d := filepath.Join("/lib/modules", info.Release); isDir(d) {
+				o.Modules[i] = d
+			}
+		}
+	}
+	return nil
+}
+
+// writeInitrds writes each guest's initramfs into the run directory: its
+// image plus params[i] (with the image's modules) as the agent's params
+// file. On error nothing is left behind.
+func writeInitrds(ctx context.Context, o *Options, images [2]*vmimage.Image, params [2]*proto.Params) ([2]string, error) {
+	var paths [2]string
+	for i := range paths {
+		params[i].Modules = images[i].Modules
+		pj, _ := json.Marshal(params[i])
+		path := filepath.Join(o.RunDir, roles[i]+".initramfs.cpio")
+		if err := vmimage.WithFiles(ctx, images[i], map[string][]byte{proto.ParamsPath: pj}, path); err != nil {
+			removeFiles(paths)
+			return [2]string{}, err
+		}
+		paths[i] = path
+	}
+	return paths, nil
+}
+
+// removeFiles removes the files named, ignoring empty names.
+func removeFiles(paths [2]string) {
+	for _, p := range paths {
+		if p != "" {
+			os.Remove(p)
+		}
+	}
 }

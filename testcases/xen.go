@@ -2,7 +2,6 @@ package testcases
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -68,15 +67,9 @@ func runXenPair(ctx context.Context, o *Options, r *Report) error {
 	tc.Modules = append(append([]string{}, tc.Modules...), xenDomUModules...)
 	for i, k := range o.Kernels {
 		r.Guests[i] = Guest{Role: roles[i], Kernel: abs(k), Console: abs(filepath.Join(o.RunDir, roles[i]+".console"))}
-		info, err := vm.InspectKernel(k)
-		if err != nil {
-			return err
-		}
-		if o.Modules[i] == "" && info.Release != "" && needsModules(info) {
-			if d := filepath.Join("/lib/modules", info.Release); isDir(d) {
-				o.Modules[i] = d
-			}
-		}
+	}
+	if err := inspectKernels(o); err != nil {
+		return err
 	}
 	dom0Kernel, dom0Mods, err := Dom0Kernel(o.Dom0Kernel)
 	if err != nil {
@@ -95,23 +88,23 @@ func runXenPair(ctx context.Context, o *Options, r *Report) error {
 	if err != nil {
 		return err
 	}
+	for _, p := range params {
+		p.Channel = proto.ChannelConsole
+		if p.MTU == 0 {
+			p.MTU = 1500
+		}
+	}
+	initrds, err := writeInitrds(ctx, o, images, params)
+	if err != nil {
+		return err
+	}
+	defer removeFiles(initrds)
 	var cfgs [2]vm.Config
 	for i := range cfgs {
-		params[i].Modules = images[i].Modules
-		params[i].Channel = proto.ChannelConsole
-		if params[i].MTU == 0 {
-			params[i].MTU = 1500
-		}
-		pj, _ := json.Marshal(params[i])
-		initrd := filepath.Join(o.RunDir, roles[i]+".initramfs.cpio")
-		if err := vmimage.WithFiles(ctx, images[i], map[string][]byte{proto.ParamsPath: pj}, initrd); err != nil {
-			return err
-		}
-		defer os.Remove(initrd)
 		cfgs[i] = vm.Config{
 			Name:       roles[i],
 			Kernel:     o.Kernels[i],
-			Initrd:     initrd,
+			Initrd:     initrds[i],
 			Append:     o.Append,
 			MemoryMB:   o.MemoryMB,
 			CPUs:       1,
