@@ -88,19 +88,9 @@ func runPair(ctx context.Context, o *Options, r *Report) error {
 	defer removeFiles(initrds)
 	var cfgs [2]vm.Config
 	for i := range cfgs {
-		cfgs[i] = vm.Config{
-			Name:       roles[i],
-			Kernel:     o.Kernels[i],
-			Initrd:     initrds[i],
-			Append:     o.Append,
-			MemoryMB:   o.MemoryMB,
-			CPUs:       1,
-			Accel:      o.Accel,
-			ConsoleLog: r.Guests[i].Console,
-			Netdevs:    []vm.Netdev{{Kind: vm.NetKind(guests[i].Kind), File: guests[i].File, MAC: mac(guests[i].MAC)}},
-			Timeout:    o.Duration + bootBudget,
-			Logf:       func(f string, a ...any) { o.progress(f, a...) },
-		}
+		cfgs[i] = guestConfig(o, r, i, initrds[i], bootBudget)
+		cfgs[i].Accel = o.Accel
+		cfgs[i].Netdevs = []vm.Netdev{{Kind: vm.NetKind(guests[i].Kind), File: guests[i].File, MAC: mac(guests[i].MAC)}}
 		if o.Shell && i == 1 {
 			cfgs[i].Timeout = 0
 			cfgs[i].ConsoleInput, cfgs[i].ConsoleOutput = os.Stdin, os.Stdout
@@ -360,6 +350,23 @@ func mac(s string) net.HardwareAddr {
 		return nil
 	}
 	return m
+}
+
+// guestConfig is what guest i gets whatever hosts it: its kernel and
+// initramfs, the run's command line and memory, one vCPU, its console log,
+// and the run's length plus budget to boot and finish.
+func guestConfig(o *Options, r *Report, i int, initrd string, budget time.Duration) vm.Config {
+	return vm.Config{
+		Name:       roles[i],
+		Kernel:     o.Kernels[i],
+		Initrd:     initrd,
+		Append:     o.Append,
+		MemoryMB:   o.MemoryMB,
+		CPUs:       1,
+		ConsoleLog: r.Guests[i].Console,
+		Timeout:    o.Duration + budget,
+		Logf:       func(f string, a ...any) { o.progress(f, a...) },
+	}
 }
 
 // inspectKernels checks that each of o.Kernels is a kernel image and, for a

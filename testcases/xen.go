@@ -101,17 +101,7 @@ func runXenPair(ctx context.Context, o *Options, r *Report) error {
 	defer removeFiles(initrds)
 	var cfgs [2]vm.Config
 	for i := range cfgs {
-		cfgs[i] = vm.Config{
-			Name:       roles[i],
-			Kernel:     o.Kernels[i],
-			Initrd:     initrds[i],
-			Append:     o.Append,
-			MemoryMB:   o.MemoryMB,
-			CPUs:       1,
-			ConsoleLog: r.Guests[i].Console,
-			Timeout:    o.Duration + xenBootBudget,
-			Logf:       func(f string, a ...any) { o.progress(f, a...) },
-		}
+		cfgs[i] = guestConfig(o, r, i, initrds[i], xenBootBudget)
 	}
 	guestType := o.XenGuestType
 	if guestType == "" {
