@@ -11,6 +11,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/kbisect/kbisect/internal/fsutil"
 )
 
 // SpecVersion is the version of the job directory format.
@@ -247,7 +249,7 @@ func Create(dir string, spec Spec, hist History) (*Job, error) {
 	}
 	spec.Version = SpecVersion
 	commits := hist.Commits()
-	if err := writeFileSync(filepath.Join(abs, commitsName), mustJSON(commits)); err != nil {
+	if err := fsutil.WriteFile(filepath.Join(abs, commitsName), mustJSON(commits), 0o644); err != nil {
 		lock.Unlock()
 		return nil, err
 	}
@@ -1022,34 +1024,6 @@ func mustJSON(v any) []byte {
 		panic(err)
 	}
 	return append(b, '\n')
-}
-
-// writeFileSync writes a file atomically and durably.
-func writeFileSync(name string, data []byte) error {
-	tmp := name + ".tmp"
-	f, err := os.Create(tmp)
-	if err != nil {
-		return fmt.Errorf("write %s: %w", name, err)
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", name, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", name, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", name, err)
-	}
-	if err := os.Rename(tmp, name); err != nil {
-		return fmt.Errorf("write %s: %w", name, err)
-	}
-	if d, err := os.Open(filepath.Dir(name)); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
 }
 
 // DescribeCommit formats a commit for people: short hash and subject.

@@ -358,6 +358,20 @@ var Fixups = []Fixup{
 		},
 	},
 	{
+		ID:       "xen-callback-end-name/1",
+		Upstream: "later 2.6.3x trees close the entry with END(xen_do_hypervisor_callback) (3.14 has it)",
+		Summary:  "arch/x86/kernel/entry_64.S closes ENTRY(xen_do_hypervisor_callback) with END(do_hypervisor_callback), a symbol that does not exist: binutils 2.40 stops with \".size expression for do_hypervisor_callback does not evaluate to a constant\" in every Xen guest kernel; name the right symbol",
+		Versions: kconfigs.Range{Until: kconfigs.V(3, 15, 0)},
+		Detect: func(t Tree, env FixupEnv) (bool, error) {
+			data, err := t.ReadFile(entry64S)
+			if errors.Is(err, fs.ErrNotExist) {
+				return false, nil
+			}
+			return err == nil && strings.Contains(string(data), "ENTRY(xen_do_hypervisor_callback)") && strings.Contains(string(data), "END(do_hypervisor_callback)"), err
+		},
+		Apply: replace(entry64S, "END(do_hypervisor_callback)", "END(xen_do_hypervisor_callback)", 1),
+	},
+	{
 		ID:       "start-secondary-no-tail-call/1",
 		Upstream: "a9a3ed1eff36 (x86: Fix early boot crash on gcc-10, third try, v5.7)",
 		Summary:  "gcc >= 10 turns start_secondary's last call into a tail call after the stack canary changed: boot panic on SMP with the stack protector; keep the call from being a tail call",
@@ -382,6 +396,7 @@ var Fixups = []Fixup{
 
 const (
 	headS      = "arch/x86/kernel/head_64.S"
+	entry64S   = "arch/x86/kernel/entry_64.S"
 	smpboot    = "arch/x86/kernel/smpboot.c"
 	mkcompileH = "scripts/mkcompile_h"
 	moduleH    = "include/linux/module.h"

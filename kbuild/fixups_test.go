@@ -90,6 +90,7 @@ EOF
 	smpboot3_14    = "\tx86_cpuinit.setup_percpu_clockev();\n\n\twmb();\n\tcpu_startup_entry(CPUHP_ONLINE);\n}\n"
 	mkcompileH2_6  = "UTS_LEN=64\nUTS_TRUNCATE=\"cut -b -$UTS_LEN\"\n( echo /\\* generated \\*/\n  echo \\#define LINUX_COMPILE_TIME \\\"`date +%T`\\\"\n  echo \\#define LINUX_COMPILE_BY \\\"`whoami`\\\"\n  echo \\#define LINUX_COMPILE_HOST \\\"`hostname | $UTS_TRUNCATE`\\\"\n)\n"
 	moduleH3_14    = "#ifdef MODULE\n#define MODULE_GENERIC_TABLE(gtype, name)\t\t\t\\\nextern const struct gtype##_id __mod_##gtype##_table\t\t\\\n  __attribute__ ((unused, alias(__stringify(name))))\n\n#else  /* !MODULE */\n#define MODULE_GENERIC_TABLE(gtype, name)\n#endif\n#define MODULE_DEVICE_TABLE(type, name)\t\t\\\n  MODULE_GENERIC_TABLE(type##_device, name)\n"
+	entry64_2_6    = "ENTRY(xen_do_hypervisor_callback)   # do_hypervisor_callback(struct *pt_regs)\n\tCFI_STARTPROC\n\tjmp error_exit\n\tCFI_ENDPROC\nEND(do_hypervisor_callback)\n"
 	compilerGCC    = "#define __gcc_header(x) #x\n#define _gcc_header(x) __gcc_header(linux/compiler-gcc##x.h)\n#define gcc_header(x) _gcc_header(x)\n#include gcc_header(__GNUC__)\n"
 )
 
@@ -132,6 +133,7 @@ func read(t *testing.T, tree DirTree, name string) string {
 func TestFixupTable(t *testing.T) {
 	v2632 := FixupEnv{Version: kconfigs.V(2, 6, 32), GCCMajor: 12}
 	v314 := FixupEnv{Version: kconfigs.V(3, 14, 5), GCCMajor: 12}
+	covered := map[string]bool{}
 	for _, tc := range []struct {
 		fixup string
 		env   FixupEnv
@@ -144,6 +146,12 @@ func TestFixupTable(t *testing.T) {
 			func(t *testing.T, tree DirTree) {
 				if read(t, tree, "include/linux/compiler-gcc12.h") != "/* gcc4 */\n" {
 					t.Error("compiler-gcc12.h is not a copy of compiler-gcc4.h")
+				}
+			}},
+		{"xen-callback-end-name", v2632, map[string]string{"arch/x86/kernel/entry_64.S": entry64_2_6},
+			func(t *testing.T, tree DirTree) {
+				if got := read(t, tree, "arch/x86/kernel/entry_64.S"); !strings.Contains(got, "END(xen_do_hypervisor_callback)") || strings.Contains(got, "END(do_hypervisor_callback)") {
+					t.Errorf("entry_64.S:\n%s", got)
 				}
 			}},
 		{"timeconst-defined-array", v2632, map[string]string{"kernel/timeconst.pl": timeconst_2_6},
@@ -260,6 +268,7 @@ func TestFixupTable(t *testing.T) {
 				}
 			}},
 	} {
+		covered[tc.fixup] = true
 		t.Run(tc.fixup+"@"+tc.env.Version.String(), func(t *testing.T) {
 			f := fixupByID(t, tc.fixup)
 			if f.Upstream == "" || f.Summary == "" {
@@ -292,11 +301,6 @@ func TestFixupTable(t *testing.T) {
 		})
 	}
 	// Every fixup in the table is covered above.
-	covered := map[string]bool{}
-	for _, name := range []string{"compiler-gcc-header", "timeconst-defined-array", "vdso-m64", "make-mixed-rules", "decompressor-no-sse",
-		"ld-max-page-size", "early-idt-stub-padding", "module-plt32", "start-secondary-no-tail-call", "build-user-host", "module-device-table-typeof"} {
-		covered[name] = true
-	}
 	for _, f := range Fixups {
 		if !covered[strings.SplitN(f.ID, "/", 2)[0]] {
 			t.Errorf("fixup %s has no test", f.ID)

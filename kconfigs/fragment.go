@@ -213,8 +213,8 @@ var Gates = []Gate{
 	{Symbol: "CRYPTO_GHASH_CLMUL_NI_INTEL", Versions: Range{From: V(2, 6, 33)}, Optional: true, Why: "speed only; added in 2.6.33"},
 	// xen-guest
 	{Symbol: "XEN_PV", Versions: Range{From: V(4, 14, 0)}, Why: "PV guest support became a symbol in 4.14"},
-	{Symbol: "XEN_PVHVM", Versions: Range{From: V(2, 6, 36)}, Why: "PV-on-HVM drivers, 2.6.36 (absent in 2.6.32, present in 3.14)"},
-	{Symbol: "XEN_DOM0", Versions: Range{From: V(2, 6, 37)}, Why: "dom0 support, 2.6.37 (absent in 2.6.32, present in 3.14)"},
+	{Symbol: "XEN_PVHVM", Versions: Range{From: V(2, 6, 36)}, Optional: true, Why: "PV-on-HVM drivers, 2.6.36 (absent in 2.6.32, present in 3.14); a PV or PVH domU does not need them, and they depend on PCI"},
+	{Symbol: "XEN_DOM0", Versions: Range{From: V(2, 6, 37)}, Optional: true, Why: "dom0 support, 2.6.37 (absent in 2.6.32, present in 3.14); a domU does not need it, and it depends on PCI_XEN"},
 	{Symbol: "XEN_PVH", Versions: Range{From: V(3, 14, 0)}, Optional: true, Why: "PVH guests, 3.14 (reworked in 4.11)"},
 	{Symbol: "HVC_XEN_FRONTEND", Versions: Range{From: V(3, 3, 0)}, Why: "added in 3.3"},
 	// debug

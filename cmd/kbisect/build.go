@@ -11,16 +11,16 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kbisect/kbisect/kbuild"
-	"github.com/kbisect/kbisect/kconfigs"
 )
 
 func init() {
 	var (
-		o         kbuild.Options
-		fragments []string
-		out       string
-		asJSON    bool
-		verbose   bool
+		o       kbuild.Options
+		cf      configFlags
+		hv      string
+		out     string
+		asJSON  bool
+		verbose bool
 	)
 	cmd := &cobra.Command{
 		Use:   "build --repo R --rev X --config C [--jobs N] [--cc gcc-12] [--out DIR]",
@@ -31,9 +31,11 @@ ccache, and a persistent build directory so that neighbouring commits rebuild
 only what changed. A kernel built before from the same tree, config, fixups
 and toolchain comes from the build cache at once.
 
---config is your .config, built as it is unless you add --fragment; or
-defconfig/tinyconfig, which get the default fragments (qemu-x86_64, agent,
-natt-esp, and lean for tinyconfig) unless you name fragments yourself.
+--config is your .config (its options stay; only what the VM and the test
+need is added), or defconfig/tinyconfig. The default fragments are merged
+into it (qemu-x86_64, agent, natt-esp; lean for tinyconfig; xen-guest with
+--hypervisor xen), --fragment adds more, --no-default-fragments builds
+your config with only the --fragment ones.
 
 The kernel's files are printed (or copied to --out): bzImage, vmlinux,
 modules (if any), the final config, the build log, and a signature of the
@@ -41,13 +43,11 @@ kernel's loaded sections: two commits with the same signature built the same
 kernel. A build failure exits 1 with the first error line and the log path.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if len(fragments) > 0 || kconfigs.IsBaseName(o.Config) {
-				frags, err := kconfigs.Select(fragments, len(fragments) == 0, o.Config)
-				if err != nil {
-					return err
-				}
-				o.Fragments = frags
+			frags, err := cf.selectFragments(hv)
+			if err != nil {
+				return err
 			}
+			o.Config, o.Fragments = cf.config, frags
 			o.Log = os.Stderr
 			if verbose {
 				o.BuildLog = os.Stderr
@@ -79,8 +79,8 @@ kernel. A build failure exits 1 with the first error line and the log path.`,
 	f := cmd.Flags()
 	f.StringVar(&o.Repo, "repo", ".", "kernel git repository (only read)")
 	f.StringVar(&o.Rev, "rev", "HEAD", "commit to build")
-	f.StringVar(&o.Config, "config", "", "kernel config: a .config file, defconfig or tinyconfig")
-	f.StringArrayVar(&fragments, "fragment", nil, "config fragment to merge and require: built-in name or file (repeatable)")
+	cf.register(f, "config", "", "kernel config: a .config file, defconfig or tinyconfig")
+	f.StringVar(&hv, "hypervisor", "qemu", "what will boot the kernel: qemu, or xen (adds the xen-guest fragment)")
 	f.IntVarP(&o.Jobs, "jobs", "j", 0, "parallel make jobs (default: number of CPUs)")
 	f.StringVar(&o.CC, "cc", "", "compiler, e.g. gcc-12 or gcc-11 (default: the toolchain table's, gcc)")
 	f.StringVar(&out, "out", "", "copy the kernel's files to this directory")

@@ -4,19 +4,17 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 
 	"github.com/spf13/cobra"
 
+	"github.com/kbisect/kbisect/internal/fsutil"
 	"github.com/kbisect/kbisect/kbuild"
-	"github.com/kbisect/kbisect/kconfigs"
 )
 
 func init() {
 	var (
-		repo, rev, base, out, cc string
-		fragments                []string
-		noDefaults               bool
+		repo, rev, out, cc, hv string
+		cf                     configFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "kconfig --repo R --rev X [--base FILE|defconfig|tinyconfig] [--fragment F ...] -o OUT",
@@ -30,19 +28,19 @@ added to or changed in the base config.
 The base is your .config (its options stay; only what is needed is added), or
 defconfig or tinyconfig (the default). The built-in fragments qemu-x86_64,
 agent and natt-esp are always merged unless --no-default-fragments; "lean"
-is added for tinyconfig bases. --fragment takes a built-in name (` + fmt.Sprint(kconfigs.BuiltinNames()) + `)
-or a file.`,
+is added for tinyconfig bases, xen-guest with --hypervisor xen. --fragment
+adds a built-in fragment or a file.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if out == "" {
 				return errors.New("kconfig: give the output file with -o OUT")
 			}
-			frags, err := kconfigs.Select(fragments, !noDefaults, base)
+			frags, err := cf.selectFragments(hv)
 			if err != nil {
 				return err
 			}
 			res, err := kbuild.Kconfig(cmd.Context(), kbuild.KconfigOptions{
-				Repo: repo, Rev: rev, Base: base, Fragments: frags, CC: cc, Log: os.Stderr,
+				Repo: repo, Rev: rev, Base: cf.config, Fragments: frags, CC: cc, Log: os.Stderr,
 			})
 			if err != nil {
 				return err
@@ -51,7 +49,7 @@ or a file.`,
 			if err := res.Err(); err != nil {
 				return &exitError{code: 1, err: fmt.Errorf("%w; %s not written", err, out)}
 			}
-			if err := kbWriteFileAtomic(out, res.Final.Bytes()); err != nil {
+			if err := fsutil.WriteFile(out, res.Final.Bytes(), 0o644); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s (Linux %s, %d settings)\n", out, res.Version, res.Final.Len())
@@ -61,32 +59,9 @@ or a file.`,
 	f := cmd.Flags()
 	f.StringVar(&repo, "repo", ".", "kernel git repository (only read)")
 	f.StringVar(&rev, "rev", "HEAD", "commit whose Kconfig decides")
-	f.StringVar(&base, "base", "tinyconfig", "base config: a .config file, defconfig, tinyconfig or allnoconfig")
-	f.StringArrayVar(&fragments, "fragment", nil, "config fragment to merge: a built-in name or a file (repeatable)")
-	f.BoolVar(&noDefaults, "no-default-fragments", false, "merge only the --fragment ones")
+	cf.register(f, "base", "tinyconfig", "base config: a .config file, defconfig, tinyconfig or allnoconfig")
+	f.StringVar(&hv, "hypervisor", "qemu", "what will boot the kernel: qemu, or xen (adds the xen-guest fragment)")
 	f.StringVarP(&out, "output", "o", "", "where to write the resulting .config")
 	f.StringVar(&cc, "cc", "", "compiler whose version Kconfig sees (default: the toolchain table's, gcc)")
 	rootCmd.AddCommand(cmd)
-}
-
-// kbWriteFileAtomic writes data to path through a temporary file and a
-// rename, so path is either absent, the old file or the new one.
-func kbWriteFileAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }

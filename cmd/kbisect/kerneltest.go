@@ -9,7 +9,6 @@ import (
 	"github.com/kbisect/kbisect/bisect/kernel"
 	"github.com/kbisect/kbisect/internal/gitrepo"
 	"github.com/kbisect/kbisect/kbuild"
-	"github.com/kbisect/kbisect/kconfigs"
 	"github.com/kbisect/kbisect/testcases"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -18,9 +17,8 @@ import (
 // kernelFlags are the flags of the kernel test of `kbisect bisect`: the
 // kernel config and the run options.
 type kernelFlags struct {
-	run       runFlags
-	config    string
-	fragments []string
+	run runFlags
+	cf  configFlags
 }
 
 var bisectKernel kernelFlags
@@ -28,8 +26,7 @@ var bisectKernel kernelFlags
 func init() {
 	addKernelTestFlags = func(fs *pflag.FlagSet) {
 		bisectKernel.run.register(fs, false)
-		fs.StringVar(&bisectKernel.config, "config", "tinyconfig", "kernel config: your .config, or defconfig/tinyconfig")
-		fs.StringSliceVar(&bisectKernel.fragments, "fragment", nil, "config fragments to merge (default: those the VM and test need)")
+		bisectKernel.cf.register(fs, "config", "tinyconfig", "kernel config: your .config, or defconfig/tinyconfig")
 		// The search chooses each run's length (--run-time, --max-run-time).
 		fs.MarkHidden("duration")
 	}
@@ -41,7 +38,7 @@ func init() {
 // tester makes the kernel Tester: build each commit with the config, run
 // the test on it. Runs stop at their first failure.
 func (k *kernelFlags) tester(repo string, progress func(string)) (*kernel.Tester, error) {
-	frags, err := kconfigs.Select(k.fragments, len(k.fragments) == 0, k.config)
+	frags, err := k.cf.selectFragments(k.run.opts.Hypervisor)
 	if err != nil {
 		return nil, err
 	}
@@ -52,7 +49,7 @@ func (k *kernelFlags) tester(repo string, progress func(string)) (*kernel.Tester
 	o.StopOnFail = true
 	o.Progress = progress
 	ct := &testcases.CommitTest{
-		Build:   kbuild.Options{Repo: repo, Config: k.config, Fragments: frags},
+		Build:   kbuild.Options{Repo: repo, Config: k.cf.config, Fragments: frags},
 		Run:     o,
 		RunRoot: filepath.Join(o.RunDir, "runs"),
 	}

@@ -8,7 +8,6 @@ import (
 
 	"github.com/kbisect/kbisect/internal/cachedir"
 	"github.com/kbisect/kbisect/kbuild"
-	"github.com/kbisect/kbisect/kconfigs"
 	"github.com/kbisect/kbisect/testcases"
 	"github.com/spf13/cobra"
 )
@@ -23,13 +22,12 @@ const (
 
 func init() {
 	var (
-		f         runFlags
-		repo      string
-		rev       string
-		config    string
-		fragments []string
-		runs      int
-		jsonOut   bool
+		f       runFlags
+		repo    string
+		rev     string
+		cf      configFlags
+		runs    int
+		jsonOut bool
 	)
 	cmd := &cobra.Command{
 		Use:   "test [--repo R] [--rev X] --config C [run flags]",
@@ -45,7 +43,7 @@ failed: no disk, no QEMU, a timeout).
   git bisect run kbisect test --config ~/my.config --duration 2m --runs 3`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			frags, err := kconfigs.Select(fragments, len(fragments) == 0, config)
+			frags, err := cf.selectFragments(f.opts.Hypervisor)
 			if err != nil {
 				return &exitError{code: exitAbort, err: err}
 			}
@@ -59,7 +57,7 @@ failed: no disk, no QEMU, a timeout).
 			progress := progressFunc(jsonOut)
 			o.Progress = progress
 			ct := &testcases.CommitTest{
-				Build:   kbuild.Options{Repo: repo, Config: config, Fragments: frags},
+				Build:   kbuild.Options{Repo: repo, Config: cf.config, Fragments: frags},
 				Run:     o,
 				RunRoot: filepath.Join(cachedir.Dir("runs"), "test-"+time.Now().Format("20060102-150405")),
 			}
@@ -101,8 +99,7 @@ failed: no disk, no QEMU, a timeout).
 	fl := cmd.Flags()
 	fl.StringVar(&repo, "repo", ".", "kernel git repository (only read)")
 	fl.StringVar(&rev, "rev", "HEAD", "commit to test")
-	fl.StringVar(&config, "config", "tinyconfig", "your .config, or defconfig/tinyconfig")
-	fl.StringSliceVar(&fragments, "fragment", nil, "config fragments to merge (default: those the VM and test need)")
+	cf.register(fl, "config", "tinyconfig", "your .config, or defconfig/tinyconfig")
 	fl.IntVar(&runs, "runs", 1, "test up to this many times; any failure makes the commit bad")
 	fl.BoolVar(&jsonOut, "json", false, "print each run's JSON")
 	rootCmd.AddCommand(cmd)

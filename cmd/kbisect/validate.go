@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/kbisect/kbisect/kbuild"
-	"github.com/kbisect/kbisect/kconfigs"
 	"github.com/kbisect/kbisect/validate"
 	"github.com/spf13/cobra"
 )
@@ -27,8 +26,7 @@ func init() {
 	var (
 		f          runFlags
 		o          validate.Options
-		config     string
-		fragments  []string
+		cf         configFlags
 		expect     string
 		jsonOut    bool
 		verboseLog bool
@@ -74,7 +72,7 @@ input or a host failure.`,
 				o.Log = lineWriter(progress)
 			}
 			if o.Exec == "" {
-				frags, err := kconfigs.Select(fragments, len(fragments) == 0, config)
+				frags, err := cf.selectFragments(f.opts.Hypervisor)
 				if err != nil {
 					return err
 				}
@@ -89,7 +87,7 @@ input or a host failure.`,
 				// for the validation's lines, not every second of traffic.
 				ro.Progress = progressFunc(jsonOut)
 				o.Kernel = &validate.KernelTest{
-					Build:   kbuild.Options{Config: config, Fragments: frags},
+					Build:   kbuild.Options{Config: cf.config, Fragments: frags},
 					Run:     ro,
 					RunRoot: ro.RunDir,
 				}
@@ -125,8 +123,7 @@ input or a host failure.`,
 	fl.StringVar(&o.Repo, "repo", ".", "kernel git repository (only read)")
 	fl.StringVar(&o.Base, "base", "", "commit the patches apply to")
 	fl.StringVar(&o.Patches, "patches", "", "a directory of .patch files, an mbox, or a REV..REV range of --repo")
-	fl.StringVar(&config, "config", "tinyconfig", "your .config, or defconfig/tinyconfig")
-	fl.StringSliceVar(&fragments, "fragment", nil, "config fragments to merge (default: those the VM and test need)")
+	cf.register(fl, "config", "tinyconfig", "your .config, or defconfig/tinyconfig")
 	fl.BoolVar(&o.Each, "each", false, "build and test every patch of the series, not only its tip")
 	fl.StringVar(&expect, "expect", "fix", "the question: fix (does the series fix the base's bug) or no-regression")
 	fl.Float64Var(&o.Confidence, "confidence", validate.DefaultConfidence, "probability a conclusion needs")

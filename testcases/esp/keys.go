@@ -7,9 +7,9 @@ import (
 	"io"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"strings"
 
+	"github.com/kbisect/kbisect/internal/fsutil"
 	"github.com/kbisect/kbisect/testcases/proto"
 )
 
@@ -117,25 +117,7 @@ func (k *Keys) Save(path string) error {
 	if err != nil {
 		return fmt.Errorf("keys for %s: %w", path, err)
 	}
-	return writeAtomic(path, append(b, '\n'))
-}
-
-func writeAtomic(path string, b []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	_, werr := tmp.Write(b)
-	cerr := tmp.Close()
-	if err := errors.Join(werr, cerr); err != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
+	return fsutil.WriteFile(path, append(b, '\n'), 0o644)
 }
 
 // Validate checks that the keys can decrypt: a known suite, keys of the
@@ -325,7 +307,7 @@ func ExportForPcap(pcap string, k *Keys) (keysPath, saPath string, err error) {
 	if err := WriteWiresharkSA(&b, k); err != nil {
 		return "", "", err
 	}
-	if err := writeAtomic(saPath, []byte(b.String())); err != nil {
+	if err := fsutil.WriteFile(saPath, []byte(b.String()), 0o644); err != nil {
 		return "", "", err
 	}
 	return keysPath, saPath, nil
