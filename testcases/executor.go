@@ -160,10 +160,7 @@ func (rm *Remote) Finish(ctx context.Context, ends [2]GuestEnd, seconds float64)
 		outs[i] = out
 		r.Guests[i].Outcome = string(out.Kind)
 		r.Guests[i].Oopses = scanOopses(r.Guests[i].Console)
-		if results[i] != nil {
-			r.Guests[i].KernelRelease = results[i].KernelRelease
-			r.Guests[i].XfrmState = results[i].XfrmState
-		}
+		r.Guests[i].setResult(results[i])
 	}
 	if err := verdict(ctx, o, r, results, outs); err != nil {
 		r.Verdict, r.Reason = Error, err.Error()

@@ -124,10 +124,7 @@ func runPair(ctx context.Context, o *Options, r *Report) error {
 	for i, out := range outcomes {
 		r.Guests[i].Outcome = string(out.Kind)
 		r.Guests[i].Oopses = scanOopses(r.Guests[i].Console)
-		if results[i] != nil {
-			r.Guests[i].KernelRelease = results[i].KernelRelease
-			r.Guests[i].XfrmState = results[i].XfrmState
-		}
+		r.Guests[i].setResult(results[i])
 	}
 	return verdict(ctx, o, r, results, outcomes)
 }
@@ -230,6 +227,26 @@ func verdict(ctx context.Context, o *Options, r *Report, results [2]*proto.Resul
 		n := len(recv.Corruptions) + recv.CorruptionsDropped
 		r.Verdict = Fail
 		r.Reason = fmt.Sprintf("%d corruption(s) in the received stream; first at stream %d offset %d, %d byte(s): expected %x, got %x", n, c.Stream, c.Offset, c.Length, []byte(c.Expected), []byte(c.Seen))
+		if auth := authFailures(r); auth != "" {
+			r.Reason += "; and " + auth
+		}
+		if r.Wire.Verdict != "unknown" {
+			r.Reason += "; wire: " + r.Wire.Verdict
+		}
+		return nil
+	}
+	for i, g := range r.Guests {
+		if c := g.SIMDCanary; c != nil && c.Clobbered > 0 {
+			s := c.Samples[0]
+			r.Verdict = Fail
+			r.Reason = fmt.Sprintf("SIMD canary: registers changed under the %s's application %d time(s) in %d checks (first: xmm%d %x became %x after %.1fs): the kernel or what runs it lost user SIMD state",
+				roles[i], c.Clobbered, c.Checks, s.Register, []byte(s.Expected), []byte(s.Seen), s.Seconds)
+			return nil
+		}
+	}
+	if auth := authFailures(r); auth != "" {
+		r.Verdict = Fail
+		r.Reason = auth + ", no corrupted byte reached the application"
 		if r.Wire.Verdict != "unknown" {
 			r.Reason += "; wire: " + r.Wire.Verdict
 		}
@@ -275,6 +292,19 @@ func verdict(ctx context.Context, o *Options, r *Report, results [2]*proto.Resul
 	r.Verdict = Pass
 	r.Reason = fmt.Sprintf("%s verified in %.0fs at %.1f Mbit/s, no corruption", humanBytes(recv.BytesVerified), recv.Seconds, recv.ThroughputMbit)
 	return nil
+}
+
+// authFailures describes the ESP packets the guests' kernels dropped for a
+// bad ICV: an ESP output path (the peer's) corrupted them on their way out,
+// and TCP sent the data again. It is "" when there were none.
+func authFailures(r *Report) string {
+	var parts []string
+	for i, g := range r.Guests {
+		if g.AuthFailures > 0 {
+			parts = append(parts, fmt.Sprintf("%d ESP packet(s) from the %s failed authentication at the %s (dropped; TCP resent the data)", g.AuthFailures, roles[1-i], roles[i]))
+		}
+	}
+	return strings.Join(parts, "; ")
 }
 
 func tailOr(s, def string) string {

@@ -46,6 +46,9 @@ type Report struct {
 	// XenConsole is the serial console of the nested Xen host (Xen, dom0
 	// and its controller), for runs under Xen.
 	XenConsole string `json:"xen_console,omitempty"`
+	// XenCPU is the nested Xen machine's CPU model (what the domUs' SIMD
+	// flags come from).
+	XenCPU string `json:"xen_cpu,omitempty"`
 
 	// captureComplete is set when the wire closed after both guests had
 	// stopped and its captures hold every frame that crossed it.
@@ -73,7 +76,30 @@ type Guest struct {
 	Outcome       string   `json:"outcome"`
 	Error         string   `json:"error,omitempty"`
 	XfrmState     []string `json:"xfrm_state,omitempty"`
-	Oopses        []string `json:"oopses,omitempty"`
+	// SIMD and CryptoDrivers are the agent's proto.Result fields: the
+	// SIMD flags the guest kernel saw and the crypto implementations it
+	// ran the SAs with.
+	SIMD          []string `json:"simd,omitempty"`
+	CryptoDrivers []string `json:"crypto_drivers,omitempty"`
+	// AuthFailures counts the ESP packets this guest's kernel dropped
+	// because their ICV did not verify.
+	AuthFailures int64 `json:"auth_failures"`
+	// SIMDCanary is what the SIMD canary thread saw (--simd-canary).
+	SIMDCanary *proto.SIMDCanary `json:"simd_canary,omitempty"`
+	Oopses     []string          `json:"oopses,omitempty"`
+}
+
+// setResult copies what the guest's agent reported about its kernel.
+func (g *Guest) setResult(res *proto.Result) {
+	if res == nil {
+		return
+	}
+	g.KernelRelease = res.KernelRelease
+	g.XfrmState = res.XfrmState
+	g.SIMD = res.SIMD
+	g.CryptoDrivers = res.CryptoDrivers
+	g.AuthFailures = res.AuthFailures
+	g.SIMDCanary = res.SIMDCanary
 }
 
 // Wire is the verdict of the capture analysis.

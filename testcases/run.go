@@ -98,6 +98,9 @@ type Options struct {
 	FailOnOops bool
 	// StopOnFail ends the traffic at the first corruption.
 	StopOnFail bool
+	// SIMDCanary runs a thread in each agent that holds known values in
+	// the SIMD registers and fails the run when they change under it.
+	SIMDCanary bool
 	// Shell ends the receiver in a shell on this terminal instead of
 	// powering off (the sender powers off as usual).
 	Shell bool
@@ -108,6 +111,10 @@ type Options struct {
 	Hypervisor string
 	// XenGuestType is "pv" (default) or "pvh", under Xen.
 	XenGuestType string
+	// XenCPU is the nested Xen machine's QEMU CPU model (empty:
+	// vm.DefaultXenCPU); XenAppend is added to Xen's command line.
+	XenCPU    string
+	XenAppend string
 	// Dom0Kernel is the nested Xen host's dom0 kernel; empty finds one in
 	// /boot (see Dom0Kernel).
 	Dom0Kernel string
@@ -193,6 +200,9 @@ func (o *Options) ValidateTest() error {
 	case "":
 		o.Hypervisor = HypervisorQEMU
 	case HypervisorQEMU:
+		if o.XenCPU != "" || o.XenAppend != "" {
+			return errors.New("--xen-cpu and --xen-append need --hypervisor xen")
+		}
 	case HypervisorXen:
 		if err := o.validateXen(); err != nil {
 			return err
@@ -230,6 +240,7 @@ func guestParams(o *Options, tc Testcase, a Addressing) ([2]*proto.Params, error
 			Seed:         binary.LittleEndian.Uint64(seed[:]),
 			InjectOffset: -1,
 			StopOnFail:   o.StopOnFail,
+			SIMDCanary:   o.SIMDCanary,
 			// One terminal, one shell: the receiver's.
 			Shell: o.Shell && role == proto.RoleReceiver,
 		}

@@ -71,6 +71,17 @@ func runXenPair(ctx context.Context, o *Options, r *Report) error {
 	if err := inspectKernels(o); err != nil {
 		return err
 	}
+	guestType := o.XenGuestType
+	if guestType == "" {
+		guestType = vm.XenPV
+	}
+	// A kernel that cannot be this kind of domU is refused before anything
+	// boots (the nested host takes a minute to start).
+	for _, k := range o.Kernels {
+		if _, err := vm.XenBootImage(ctx, k, guestType); err != nil {
+			return err
+		}
+	}
 	dom0Kernel, dom0Mods, err := Dom0Kernel(o.Dom0Kernel)
 	if err != nil {
 		return err
@@ -103,11 +114,11 @@ func runXenPair(ctx context.Context, o *Options, r *Report) error {
 	for i := range cfgs {
 		cfgs[i] = guestConfig(o, r, i, initrds[i], xenBootBudget)
 	}
-	guestType := o.XenGuestType
-	if guestType == "" {
-		guestType = vm.XenPV
-	}
 	r.Path = fmt.Sprintf("xen-%s/netfront", guestType)
+	r.XenCPU = o.XenCPU
+	if r.XenCPU == "" {
+		r.XenCPU = vm.DefaultXenCPU
+	}
 	r.XenConsole = abs(filepath.Join(o.RunDir, "xen.console"))
 	xo := vm.XenOptions{
 		Dom0Kernel: dom0Kernel,
@@ -116,6 +127,8 @@ func runXenPair(ctx context.Context, o *Options, r *Report) error {
 		Bridges:    wire.bridges,
 		Bridge:     wire.bridge,
 		GuestType:  guestType,
+		CPU:        o.XenCPU,
+		Append:     o.XenAppend,
 		ConsoleLog: r.XenConsole,
 		WorkDir:    o.RunDir,
 		Logf:       func(f string, a ...any) { o.progress(f, a...) },
@@ -148,10 +161,7 @@ func runXenPair(ctx context.Context, o *Options, r *Report) error {
 	for i, out := range outcomes {
 		r.Guests[i].Outcome = string(out.Kind)
 		r.Guests[i].Oopses = scanOopses(r.Guests[i].Console)
-		if results[i] != nil {
-			r.Guests[i].KernelRelease = results[i].KernelRelease
-			r.Guests[i].XfrmState = results[i].XfrmState
-		}
+		r.Guests[i].setResult(results[i])
 	}
 	return verdict(ctx, o, r, results, outcomes)
 }
@@ -200,6 +210,9 @@ func (o *Options) validateXen() error {
 	}
 	if o.Shell {
 		return fmt.Errorf("--shell is not supported under Xen: the domU consoles are relayed by dom0, read-only")
+	}
+	if strings.ContainsAny(o.XenAppend, ",\n") {
+		return fmt.Errorf("--xen-append %q: Xen's command line cannot hold commas or newlines (QEMU's multiboot loader splits modules at commas)", o.XenAppend)
 	}
 	return nil
 }

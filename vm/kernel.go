@@ -10,6 +10,7 @@ import (
 	"debug/elf"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -21,6 +22,7 @@ import (
 	"sync"
 
 	"github.com/kbisect/kbisect/internal/cachedir"
+	"github.com/kbisect/kbisect/internal/fsutil"
 	"github.com/klauspost/compress/zstd"
 	"github.com/pierrec/lz4/v4"
 )
@@ -36,9 +38,15 @@ const (
 	FormatELF KernelFormat = "vmlinux"
 )
 
-// xenElfnotePhys32Entry is XEN_ELFNOTE_PHYS32_ENTRY, the ELF note that
-// carries the 32-bit PVH entry point (Linux >= 4.11 with CONFIG_PVH).
-const xenElfnotePhys32Entry = 18
+// Xen ELF notes (xen/include/public/elfnote.h) a kernel carries.
+const (
+	// xenElfnoteEntry is XEN_ELFNOTE_ENTRY, the PV entry point: every
+	// kernel built with Xen PV guest support has it.
+	xenElfnoteEntry = 1
+	// xenElfnotePhys32Entry is XEN_ELFNOTE_PHYS32_ENTRY, the 32-bit PVH
+	// entry point (Linux >= 4.11 with CONFIG_PVH).
+	xenElfnotePhys32Entry = 18
+)
 
 // KernelInfo describes a kernel image.
 type KernelInfo struct {
@@ -63,6 +71,9 @@ type KernelInfo struct {
 	PVH bool
 	// PVHEntry is the physical PVH entry point when PVH is set.
 	PVHEntry uint64
+	// XenPV reports an ELF image with Xen's PV entry note: the kernel can
+	// run as a Xen PV domU.
+	XenPV bool
 }
 
 // NotKernelError reports a file that is not a Linux kernel image.
@@ -201,9 +212,8 @@ func inspectELF(path string, f *os.File) (*KernelInfo, error) {
 		return nil, &NotKernelError{Path: path, Detail: fmt.Sprintf("ELF %s for %s, not an x86 kernel executable", ef.Type, ef.Machine)}
 	}
 	ki := &KernelInfo{Path: path, Format: FormatELF}
-	if entry, ok := pvhEntry(ef); ok {
-		ki.PVH, ki.PVHEntry = true, entry
-	}
+	notes := readXenNotes(ef)
+	ki.PVH, ki.PVHEntry, ki.XenPV = notes.phys32, notes.phys32Entry, notes.pv
 	// The banner (linux_banner) sits in .rodata: "Linux version 6.1.0 (...) #1 ...".
 	sec := ef.Section(".rodata")
 	var r io.Reader
@@ -258,9 +268,16 @@ func findBanner(r io.Reader) []string {
 
 var buildNumRE = regexp.MustCompile(`\) #[0-9]`)
 
-// pvhEntry looks for the Xen PHYS32_ENTRY note in the PT_NOTE segments (or
-// SHT_NOTE sections of a stripped-of-phdrs file).
-func pvhEntry(ef *elf.File) (uint64, bool) {
+// xenNotes are the Xen ELF notes a kernel carries.
+type xenNotes struct {
+	pv          bool // XEN_ELFNOTE_ENTRY
+	phys32      bool // XEN_ELFNOTE_PHYS32_ENTRY
+	phys32Entry uint64
+}
+
+// readXenNotes reads the Xen notes of the PT_NOTE segments (or SHT_NOTE
+// sections of a stripped-of-phdrs file).
+func readXenNotes(ef *elf.File) xenNotes {
 	var readers []io.Reader
 	for _, p := range ef.Progs {
 		if p.Type == elf.PT_NOTE {
@@ -274,43 +291,47 @@ func pvhEntry(ef *elf.File) (uint64, bool) {
 			}
 		}
 	}
+	var n xenNotes
 	for _, r := range readers {
 		data, err := io.ReadAll(io.LimitReader(r, 1<<20))
 		if err != nil {
 			continue
 		}
-		if e, ok := parseNotes(data, ef.ByteOrder); ok {
-			return e, true
-		}
+		parseNotes(data, ef.ByteOrder, &n)
 	}
-	return 0, false
+	return n
 }
 
-func parseNotes(data []byte, bo binary.ByteOrder) (uint64, bool) {
+func parseNotes(data []byte, bo binary.ByteOrder, n *xenNotes) {
 	align := func(n uint32) int { return int((n + 3) &^ 3) }
 	for len(data) >= 12 {
 		namesz, descsz, typ := bo.Uint32(data), bo.Uint32(data[4:]), bo.Uint32(data[8:])
 		data = data[12:]
 		if align(namesz) > len(data) {
-			return 0, false
+			return
 		}
 		name := strings.TrimRight(string(data[:namesz]), "\x00")
 		data = data[align(namesz):]
 		if align(descsz) > len(data) {
-			return 0, false
+			return
 		}
 		desc := data[:descsz]
 		data = data[align(descsz):]
-		if name == "Xen" && typ == xenElfnotePhys32Entry {
+		if name != "Xen" {
+			continue
+		}
+		switch typ {
+		case xenElfnoteEntry:
+			n.pv = true
+		case xenElfnotePhys32Entry:
 			switch len(desc) {
 			case 4:
-				return uint64(bo.Uint32(desc)), true
+				n.phys32, n.phys32Entry = true, uint64(bo.Uint32(desc))
 			case 8:
-				return bo.Uint64(desc), true
+				n.phys32, n.phys32Entry = true, bo.Uint64(desc)
 			}
 		}
 	}
-	return 0, false
 }
 
 // ExtractVmlinux decompresses the vmlinux inside a bzImage (boot protocol >=
@@ -449,20 +470,79 @@ func (c ctxReader) Read(p []byte) (int, error) {
 // (no CONFIG_PVH, or a payload this package cannot extract); err is set only
 // for infrastructure failures (unreadable file, full disk).
 func PVHImage(ctx context.Context, path string) (image string, ok bool, err error) {
-	ki, err := InspectKernel(path)
-	if err != nil {
+	elfPath, info, ok, err := vmlinuxOf(ctx, path)
+	if err != nil || !ok || !info.PVH {
 		return "", false, err
 	}
+	return elfPath, true, nil
+}
+
+// XenBootImage returns the image to hand xl for a domU of guestType (XenPV
+// or XenPVH) running the kernel at path, or an error that says why the
+// kernel cannot be that kind of guest (checked from its Xen ELF notes, so
+// that nothing boots for nothing). xl's loader unpacks a bzImage's payload
+// in dom0's user space, which under nested TCG took 55 s for two Debian
+// (XZ) kernels while it inflates a gzip-compressed vmlinux in a few seconds:
+// a bzImage whose vmlinux can be extracted goes as that vmlinux,
+// gzip-compressed once in the cache. An image whose payload cannot be
+// looked into goes as it is, unchecked.
+func XenBootImage(ctx context.Context, path, guestType string) (string, error) {
+	elfPath, info, ok, err := vmlinuxOf(ctx, path)
+	if err != nil {
+		return "", err
+	}
+	if !ok {
+		return path, nil
+	}
+	rel := info.Release
+	if rel == "" {
+		rel = "of unknown release"
+	}
+	switch guestType {
+	case XenPVH:
+		if !info.PVH {
+			return "", fmt.Errorf("kernel %s (Linux %s) cannot run as a Xen PVH domU: it has no PVH entry note (Linux 4.11 or later with CONFIG_XEN_PVH); use --xen-guest pv", path, rel)
+		}
+	default:
+		if !info.XenPV {
+			return "", fmt.Errorf("kernel %s (Linux %s) cannot run as a Xen PV domU: it has no Xen PV entry note (built without CONFIG_XEN); build it with --hypervisor xen, which adds the xen-guest fragment", path, rel)
+		}
+	}
+	if elfPath == path {
+		return path, nil
+	}
+	gz := elfPath + ".gz"
+	if _, err := os.Stat(gz); err == nil {
+		return gz, nil
+	}
+	if err := gzipFile(elfPath, gz); err != nil {
+		return path, nil
+	}
+	return gz, nil
+}
+
+// vmlinuxOf returns the ELF kernel of the image at path and what
+// InspectKernel says of it: path itself for an ELF; for a bzImage, its
+// vmlinux extracted once into the cache (keyed by the image's SHA-256). The
+// extracted file is kept only when it is worth booting (a PVH or Xen PV
+// kernel); a small record of its notes is kept either way, so a payload is
+// decompressed once. ok is false when the payload cannot be looked into
+// (boot protocol < 2.08, a compression this package cannot undo).
+func vmlinuxOf(ctx context.Context, path string) (elfPath string, info *KernelInfo, ok bool, err error) {
+	ki, err := InspectKernel(path)
+	if err != nil {
+		return "", nil, false, err
+	}
 	if ki.Format == FormatELF {
-		return path, ki.PVH, nil
+		return path, ki, true, nil
 	}
 	if ki.BootProtocol < 0x208 {
-		return "", false, nil
+		return "", nil, false, nil
 	}
 	switch ki.Compression {
 	case "gzip", "bzip2", "zstd", "lz4", "xz", "lzma":
 	default:
-		return "", false, nil
+		return "", nil, false, nil
 	}
 	// One extraction at a time: the two guests of a pair often share a
 	// kernel, and the second then finds the first's result.
@@ -470,40 +550,60 @@ func PVHImage(ctx context.Context, path string) (image string, ok bool, err erro
 	defer extractMu.Unlock()
 	sum, err := fileSHA256(path)
 	if err != nil {
-		return "", false, fmt.Errorf("kernel image %s: %w", path, err)
+		return "", nil, false, fmt.Errorf("kernel image %s: %w", path, err)
 	}
 	dir := cachedir.Dir("vmlinux")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", false, fmt.Errorf("vmlinux cache: %w", err)
+		return "", nil, false, fmt.Errorf("vmlinux cache: %w", err)
 	}
 	base := filepath.Join(dir, sum[:32])
-	// A marker records that the payload has no PVH note, so a non-PVH image
-	// is not decompressed on every boot.
-	if _, err := os.Stat(base + ".nopvh"); err == nil {
-		return "", false, nil
+	elfPath, notesPath := base+".elf", base+".notes"
+	if data, err := os.ReadFile(notesPath); err == nil {
+		var rec notesRecord
+		if json.Unmarshal(data, &rec) == nil {
+			eki := &KernelInfo{Path: elfPath, Format: FormatELF, Release: ki.Release, Version: ki.Version, PVH: rec.PVH, XenPV: rec.XenPV}
+			if rec.Kept {
+				if _, err := os.Stat(elfPath); err == nil {
+					return elfPath, eki, true, nil
+				}
+			} else {
+				return "", eki, true, nil
+			}
+		}
 	}
-	elfPath := base + ".elf"
 	if _, err := os.Stat(elfPath); err != nil {
 		if err := ExtractVmlinux(ctx, path, elfPath); err != nil {
 			if ctx.Err() != nil {
-				return "", false, err
+				return "", nil, false, err
 			}
 			// An extraction failure (missing xz tool, odd payload) only
-			// costs the faster boot path.
-			return "", false, nil
+			// costs the faster boot and the early checks.
+			return "", nil, false, nil
 		}
 	}
 	eki, err := InspectKernel(elfPath)
 	if err != nil {
 		os.Remove(elfPath)
-		return "", false, nil
+		return "", nil, false, nil
 	}
-	if !eki.PVH {
+	rec := notesRecord{PVH: eki.PVH, XenPV: eki.XenPV, Kept: eki.PVH || eki.XenPV}
+	if !rec.Kept {
 		os.Remove(elfPath)
-		os.WriteFile(base+".nopvh", nil, 0o644)
-		return "", false, nil
+		elfPath = ""
 	}
-	return elfPath, true, nil
+	data, _ := json.Marshal(rec)
+	if err := fsutil.WriteFile(notesPath, data, 0o644); err != nil {
+		return "", nil, false, fmt.Errorf("vmlinux cache: %w", err)
+	}
+	return elfPath, eki, true, nil
+}
+
+// notesRecord is what the vmlinux cache remembers of an extracted kernel.
+type notesRecord struct {
+	PVH   bool `json:"pvh"`
+	XenPV bool `json:"xen_pv"`
+	// Kept says whether the extracted vmlinux was kept.
+	Kept bool `json:"kept"`
 }
 
 var extractMu sync.Mutex

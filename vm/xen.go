@@ -39,13 +39,14 @@ const DefaultXenImage = "/boot/xen-4.17-amd64.gz"
 // shareTag is the 9p mount tag of XenOptions.CaptureDir.
 const shareTag = "kbisect"
 
-// nestedCPU is the CPU model of the nested Xen machine. Xen's PV dom0 dies at
-// its first instruction with plain "max" under TCG (SMAP/SMEP, PKU and LA57
-// are what it trips on). With the rest of "max" (XSAVE, AVX2) a PV domU's Go
-// agent died of a general protection fault in the middle of the test, so
-// the model is QEMU's plain qemu64 with only the SSE-era extensions the
-// guests' crypto uses (AES-NI, PCLMUL, SSSE3).
-const nestedCPU = "qemu64,+ssse3,+sse4.1,+sse4.2,+popcnt,+aes,+pclmulqdq,+svm,+npt"
+// DefaultXenCPU is the default CPU model (QEMU -cpu) of the nested Xen
+// machine. Xen's PV dom0 dies at its first instruction with plain "max"
+// under TCG (SMAP/SMEP, PKU and LA57 are what it trips on). With the rest
+// of "max" (XSAVE, AVX2) a PV domU's Go agent died of a general protection
+// fault in the middle of the test, so the model is QEMU's plain qemu64 with
+// only the SSE-era extensions the guests' crypto uses (AES-NI, PCLMUL,
+// SSSE3); svm and npt let Xen run PVH and HVM domUs.
+const DefaultXenCPU = "qemu64,+ssse3,+sse4.1,+sse4.2,+popcnt,+aes,+pclmulqdq,+svm,+npt"
 
 // XenOptions say how to host a pair of Xen domUs. Today the host is Xen
 // nested under QEMU (TCG): a machine with the Xen hypervisor, a dom0 running
@@ -70,6 +71,11 @@ type XenOptions struct {
 	Bridge [2]string
 	// GuestType is XenPV (default) or XenPVH.
 	GuestType string
+	// CPU is the nested machine's QEMU CPU model; empty means
+	// DefaultXenCPU. The domUs see what Xen passes on of it.
+	CPU string
+	// Append is added to Xen's own command line (e.g. "spec-ctrl=eager-fpu").
+	Append string
 	// Dom0MemoryMB is dom0's memory; 0 means 512.
 	Dom0MemoryMB int
 	// ConsoleLog receives the whole serial console of the nested machine
@@ -192,6 +198,12 @@ func startXenHost(ctx context.Context, xo *XenOptions, cfgs [2]Config) (*xenHost
 	if xo.Dom0MemoryMB == 0 {
 		xo.Dom0MemoryMB = 512
 	}
+	if xo.CPU == "" {
+		xo.CPU = DefaultXenCPU
+	}
+	if strings.ContainsAny(xo.Append, ",\n") {
+		return nil, fmt.Errorf("xen command line %q: commas and newlines cannot pass QEMU's multiboot loader", xo.Append)
+	}
 	qemu := xo.QEMU
 	if qemu == "" {
 		qemu = "qemu-system-x86_64"
@@ -215,7 +227,11 @@ func startXenHost(ctx context.Context, xo *XenOptions, cfgs [2]Config) (*xenHost
 	plan := xenctl.Plan{Topology: xo.Topology, Modules: xo.Dom0Image.Modules, Bridges: xo.Bridges}
 	totalMB := xo.Dom0MemoryMB + 128
 	for i, c := range cfgs {
-		kb, err := os.ReadFile(xenKernel(ctx, c.Kernel))
+		img, err := XenBootImage(ctx, c.Kernel, xo.GuestType)
+		if err != nil {
+			return nil, fmt.Errorf("guest %s: %w", c.Name, err)
+		}
+		kb, err := os.ReadFile(img)
 		if err != nil {
 			return nil, fmt.Errorf("guest %s: kernel: %w", c.Name, err)
 		}
@@ -283,12 +299,15 @@ func startXenHost(ctx context.Context, xo *XenOptions, cfgs [2]Config) (*xenHost
 	// scheduler time slice behind a busy domU, and ESP traffic (no GSO)
 	// crawled at about 30 packets a second. Commas separate multiboot modules: none in the command lines.
 	xenCmd := fmt.Sprintf("console=com1 com1=115200,8n1 dom0_mem=%dM,max:%dM dom0_max_vcpus=1 dom0_vcpus_pin bootscrub=false loglvl=warning guest_loglvl=warning", xo.Dom0MemoryMB, xo.Dom0MemoryMB)
+	if xo.Append != "" {
+		xenCmd += " " + xo.Append
+	}
 	dom0Cmd := "console=hvc0 earlyprintk=xen panic=-1 loglevel=4 tsc=reliable"
 	h.args = []string{
 		"-name", "xen-host",
 		"-machine", "pc",
 		"-accel", "tcg",
-		"-cpu", nestedCPU,
+		"-cpu", xo.CPU,
 		"-m", fmt.Sprint(totalMB),
 		"-smp", fmt.Sprint(1 + cfgs[0].CPUs + cfgs[1].CPUs),
 		"-nodefaults", "-no-user-config",
@@ -592,28 +611,6 @@ func pinning(i, n int) string {
 		return fmt.Sprint(first)
 	}
 	return fmt.Sprintf("%d-%d", first, first+n-1)
-}
-
-// xenKernel returns the image to hand xl for kernel: xl's loader unpacks a
-// bzImage's XZ payload in dom0's user space, which under nested TCG took
-// 55 s for two Debian kernels, while it inflates a gzip-compressed vmlinux
-// in a few seconds (the plain vmlinux, 65 MB for Debian's, makes dom0's
-// initramfs too big). So a bzImage whose vmlinux the cache holds or can
-// extract (see PVHImage) goes as that vmlinux, gzip-compressed once next to
-// it; anything else goes as it is.
-func xenKernel(ctx context.Context, kernel string) string {
-	img, ok, err := PVHImage(ctx, kernel)
-	if err != nil || !ok || img == kernel {
-		return kernel
-	}
-	gz := img + ".gz"
-	if _, err := os.Stat(gz); err == nil {
-		return gz
-	}
-	if err := gzipFile(img, gz); err != nil {
-		return kernel
-	}
-	return gz
 }
 
 // gzipFile writes src gzip-compressed (fastest level) to dst, atomically.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/kbisect/kbisect/internal/cachedir"
 	"github.com/kbisect/kbisect/testcases"
+	"github.com/kbisect/kbisect/vm"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 )
@@ -50,10 +51,13 @@ func (f *runFlags) register(fl *pflag.FlagSet, withKernel bool) {
 	fl.StringVar(&f.injectSide, "inject-side", "receiver", "where --inject-corruption acts: receiver (after decryption) or sender (before encryption)")
 	fl.BoolVar(&f.opts.FailOnOops, "fail-on-oops", false, "a kernel oops or WARN in a guest console is a fail")
 	fl.BoolVar(&f.opts.StopOnFail, "stop-on-fail", false, "end the traffic at the first corruption")
+	fl.BoolVar(&f.opts.SIMDCanary, "simd-canary", false, "diagnostic: a thread in each agent holds known values in the SIMD registers; the run fails if they change under it (user SIMD state lost)")
 	fl.BoolVar(&f.opts.Shell, "shell", false, "debug: end the receiver in a shell on this terminal instead of powering off")
 	fl.StringVar(&f.opts.Accel, "accel", "auto", "auto, tcg or kvm")
 	fl.StringVar(&f.opts.Hypervisor, "hypervisor", "qemu", "qemu, or xen: the guests as Xen domUs with netfront, in a Xen host nested under QEMU")
 	fl.StringVar(&f.opts.XenGuestType, "xen-guest", "pv", "Xen domU type with --hypervisor xen: pv or pvh")
+	fl.StringVar(&f.opts.XenCPU, "xen-cpu", "", "QEMU CPU model of the nested Xen host with --hypervisor xen (default "+vm.DefaultXenCPU+"); e.g. without AES-NI: qemu64,+ssse3,+sse4.1,+sse4.2,+popcnt,+svm,+npt")
+	fl.StringVar(&f.opts.XenAppend, "xen-append", "", "extra Xen hypervisor command line with --hypervisor xen, e.g. spec-ctrl=eager-fpu")
 	fl.StringVar(&f.opts.Dom0Kernel, "dom0-kernel", "", "dom0 kernel of the nested Xen host (default: a /boot/vmlinuz-* with CONFIG_XEN_DOM0)")
 	fl.StringVar(&f.opts.Append, "append", "", "extra kernel command line for both guests")
 	fl.IntVar(&f.opts.MemoryMB, "memory", 512, "guest memory in MiB")

@@ -292,15 +292,14 @@ func (s *espSetup) authInstalled() bool {
 	return true
 }
 
-// describe returns the kernel's view of the SAs, one line each, and the
-// number of packets they processed.
-func (s *espSetup) describe() ([]string, int64) {
+// describe returns the kernel's view of the SAs, one line each, the number
+// of packets they processed and the number of inbound packets the kernel
+// dropped because their ICV did not verify (the SAs' integrity_failed).
+func (s *espSetup) describe() (lines []string, pkts, authFailures int64) {
 	states, err := netlink.XfrmStateList(unix.AF_INET)
 	if err != nil {
-		return []string{"cannot list SAs: " + err.Error()}, 0
+		return []string{"cannot list SAs: " + err.Error()}, 0, 0
 	}
-	var lines []string
-	var pkts int64
 	for _, st := range states {
 		line := fmt.Sprintf("src %v dst %v proto esp spi 0x%08x mode %v", st.Src, st.Dst, uint32(st.Spi), st.Mode)
 		if st.Aead != nil {
@@ -315,9 +314,10 @@ func (s *espSetup) describe() ([]string, int64) {
 		if st.Encap != nil {
 			line += fmt.Sprintf(" encap espinudp %d %d", st.Encap.SrcPort, st.Encap.DstPort)
 		}
-		line += fmt.Sprintf(" packets %d bytes %d", st.Statistics.Packets, st.Statistics.Bytes)
+		line += fmt.Sprintf(" packets %d bytes %d integrity-failed %d", st.Statistics.Packets, st.Statistics.Bytes, st.Statistics.Failed)
 		lines = append(lines, line)
 		pkts += int64(st.Statistics.Packets)
+		authFailures += int64(st.Statistics.Failed)
 	}
-	return lines, pkts
+	return lines, pkts, authFailures
 }

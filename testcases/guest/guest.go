@@ -29,7 +29,8 @@ var registry = map[string]runner{
 		}
 		res, err := runStreams(ctx, p, send)
 		if res != nil {
-			res.XfrmState, res.ESPPackets = sa.describe()
+			res.XfrmState, res.ESPPackets, res.AuthFailures = sa.describe()
+			res.CryptoDrivers = cryptoDrivers()
 		}
 		return res, err
 	},

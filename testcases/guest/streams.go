@@ -32,11 +32,20 @@ func runStreams(ctx context.Context, p *proto.Params, send Send) (*proto.Result,
 	if p.Streams < 1 {
 		p.Streams = 1
 	}
-	res := &proto.Result{Role: p.Role, KernelRelease: kernelRelease(), Streams: p.Streams}
+	res := &proto.Result{Role: p.Role, KernelRelease: kernelRelease(), Streams: p.Streams, SIMD: cpuSIMD()}
 	var moved atomic.Int64
 	stopProgress := progress(send, p.Role, &moved)
 	defer stopProgress()
 	var err error
+	if p.SIMDCanary {
+		cctx, stop := context.WithCancel(ctx)
+		done := make(chan *proto.SIMDCanary, 1)
+		go func() { done <- simdCanary(cctx, p.Seed+uint64(len(p.Role))) }()
+		defer func() {
+			stop()
+			res.SIMDCanary = <-done
+		}()
+	}
 	start := time.Now()
 	if p.Role == proto.RoleReceiver {
 		err = receive(ctx, p, res, &moved)

@@ -93,6 +93,9 @@ type Params struct {
 	Modules []string `json:"modules,omitempty"`
 	// Shell starts a shell on the console at the end instead of powering off.
 	Shell bool `json:"shell,omitempty"`
+	// SIMDCanary runs a thread that holds known values in the SIMD
+	// registers during the test and reports when they change under it.
+	SIMDCanary bool `json:"simd_canary,omitempty"`
 	// Channel is the device the agent writes its events to; empty means
 	// DefaultChannel. Events of type ready, result and error are mirrored on
 	// the console.
@@ -208,6 +211,37 @@ type Result struct {
 	XfrmState []string `json:"xfrm_state,omitempty"`
 	// ESPPackets counts ESP packets the kernel processed (from the SA stats).
 	ESPPackets int64 `json:"esp_packets,omitempty"`
+	// AuthFailures counts the ESP packets this guest's kernel dropped
+	// because their ICV did not verify (the inbound SA's integrity_failed):
+	// the peer's output path (or the wire) damaged them, and TCP resent
+	// the data.
+	AuthFailures int64 `json:"auth_failures,omitempty"`
+	// SIMD lists the CPU's SIMD and FPU-management flags as the guest
+	// kernel sees them (/proc/cpuinfo), CryptoDrivers the implementations
+	// its crypto picked for the test's algorithms ("name = driver", from
+	// /proc/crypto).
+	SIMD          []string `json:"simd,omitempty"`
+	CryptoDrivers []string `json:"crypto_drivers,omitempty"`
+	// SIMDCanary is the canary thread's finding (Params.SIMDCanary).
+	SIMDCanary *SIMDCanary `json:"simd_canary,omitempty"`
+}
+
+// SIMDCanary is what the SIMD canary thread saw: Checks checks of 15
+// registers over Seconds, Clobbered of them found a register changed.
+type SIMDCanary struct {
+	Checks    int64         `json:"checks"`
+	Clobbered int           `json:"clobbered"`
+	Seconds   float64       `json:"seconds"`
+	Samples   []SIMDClobber `json:"samples,omitempty"`
+}
+
+// SIMDClobber is one register found changed.
+type SIMDClobber struct {
+	Register int      `json:"register"`
+	Expected HexBytes `json:"expected"`
+	Seen     HexBytes `json:"seen"`
+	// Seconds since the canary started.
+	Seconds float64 `json:"seconds"`
 }
 
 // Corruption is one run of wrong bytes in a stream.
