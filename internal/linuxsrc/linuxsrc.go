@@ -12,6 +12,7 @@ package linuxsrc
 import (
 	"archive/tar"
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -207,28 +208,18 @@ func build(ctx context.Context, o Options, dir string) error {
 	if err != nil {
 		return err
 	}
-	fi := exec.CommandContext(ctx, "git", append([]string{"-C", dir, "fast-import", "--quiet", "--done"}, fastImportArgs...)...)
-	fi.Env = gitrepo.Env()
-	var fiErr strings.Builder
-	fi.Stderr = &fiErr
-	stdin, err := fi.StdinPipe()
-	if err != nil {
+	var version string
+	var nfiles int
+	err = fastImport(ctx, dir, func(w io.Writer) error {
+		var err error
+		version, nfiles, err = streamTar(decomp.r, w, "refs/heads/"+Branch, filepath.Base(o.Tarball))
 		return err
+	})
+	if werr := decomp.wait(); werr != nil {
+		return fmt.Errorf("linux-src: decompress %s: %w", o.Tarball, werr)
 	}
-	if err := fi.Start(); err != nil {
-		return fmt.Errorf("git fast-import: %w", err)
-	}
-	version, nfiles, streamErr := stream(decomp.r, stdin)
-	stdin.Close()
-	fiWait := fi.Wait()
-	decompWait := decomp.wait()
-	switch {
-	case streamErr != nil:
-		return fmt.Errorf("linux-src: import %s: %w", o.Tarball, streamErr)
-	case decompWait != nil:
-		return fmt.Errorf("linux-src: decompress %s: %w", o.Tarball, decompWait)
-	case fiWait != nil:
-		return fmt.Errorf("linux-src: git fast-import: %s: %w", strings.TrimSpace(fiErr.String()), fiWait)
+	if err != nil {
+		return fmt.Errorf("linux-src: import %s: %w", o.Tarball, err)
 	}
 	if version != "" {
 		if _, err := gitOut(ctx, dir, "tag", "v"+version, "refs/heads/"+Branch); err != nil {
@@ -292,22 +283,83 @@ func decompressor(ctx context.Context, tarball string) (*proc, error) {
 	}}, nil
 }
 
+// treeWriter writes one commit's files as a git fast-import stream.
+type treeWriter struct {
+	bw    *bufio.Writer
+	files map[string]entry
+	mark  int
+}
+
 type entry struct {
 	mode string
 	mark int
 }
 
+func newTreeWriter(w io.Writer) *treeWriter {
+	tw := &treeWriter{bw: bufio.NewWriterSize(w, 1<<20), files: map[string]entry{}}
+	fmt.Fprint(tw.bw, "feature done\n")
+	return tw
+}
+
+// file adds a regular file of size bytes read from r.
+func (tw *treeWriter) file(name string, exec bool, size int64, r io.Reader) error {
+	tw.mark++
+	fmt.Fprintf(tw.bw, "blob\nmark :%d\ndata %d\n", tw.mark, size)
+	if n, err := io.CopyN(tw.bw, r, size); err != nil {
+		return fmt.Errorf("%s: %d of %d bytes: %w", name, n, size, err)
+	}
+	tw.bw.WriteByte('\n')
+	mode := "100644"
+	if exec {
+		mode = "100755"
+	}
+	tw.files[name] = entry{mode, tw.mark}
+	return nil
+}
+
+func (tw *treeWriter) symlink(name, target string) {
+	tw.mark++
+	fmt.Fprintf(tw.bw, "blob\nmark :%d\ndata %d\n%s\n", tw.mark, len(target), target)
+	tw.files[name] = entry{"120000", tw.mark}
+}
+
+// link makes name a hard link to the file target written before.
+func (tw *treeWriter) link(name, target string) bool {
+	e, ok := tw.files[target]
+	tw.files[name] = e
+	return ok
+}
+
+// commit writes the commit of every file on ref, with the fixed identity
+// and date (so the same files make the same commit everywhere).
+func (tw *treeWriter) commit(ref, msg string) error {
+	if len(tw.files) == 0 {
+		return errors.New("the tree holds no files")
+	}
+	fmt.Fprintf(tw.bw, "commit %s\nauthor %s %s\ncommitter %s %s\ndata %d\n%s",
+		ref, ident, identTime, ident, identTime, len(msg), msg)
+	names := make([]string, 0, len(tw.files))
+	for n := range tw.files {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		e := tw.files[n]
+		fmt.Fprintf(tw.bw, "M %s :%d %s\n", e.mode, e.mark, quotePath(n))
+	}
+	fmt.Fprint(tw.bw, "\ndone\n")
+	return tw.bw.Flush()
+}
+
 var makefileVar = regexp.MustCompile(`(?m)^(VERSION|PATCHLEVEL|SUBLEVEL|EXTRAVERSION)\s*=[ \t]*(\S*)`)
 
-// stream reads a tar archive and writes a fast-import stream to w: one blob
-// per regular file or symlink, then one commit naming them all. It returns
-// the kernel version found in the top Makefile.
-func stream(r io.Reader, w io.Writer) (version string, nfiles int, err error) {
-	bw := bufio.NewWriterSize(w, 1<<20)
-	fmt.Fprint(bw, "feature done\n")
+// streamTar reads a tar archive and writes a fast-import stream to w: one
+// blob per regular file or symlink, then one commit on ref naming them all.
+// The archive's top directory is not part of the tree. It returns the
+// kernel version found in the top Makefile.
+func streamTar(r io.Reader, w io.Writer, ref, source string) (version string, nfiles int, err error) {
+	tw := newTreeWriter(w)
 	tr := tar.NewReader(r)
-	files := map[string]entry{}
-	mark := 0
 	prefix := ""
 	for {
 		h, err := tr.Next()
@@ -336,60 +388,38 @@ func stream(r io.Reader, w io.Writer) (version string, nfiles int, err error) {
 		name = strings.TrimPrefix(name, prefix)
 		switch h.Typeflag {
 		case tar.TypeReg:
-			mark++
-			fmt.Fprintf(bw, "blob\nmark :%d\ndata %d\n", mark, h.Size)
+			var body io.Reader = tr
 			if name == "Makefile" {
 				data, err := io.ReadAll(tr)
 				if err != nil {
 					return "", 0, err
 				}
 				version = makefileVersion(data)
-				bw.Write(data)
-			} else if _, err := io.Copy(bw, tr); err != nil {
+				body = bytes.NewReader(data)
+			}
+			if err := tw.file(name, h.Mode&0o111 != 0, h.Size, body); err != nil {
 				return "", 0, err
 			}
-			bw.WriteByte('\n')
-			mode := "100644"
-			if h.Mode&0o111 != 0 {
-				mode = "100755"
-			}
-			files[name] = entry{mode, mark}
 		case tar.TypeSymlink:
-			mark++
-			fmt.Fprintf(bw, "blob\nmark :%d\ndata %d\n%s\n", mark, len(h.Linkname), h.Linkname)
-			files[name] = entry{"120000", mark}
+			tw.symlink(name, h.Linkname)
 		case tar.TypeLink:
 			target := strings.TrimPrefix(strings.TrimPrefix(path.Clean("/"+h.Linkname), "/"), prefix)
-			e, ok := files[target]
-			if !ok {
+			if !tw.link(name, target) {
 				return "", 0, fmt.Errorf("tar member %s links to unknown %s", h.Name, h.Linkname)
 			}
-			files[name] = e
 		case tar.TypeDir, tar.TypeXGlobalHeader:
 		default:
 			return "", 0, fmt.Errorf("tar member %s has unsupported type %q", h.Name, h.Typeflag)
 		}
 	}
-	if len(files) == 0 {
+	if len(tw.files) == 0 {
 		return "", 0, errors.New("the archive holds no files")
 	}
-	msg := "Linux " + version + "\n\nImported by kbisect from " + filepath.Base(Tarball) + ".\n"
+	msg := "Linux " + version + "\n\nImported by kbisect from " + source + ".\n"
 	if version == "" {
 		msg = "Kernel source tree\n\nImported by kbisect.\n"
 	}
-	fmt.Fprintf(bw, "commit refs/heads/%s\nauthor %s %s\ncommitter %s %s\ndata %d\n%s",
-		Branch, ident, identTime, ident, identTime, len(msg), msg)
-	names := make([]string, 0, len(files))
-	for n := range files {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		e := files[n]
-		fmt.Fprintf(bw, "M %s :%d %s\n", e.mode, e.mark, quotePath(n))
-	}
-	fmt.Fprint(bw, "\ndone\n")
-	return version, len(files), bw.Flush()
+	return version, len(tw.files), tw.commit(ref, msg)
 }
 
 // makefileVersion returns "VERSION.PATCHLEVEL.SUBLEVEL[EXTRAVERSION]" from a
