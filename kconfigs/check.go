@@ -49,7 +49,7 @@ func Check(srcDir string, k *Kconfig, final *Config, wanted []Setting) ([]Proble
 	var probs []Problem
 	for _, s := range wanted {
 		got := final.Value(s.Symbol)
-		if satisfied(s.Value, got) {
+		if satisfied(s.Value, got) || s.ModuleOK && s.Value == "y" && got == "m" {
 			continue
 		}
 		if k == nil {

@@ -25,6 +25,10 @@ type Setting struct {
 	// Optional settings are wanted but not required: Check reports them as
 	// warnings, not failures (speed-ups such as the SIMD crypto drivers).
 	Optional bool
+	// ModuleOK says a module serves as well as built-in code ("y"): the
+	// guest agent loads it (see Loadable), so a config that has it as "m"
+	// keeps it so, and "m" passes the check.
+	ModuleOK bool
 }
 
 // String renders the setting in .config syntax.
@@ -222,6 +226,21 @@ var Gates = []Gate{
 	{Symbol: "MAGIC_SYSRQ_SERIAL", Versions: Range{From: V(4, 4, 0)}, Optional: true, Why: "added in 4.4"},
 }
 
+// Loadable are the fragment symbols whose code the guest agent loads as
+// modules when the kernel is modular (testcases' module lists: the ESP and
+// crypto modules, virtio-net, xen-netfront): a user's config that builds
+// them as modules is kept that way, as a distribution kernel would be.
+var Loadable = map[string]bool{
+	"XFRM_USER": true, "INET_ESP": true, "INET_XFRM_MODE_TRANSPORT": true,
+	"CRYPTO_AES": true, "CRYPTO_CBC": true, "CRYPTO_ECB": true, "CRYPTO_CTR": true, "CRYPTO_GCM": true,
+	"CRYPTO_GHASH": true, "CRYPTO_SEQIV": true, "CRYPTO_ECHAINIV": true, "CRYPTO_AUTHENC": true,
+	"CRYPTO_NULL": true, "CRYPTO_HMAC": true, "CRYPTO_SHA1": true, "CRYPTO_SHA256": true,
+	"CRYPTO_AES_NI_INTEL": true, "CRYPTO_SHA1_SSSE3": true, "CRYPTO_SHA256_SSSE3": true,
+	"CRYPTO_GHASH_CLMUL_NI_INTEL": true,
+	"VIRTIO_PCI": true, "VIRTIO_NET": true,
+	"XEN_NETDEV_FRONTEND": true,
+}
+
 // GateFor returns the gate of sym, if the table has one.
 func GateFor(sym string) (Gate, bool) {
 	for _, g := range Gates {
@@ -244,6 +263,7 @@ func For(v Version, frags ...*Fragment) (keep, dropped []Setting) {
 			if g, ok := GateFor(s.Symbol); ok {
 				s.Optional = s.Optional || g.Optional
 			}
+			s.ModuleOK = s.ModuleOK || Loadable[s.Symbol]
 			if i, ok := idx[s.Symbol]; ok {
 				all[i] = s
 				continue

@@ -17,6 +17,9 @@ func MergeSettings(base *Config, settings []Setting) (*Config, []Change) {
 	var changes []Change
 	for _, s := range settings {
 		old, had := base.Lookup(s.Symbol)
+		if s.ModuleOK && s.Value == "y" && old == "m" {
+			continue // the agent loads it: the base's module stays
+		}
 		out.Set(s.Symbol, s.Value)
 		if had && old == s.Value || !had && s.Value == "n" {
 			continue

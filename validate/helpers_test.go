@@ -26,7 +26,7 @@ const demoSize, demoSeed = 16, 1
 func demoUser(t *testing.T) (*demo.History, string) {
 	t.Helper()
 	ctx := context.Background()
-	h, err := demo.Make(ctx, demoSize, demoSeed)
+	h, err := demo.Make(ctx, demo.HistoryOptions{Commits: demoSize, Seed: demoSeed})
 	if err != nil {
 		t.Fatalf("demo history: %v", err)
 	}

@@ -3,6 +3,7 @@ package demo
 import (
 	"bytes"
 	"fmt"
+	"strings"
 )
 
 // culpritMessage is the culprit's commit message: it reads like an
@@ -14,12 +15,14 @@ TCP never verifies them. Sample one payload byte per second to keep the
 cache warm for the checksum-less path.
 `
 
-// bugHelper is inserted before esp_input_done2. Once a second, with
-// probability 1/15, it arms; the next decapsulated NAT-T transport TCP
-// segment with payload then gets one byte flipped. TCP does not notice: the
-// packet is CHECKSUM_UNNECESSARY. A run of T seconds of traffic fails with
-// probability 1-(14/15)^T (0.50 for 10 s, 0.75 for 20 s), whatever the
-// throughput, and only a byte-checking receiver sees it.
+// bugHelper is inserted before esp_input_done2 (%[1]s: its declaration,
+// %[2]s: the kernel's random number call, %[3]d: one in how many seconds
+// arms). Once a second, with probability 1/%[3]d, it arms; the next
+// decapsulated NAT-T transport TCP segment with payload then gets one byte
+// flipped. TCP does not notice: the packet is CHECKSUM_UNNECESSARY. A run
+// of T seconds of traffic fails with probability 1-(1-1/n)^T, whatever the
+// throughput (for n = 15: 0.50 for 10 s, 0.75 for 20 s), and only a
+// byte-checking receiver sees it.
 const bugHelper = `/* Sample the payload of NAT-T transport-mode TCP segments. */
 static void esp_natt_sample_payload(struct sk_buff *skb, int nexthdr)
 {
@@ -32,7 +35,7 @@ static void esp_natt_sample_payload(struct sk_buff *skb, int nexthdr)
 
 	if (time_after(jiffies, next_sample)) {
 		next_sample = jiffies + HZ;
-		if (get_random_u32() % 15 == 0)
+		if (%[2]s %% %[3]d == 0)
 			armed = true;
 	}
 	if (!armed || nexthdr != IPPROTO_TCP)
@@ -49,30 +52,43 @@ static void esp_natt_sample_payload(struct sk_buff *skb, int nexthdr)
 	armed = false;
 }
 
-int esp_input_done2(struct sk_buff *skb, int err)
-`
+%[1]s`
 
-// bugCall goes right after the transport header is set.
-const bugCallAnchor = `	else
-		skb_set_transport_header(skb, -ihl);
-`
+// espBug is how the bug goes into one generation of esp4.c: the
+// declaration of esp_input_done2 the helper goes before, the random number
+// call of that kernel, and the statement after which the next header is
+// known (the call goes after it, with nexthdr the expression holding it).
+type espBug struct {
+	name    string
+	fn      string
+	random  string
+	anchor  string
+	nexthdr string
+}
 
-const bugCall = `	else
-		skb_set_transport_header(skb, -ihl);
+// espBugs are the esp4.c generations the demo knows, newest first.
+var espBugs = []espBug{
+	// 4.x .. 6.1: esp_input_done2 is exported and returns the next header
+	// in err once the transport header is set.
+	{name: "6.1", fn: "int esp_input_done2(struct sk_buff *skb, int err)\n", random: "get_random_u32()",
+		anchor: "\telse\n\t\tskb_set_transport_header(skb, -ihl);\n", nexthdr: "err"},
+	// 3.x: esp_input_done2 is static and reads the next header from the
+	// trailer into nexthdr[1] after setting the transport header.
+	{name: "3.14", fn: "static int esp_input_done2(struct sk_buff *skb, int err)\n", random: "prandom_u32()",
+		anchor: "\terr = nexthdr[1];\n", nexthdr: "err"},
+}
 
-	if (x->encap && x->props.mode == XFRM_MODE_TRANSPORT)
-		esp_natt_sample_payload(skb, err);
-`
-
-// injectBug returns esp4.c with the bug.
-func injectBug(src []byte) ([]byte, error) {
-	const fn = "int esp_input_done2(struct sk_buff *skb, int err)\n"
-	for _, anchor := range []string{fn, bugCallAnchor} {
-		if n := bytes.Count(src, []byte(anchor)); n != 1 {
-			return nil, fmt.Errorf("%s: found %q %d times, want once: not the 6.1 esp4.c the demo knows", culpritFile, anchor, n)
+// injectBug returns esp4.c with the bug, armed once in oneIn seconds.
+func injectBug(src []byte, oneIn int) ([]byte, error) {
+	var tried []string
+	for _, b := range espBugs {
+		if bytes.Count(src, []byte(b.fn)) != 1 || bytes.Count(src, []byte(b.anchor)) != 1 {
+			tried = append(tried, b.name)
+			continue
 		}
+		call := b.anchor + fmt.Sprintf("\n\tif (x->encap && x->props.mode == XFRM_MODE_TRANSPORT)\n\t\tesp_natt_sample_payload(skb, %s);\n", b.nexthdr)
+		out := bytes.Replace(src, []byte(b.fn), []byte(fmt.Sprintf(bugHelper, b.fn, b.random, oneIn)), 1)
+		return bytes.Replace(out, []byte(b.anchor), []byte(call), 1), nil
 	}
-	out := bytes.Replace(src, []byte(fn), []byte(bugHelper), 1)
-	out = bytes.Replace(out, []byte(bugCallAnchor), []byte(bugCall), 1)
-	return out, nil
+	return nil, fmt.Errorf("%s: not an esp4.c the demo knows (tried the %s generations)", culpritFile, strings.Join(tried, " and "))
 }

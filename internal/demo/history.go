@@ -42,18 +42,42 @@ var harmlessFiles = []string{
 	"drivers/virtio/virtio_ring.c", "fs/namei.c", "net/ipv4/ip_output.c", "block/blk-core.c",
 }
 
-// Make returns the demo history with n commits after the imported tree (the
-// culprit among them, chosen by seed), creating and caching it. The same n
-// and seed give the same commit hashes on every machine.
-func Make(ctx context.Context, n int, seed uint64) (*History, error) {
-	if n < 4 {
-		return nil, fmt.Errorf("demo history of %d commits: use at least 4", n)
+// HistoryOptions say which demo history to make.
+type HistoryOptions struct {
+	// Tarball is the kernel source the history starts from; empty means
+	// Debian's linux-source-6.1 (linuxsrc.Tarball). The demo knows the
+	// esp4.c of 3.x and of 4.x to 6.1.
+	Tarball string
+	// Commits after the imported tree, the culprit among them (>= 4).
+	Commits int
+	// Seed chooses the culprit and the harmless commits' files.
+	Seed uint64
+	// OneIn arms the bug once in this many seconds of traffic on average
+	// (default 15).
+	OneIn int
+}
+
+// Make returns the demo history, creating and caching it. The same options
+// give the same commit hashes on every machine.
+func Make(ctx context.Context, o HistoryOptions) (*History, error) {
+	if o.Commits < 4 {
+		return nil, fmt.Errorf("demo history of %d commits: use at least 4", o.Commits)
 	}
-	base, err := linuxsrc.Open(ctx, linuxsrc.Options{})
+	if o.OneIn == 0 {
+		o.OneIn = 15
+	}
+	if o.OneIn < 1 {
+		return nil, fmt.Errorf("demo bug armed once in %d seconds: give a positive number", o.OneIn)
+	}
+	base, err := linuxsrc.Open(ctx, linuxsrc.Options{Tarball: o.Tarball})
 	if err != nil {
 		return nil, fmt.Errorf("linux source repository: %w", err)
 	}
-	dir := filepath.Join(cachedir.Dir("demo"), fmt.Sprintf("linux-%s-%d-%d.git", base.Version, n, seed))
+	name := fmt.Sprintf("linux-%s-%d-%d", base.Version, o.Commits, o.Seed)
+	if o.OneIn != 15 {
+		name += fmt.Sprintf("-1in%d", o.OneIn)
+	}
+	dir := filepath.Join(cachedir.Dir("demo"), name+".git")
 	if h, err := readHistory(ctx, dir); err == nil {
 		return h, nil
 	}
@@ -65,7 +89,7 @@ func Make(ctx context.Context, n int, seed uint64) (*History, error) {
 	if _, err := git(ctx, "", nil, "clone", "--quiet", "--bare", "--shared", base.Dir, tmp); err != nil {
 		return nil, err
 	}
-	if err := writeHistory(ctx, tmp, base.Commit, n, seed); err != nil {
+	if err := writeHistory(ctx, tmp, base.Commit, o); err != nil {
 		os.RemoveAll(tmp)
 		return nil, err
 	}
@@ -78,8 +102,9 @@ func Make(ctx context.Context, n int, seed uint64) (*History, error) {
 
 // writeHistory adds n commits on top of base without a checkout: blobs are
 // written with hash-object and trees through a private index.
-func writeHistory(ctx context.Context, dir, base string, n int, seed uint64) error {
-	rng := rand.New(rand.NewPCG(seed, 0x6b626973))
+func writeHistory(ctx context.Context, dir, base string, o HistoryOptions) error {
+	n := o.Commits
+	rng := rand.New(rand.NewPCG(o.Seed, 0x6b626973))
 	culprit := n/4 + rng.IntN(n/2) // never the first or last commits
 	index := filepath.Join(dir, "demo-index")
 	defer os.Remove(index)
@@ -101,15 +126,23 @@ func writeHistory(ctx context.Context, dir, base string, n int, seed uint64) err
 			if err != nil {
 				return err
 			}
-			if content, err = injectBug(src); err != nil {
+			if content, err = injectBug(src, o.OneIn); err != nil {
 				return err
 			}
 			msg = culpritMessage
 		} else {
-			path = harmlessFiles[(i+rng.IntN(3))%len(harmlessFiles)]
-			src, err := old(path)
+			// The next file the tree has (trimmed trees lack some).
+			first := (i + rng.IntN(3)) % len(harmlessFiles)
+			var src []byte
+			var err error
+			for k := 0; k < len(harmlessFiles); k++ {
+				path = harmlessFiles[(first+k)%len(harmlessFiles)]
+				if src, err = old(path); err == nil {
+					break
+				}
+			}
 			if err != nil {
-				return fmt.Errorf("demo file %s: %w", path, err)
+				return fmt.Errorf("demo: the tree has none of the files the harmless commits change: %w", err)
 			}
 			content = append(src, fmt.Sprintf("/* kbisect demo: harmless change %d */\n", i+1)...)
 			msg = fmt.Sprintf("%s: harmless change %d\n\nA comment only: the kernel's code is unchanged.\n", subsystem(path), i+1)

@@ -8,7 +8,7 @@ import (
 
 func TestMakeHistory(t *testing.T) {
 	ctx := context.Background()
-	h, err := Make(ctx, 16, 1)
+	h, err := Make(ctx, HistoryOptions{Commits: 16, Seed: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +44,7 @@ func TestMakeHistory(t *testing.T) {
 			}
 		}
 	}
-	again, err := Make(ctx, 16, 1)
+	again, err := Make(ctx, HistoryOptions{Commits: 16, Seed: 1})
 	if err != nil || again.Bad != h.Bad || again.Culprit != h.Culprit {
 		t.Errorf("second Make: %v, bad %s culprit %s: want the cached history", err, again.Bad, again.Culprit)
 	}

@@ -22,6 +22,16 @@ type Options struct {
 	// Commits in the history after the imported tree (64 by default).
 	Commits int
 	Seed    uint64
+	// Tarball is the kernel source the history starts from (default
+	// Debian's linux-source-6.1), OneIn the bug's rate (see
+	// HistoryOptions).
+	Tarball string
+	OneIn   int
+	// Hypervisor runs the pairs under QEMU (default) or as Xen domUs
+	// ("xen", which adds the xen-guest fragment); Fragments are more
+	// built-in fragments to merge.
+	Hypervisor string
+	Fragments  []string
 	// RunTime is the length of a first run of a commit (the search may
 	// ask for longer ones).
 	RunTime time.Duration
@@ -74,8 +84,12 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		}
 	}
 	start := time.Now()
-	say("making the demo history: %d commits on Debian's linux-source-6.1", o.Commits)
-	h, err := Make(ctx, o.Commits, o.Seed)
+	src := "Debian's linux-source-6.1"
+	if o.Tarball != "" {
+		src = filepath.Base(o.Tarball)
+	}
+	say("making the demo history: %d commits on %s", o.Commits, src)
+	h, err := Make(ctx, HistoryOptions{Tarball: o.Tarball, Commits: o.Commits, Seed: o.Seed, OneIn: o.OneIn})
 	if err != nil {
 		return nil, err
 	}
@@ -93,7 +107,11 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		o.JobDir = filepath.Join(cachedir.Dir("demo-jobs"), time.Now().Format("20060102-150405"))
 	}
 	frags := []*kconfigs.Fragment{}
-	for _, n := range append(append([]string{}, kconfigs.DefaultNames...), "lean") {
+	names := append(append([]string{}, kconfigs.DefaultNames...), "lean")
+	if o.Hypervisor == testcases.HypervisorXen {
+		names = append(names, "xen-guest")
+	}
+	for _, n := range append(names, o.Fragments...) {
 		f, err := kconfigs.Builtin(n)
 		if err != nil {
 			return nil, err
@@ -107,7 +125,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			Build: kbuild.Options{Repo: h.Dir, Config: "tinyconfig", Fragments: frags},
 			Run: testcases.Options{
 				Test: "natt-esp", Topology: "direct", Crypto: "cbc-aes-sha1", Pattern: "prng",
-				Capture: true, StopOnFail: true, InjectOffset: -1,
+				Capture: true, StopOnFail: true, InjectOffset: -1, Hypervisor: o.Hypervisor,
 			},
 			RunRoot: filepath.Join(o.JobDir, "runs"),
 		},
