@@ -237,7 +237,7 @@ var Loadable = map[string]bool{
 	"CRYPTO_NULL": true, "CRYPTO_HMAC": true, "CRYPTO_SHA1": true, "CRYPTO_SHA256": true,
 	"CRYPTO_AES_NI_INTEL": true, "CRYPTO_SHA1_SSSE3": true, "CRYPTO_SHA256_SSSE3": true,
 	"CRYPTO_GHASH_CLMUL_NI_INTEL": true,
-	"VIRTIO_PCI": true, "VIRTIO_NET": true,
+	"VIRTIO_PCI":                  true, "VIRTIO_NET": true,
 	"XEN_NETDEV_FRONTEND": true,
 }
 
