@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/kbisect/kbisect/internal/cachedir"
+	"github.com/kbisect/kbisect/internal/fsutil"
 	"github.com/kbisect/kbisect/internal/gitrepo"
 	"github.com/kbisect/kbisect/kconfigs"
 )
@@ -152,6 +153,24 @@ func Build(ctx context.Context, o Options) (*Artifact, error) {
 		if a, err := p.lookup(); err == nil {
 			a.Commit, a.CacheHit, a.Elapsed = p.commit, true, time.Since(start)
 			p.logf("build cache hit for %s: %s", short(p.commit), a.Dir)
+			return a, nil
+		}
+	}
+	// One build per key at a time, across processes: whoever waited finds
+	// the kernel the other built (two bisections, or two test packages,
+	// asking for the same tree and config).
+	if err := os.MkdirAll(filepath.Join(p.cacheRoot, "builds"), 0o755); err != nil {
+		return nil, fmt.Errorf("build cache: %w", err)
+	}
+	unlock, err := fsutil.Lock(ctx, filepath.Join(p.cacheRoot, "builds", "."+p.key+".lock"))
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	if !o.NoCache {
+		if a, err := p.lookup(); err == nil {
+			a.Commit, a.CacheHit, a.Elapsed = p.commit, true, time.Since(start)
+			p.logf("build cache hit for %s after waiting for another build of it: %s", short(p.commit), a.Dir)
 			return a, nil
 		}
 	}

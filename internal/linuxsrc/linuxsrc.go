@@ -27,10 +27,10 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/kbisect/kbisect/internal/cachedir"
+	"github.com/kbisect/kbisect/internal/fsutil"
 	"github.com/kbisect/kbisect/internal/gitrepo"
 )
 
@@ -106,7 +106,7 @@ func Open(ctx context.Context, o Options) (*Info, error) {
 	if err := os.MkdirAll(o.CacheDir, 0o755); err != nil {
 		return nil, fmt.Errorf("linux-src cache %s: %w", o.CacheDir, err)
 	}
-	unlock, err := lock(ctx, filepath.Join(o.CacheDir, ".lock"))
+	unlock, err := fsutil.Lock(ctx, filepath.Join(o.CacheDir, ".lock"))
 	if err != nil {
 		return nil, err
 	}
@@ -153,31 +153,6 @@ func readInfo(ctx context.Context, dir string) (*Info, error) {
 		return nil, fmt.Errorf("linux-src repository %s has no branch %s", dir, Branch)
 	}
 	return info, nil
-}
-
-// lock takes an exclusive flock on path, waiting (and honouring ctx) while
-// another process holds it.
-func lock(ctx context.Context, path string) (func(), error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("lock %s: %w", path, err)
-	}
-	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			return func() { syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
-		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) {
-			f.Close()
-			return nil, fmt.Errorf("lock %s: %w", path, err)
-		}
-		select {
-		case <-ctx.Done():
-			f.Close()
-			return nil, fmt.Errorf("waiting for lock %s: %w", path, ctx.Err())
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
 }
 
 func logf(o Options, format string, args ...any) {
