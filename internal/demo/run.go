@@ -32,6 +32,8 @@ type Options struct {
 	// built-in fragments to merge.
 	Hypervisor string
 	Fragments  []string
+	// Append is added to the guests' kernel command lines.
+	Append string
 	// RunTime is the length of a first run of a commit (the search may
 	// ask for longer ones).
 	RunTime time.Duration
@@ -125,7 +127,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			Build: kbuild.Options{Repo: h.Dir, Config: "tinyconfig", Fragments: frags},
 			Run: testcases.Options{
 				Test: "natt-esp", Topology: "direct", Crypto: "cbc-aes-sha1", Pattern: "prng",
-				Capture: true, StopOnFail: true, InjectOffset: -1, Hypervisor: o.Hypervisor,
+				Capture: true, StopOnFail: true, InjectOffset: -1, Hypervisor: o.Hypervisor, Append: o.Append,
 			},
 			RunRoot: filepath.Join(o.JobDir, "runs"),
 		},
