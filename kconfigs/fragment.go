@@ -198,7 +198,7 @@ var Gates = []Gate{
 	{Symbol: "PVPANIC_PCI", Versions: Range{From: V(5, 12, 0)}, Optional: true, Why: "pvpanic-pci driver, 5.12"},
 	{Symbol: "EARLY_PRINTK", Optional: true, Why: "early console, for debugging early boot"},
 	{Symbol: "BINFMT_SCRIPT", Versions: Range{From: V(3, 10, 0)}, Why: "#! scripts became optional in 3.10; before, always built in"},
-	{Symbol: "NET_CORE", Versions: Range{From: V(3, 1, 0)}, Why: "the \"Network core driver support\" menu symbol came with the drivers/net reorganisation of 3.1 (absent in 2.6.32, present in 3.14)"},
+	{Symbol: "NET_CORE", Versions: Range{From: V(3, 2, 0)}, Why: "the \"Network core driver support\" menu symbol came with the drivers/net reorganisation (the ladder: absent in 3.1.0, present in 3.2.4)"},
 	{Symbol: "DEVTMPFS", Versions: Range{From: V(2, 6, 32)}, Why: "added in 2.6.32"},
 	{Symbol: "DEVTMPFS_MOUNT", Versions: Range{From: V(2, 6, 32)}, Why: "added in 2.6.32"},
 	// agent
@@ -210,20 +210,20 @@ var Gates = []Gate{
 	{Symbol: "INET_XFRM_MODE_TRANSPORT", Versions: Range{Until: V(5, 2, 0)}, Why: "transport mode was a separate module until 5.2"},
 	{Symbol: "CRYPTO_ECHAINIV", Versions: Range{From: V(4, 2, 0)}, Why: "added in 4.2 (ESP used seqiv/eseqiv before)"},
 	{Symbol: "CRYPTO_GHASH", Versions: Range{From: V(2, 6, 32)}, Why: "added in 2.6.32"},
-	{Symbol: "CRYPTO_MANAGER_DISABLE_TESTS", Versions: Range{From: V(2, 6, 33)}, Optional: true, Why: "skips boot-time crypto self-tests (slow under TCG)"},
+	{Symbol: "CRYPTO_MANAGER_DISABLE_TESTS", Versions: Range{From: V(2, 6, 36)}, Optional: true, Why: "skips boot-time crypto self-tests (slow under TCG); the ladder: absent in 2.6.35, present in 2.6.36"},
 	{Symbol: "CRYPTO_AES_NI_INTEL", Optional: true, Why: "speed only"},
-	{Symbol: "CRYPTO_SHA1_SSSE3", Versions: Range{From: V(3, 0, 0)}, Optional: true, Why: "speed only; added in 3.0"},
-	{Symbol: "CRYPTO_SHA256_SSSE3", Versions: Range{From: V(3, 13, 0)}, Optional: true, Why: "speed only; added in 3.13"},
+	{Symbol: "CRYPTO_SHA1_SSSE3", Versions: Range{From: V(3, 2, 0)}, Optional: true, Why: "speed only; added in 3.2 (the ladder: absent in 3.1.0, present in 3.2.4)"},
+	{Symbol: "CRYPTO_SHA256_SSSE3", Versions: Range{From: V(3, 10, 99)}, Optional: true, Why: "speed only; added in 3.11, and in the 3.10.y stable releases by 3.10.99 (the ladder: absent in 3.9.6, present in 3.10.99 and 3.11.0)"},
 	{Symbol: "CRYPTO_GHASH_CLMUL_NI_INTEL", Versions: Range{From: V(2, 6, 33)}, Optional: true, Why: "speed only; added in 2.6.33"},
 	// xen-guest
 	{Symbol: "XEN_PV", Versions: Range{From: V(4, 14, 0)}, Why: "PV guest support became a symbol in 4.14"},
 	{Symbol: "XEN_PVHVM", Versions: Range{From: V(2, 6, 36)}, Optional: true, Why: "PV-on-HVM drivers, 2.6.36 (absent in 2.6.32, present in 3.14); a PV or PVH domU does not need them, and they depend on PCI"},
 	{Symbol: "XEN_DOM0", Versions: Range{From: V(2, 6, 37)}, Optional: true, Why: "dom0 support, 2.6.37 (absent in 2.6.32, present in 3.14); a domU does not need it, and it depends on PCI_XEN"},
 	{Symbol: "XEN_PVH", Versions: Range{From: V(3, 14, 0)}, Optional: true, Why: "PVH guests, 3.14 (reworked in 4.11)"},
-	{Symbol: "HVC_XEN_FRONTEND", Versions: Range{From: V(3, 3, 0)}, Why: "added in 3.3"},
+	{Symbol: "HVC_XEN_FRONTEND", Versions: Range{From: V(3, 4, 0)}, Why: "added in 3.4 (the ladder: absent in 3.3.6, present in 3.4.2)"},
 	// debug
 	{Symbol: "PANIC_ON_OOPS", Versions: Range{From: V(3, 5, 0)}, Optional: true, Why: "panic_on_oops as a config symbol, 3.5 (absent in 2.6.32, present in 3.14); boot with oops=panic before"},
-	{Symbol: "MAGIC_SYSRQ_SERIAL", Versions: Range{From: V(4, 4, 0)}, Optional: true, Why: "added in 4.4"},
+	{Symbol: "MAGIC_SYSRQ_SERIAL", Versions: Range{From: V(4, 11, 0)}, Optional: true, Why: "added in 4.11 (the ladder: absent in 4.9.0, present in 4.14.5)"},
 }
 
 // Loadable are the fragment symbols whose code the guest agent loads as

@@ -2,6 +2,7 @@ package kconfigs
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -21,6 +22,9 @@ func TestGatesOnTrees(t *testing.T) {
 		t.Skip("KBISECT_GATE_TREES not set: no kernel trees to check the gates on")
 	}
 	for _, dir := range filepath.SplitList(list) {
+		if gitDir, rev, ok := strings.Cut(dir, "@"); ok {
+			dir = kconfigFiles(t, gitDir, rev)
+		}
 		v, err := TreeVersion(dir)
 		if err != nil {
 			t.Fatal(err)
@@ -52,4 +56,30 @@ func TestGatesOnTrees(t *testing.T) {
 			}
 		})
 	}
+}
+
+// kconfigFiles extracts the top Makefile and every Kconfig file of rev in
+// the git repository gitDir into a temporary directory.
+func kconfigFiles(t *testing.T, gitDir, rev string) string {
+	t.Helper()
+	dir := t.TempDir()
+	archive := exec.Command("git", "--git-dir", gitDir, "archive", rev, "--", "Makefile", ":(glob)**/Kconfig*")
+	untar := exec.Command("tar", "-x", "-C", dir)
+	pipe, err := archive.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	untar.Stdin = pipe
+	var stderr strings.Builder
+	archive.Stderr = &stderr
+	if err := untar.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := archive.Run(); err != nil {
+		t.Fatalf("git archive %s@%s: %v: %s", gitDir, rev, err, stderr.String())
+	}
+	if err := untar.Wait(); err != nil {
+		t.Fatalf("tar: %v", err)
+	}
+	return dir
 }

@@ -129,11 +129,15 @@ func (p *kparser) file(rel string, stack []*kframe, depth int) error {
 				continue
 			}
 			ind := indent(text)
-			if helpIndent == -1 {
+			switch {
+			case ind == 0:
+				// A line at column 0 ends the help text, even an empty
+				// one ("help" followed directly by the next config, as
+				// in 3.14's drivers/video/Kconfig).
+			case helpIndent == -1:
 				helpIndent = ind
 				continue
-			}
-			if ind >= helpIndent {
+			case ind >= helpIndent:
 				continue
 			}
 			helpIndent = -2

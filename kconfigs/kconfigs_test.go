@@ -469,3 +469,23 @@ func TestReadKconfigOldRoot(t *testing.T) {
 		}
 	}
 }
+
+// TestReadKconfigEmptyHelp: an empty help text (3.14's drivers/video/Kconfig
+// has "help" followed by a blank line and the next config) must not swallow
+// the rest of the file: VGA_CONSOLE, sourced after it, was reported as
+// missing in 3.14.
+func TestReadKconfigEmptyHelp(t *testing.T) {
+	dir := writeTree(t, map[string]string{
+		"Kconfig": "config FB_I810_I2C\n\tbool \"Enable DDC Support\"\n\thelp\n\nconfig FB_LE80578\n\ttristate \"Intel LE80578\"\n\thelp\n\t  This driver supports the LE80578\n\t  chipset.\n\n\t  More text.\nif VT\n\tsource \"console/Kconfig\"\nendif\n",
+		"console/Kconfig": "menu \"Console display driver support\"\nconfig VGA_CONSOLE\n\tbool \"VGA text console\" if EXPERT || !X86\n\thelp\n\t  Saying Y here.\nendmenu\n",
+	})
+	k, err := ReadKconfig(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{"FB_I810_I2C", "FB_LE80578", "VGA_CONSOLE"} {
+		if !k.Defined(s) {
+			t.Errorf("%s not found", s)
+		}
+	}
+}

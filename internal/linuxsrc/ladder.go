@@ -222,9 +222,12 @@ func classify(ctx context.Context, arg string) (ladderSource, bool, error) {
 func (s ladderSource) importTo(ctx context.Context, dir, ref string) (tree, version string, err error) {
 	switch s.kind {
 	case "git":
-		// The commit by its hash: a local upload-pack serves it once allowed.
-		if _, err := gitrepo.Run(ctx, gitrepo.Cmd{Dir: dir}, "-c", "uploadpack.allowAnySHA1InWant=true",
-			"fetch", "--quiet", "--no-tags", "--depth=1", s.path, s.rev+":"+ref); err != nil {
+		// The commit by its hash: a local upload-pack serves it once
+		// allowed. No delta search and light compression: a 4.0 tree comes
+		// over in 9 s instead of minutes (the -c settings reach the
+		// upload-pack git runs for a local path).
+		if _, err := gitrepo.Run(ctx, gitrepo.Cmd{Dir: dir}, "-c", "uploadpack.allowAnySHA1InWant=true", "-c", "pack.window=0",
+			"-c", "pack.compression=1", "fetch", "--quiet", "--no-tags", "--depth=1", s.path, s.rev+":"+ref); err != nil {
 			return "", "", err
 		}
 	case "tarball":
