@@ -476,7 +476,7 @@ func TestReadKconfigOldRoot(t *testing.T) {
 // missing in 3.14.
 func TestReadKconfigEmptyHelp(t *testing.T) {
 	dir := writeTree(t, map[string]string{
-		"Kconfig": "config FB_I810_I2C\n\tbool \"Enable DDC Support\"\n\thelp\n\nconfig FB_LE80578\n\ttristate \"Intel LE80578\"\n\thelp\n\t  This driver supports the LE80578\n\t  chipset.\n\n\t  More text.\nif VT\n\tsource \"console/Kconfig\"\nendif\n",
+		"Kconfig":         "config FB_I810_I2C\n\tbool \"Enable DDC Support\"\n\thelp\n\nconfig FB_LE80578\n\ttristate \"Intel LE80578\"\n\thelp\n\t  This driver supports the LE80578\n\t  chipset.\n\n\t  More text.\nif VT\n\tsource \"console/Kconfig\"\nendif\n",
 		"console/Kconfig": "menu \"Console display driver support\"\nconfig VGA_CONSOLE\n\tbool \"VGA text console\" if EXPERT || !X86\n\thelp\n\t  Saying Y here.\nendmenu\n",
 	})
 	k, err := ReadKconfig(dir)
