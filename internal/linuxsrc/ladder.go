@@ -1,6 +1,7 @@
 package linuxsrc
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -72,7 +73,7 @@ func Ladder(ctx context.Context, sources []string, out string, o LadderOptions) 
 	for i, s := range srcs {
 		start := time.Now()
 		ref := fmt.Sprintf("refs/kbisect-import/%d", i)
-		tree, version, err := s.importTo(ctx, tmp, ref)
+		tree, version, err := s.importTo(ctx, tmp, ref, o.Log)
 		if err != nil {
 			return nil, fmt.Errorf("ladder: %s: %w", s, err)
 		}
@@ -219,7 +220,7 @@ func classify(ctx context.Context, arg string) (ladderSource, bool, error) {
 
 // importTo brings the source's tree into the repository dir under ref and
 // returns its tree hash and kernel version.
-func (s ladderSource) importTo(ctx context.Context, dir, ref string) (tree, version string, err error) {
+func (s ladderSource) importTo(ctx context.Context, dir, ref string, log io.Writer) (tree, version string, err error) {
 	switch s.kind {
 	case "git":
 		// The commit by its hash: a local upload-pack serves it once
@@ -228,7 +229,21 @@ func (s ladderSource) importTo(ctx context.Context, dir, ref string) (tree, vers
 		// upload-pack git runs for a local path).
 		if _, err := gitrepo.Run(ctx, gitrepo.Cmd{Dir: dir}, "-c", "uploadpack.allowAnySHA1InWant=true", "-c", "pack.window=0",
 			"-c", "pack.compression=1", "fetch", "--quiet", "--no-tags", "--depth=1", s.path, s.rev+":"+ref); err != nil {
-			return "", "", err
+			// A snapshot that lacks some blobs (large files left out)
+			// cannot be fetched whole: copy its tree file by file, without
+			// them, and say which.
+			var missing []string
+			ferr := fastImport(ctx, dir, func(w io.Writer) error {
+				var err error
+				missing, err = streamGit(ctx, s.path, s.rev, w, ref)
+				return err
+			})
+			if ferr != nil {
+				return "", "", fmt.Errorf("%w; copying it file by file: %w", err, ferr)
+			}
+			if len(missing) > 0 && log != nil {
+				fmt.Fprintf(log, "ladder: %s lacks %d file(s), left out: %s\n", s, len(missing), strings.Join(missing, " "))
+			}
 		}
 	case "tarball":
 		decomp, err := decompressor(ctx, s.path)
@@ -276,10 +291,14 @@ func fastImport(ctx context.Context, dir string, write func(io.Writer) error) er
 	}
 	werr := write(stdin)
 	stdin.Close()
-	if err := fi.Wait(); err != nil {
-		return fmt.Errorf("git fast-import: %s: %w", strings.TrimSpace(stderr.String()), errors.Join(werr, err))
+	err = fi.Wait()
+	if werr != nil {
+		return werr // what broke the stream, not fast-import's view of it
 	}
-	return werr
+	if err != nil {
+		return fmt.Errorf("git fast-import: %s: %w", strings.TrimSpace(stderr.String()), err)
+	}
+	return nil
 }
 
 // streamDir writes a fast-import stream of the tree in root (without .git)
@@ -362,4 +381,81 @@ func versionParts(v string) ([]int, string) {
 		out = append(out, n)
 	}
 	return out, rest
+}
+
+// streamGit writes a fast-import stream of rev's tree in the git repository
+// gitDir as one commit on ref, leaving out the blobs the repository lacks
+// (snapshots omit large files), whose paths it returns.
+func streamGit(ctx context.Context, gitDir, rev string, w io.Writer, ref string) (missing []string, err error) {
+	ls, err := gitrepo.Run(ctx, gitrepo.Cmd{Dir: gitDir}, "ls-tree", "-r", "-z", "--full-tree", rev)
+	if err != nil {
+		return nil, err
+	}
+	type item struct{ mode, hash, path string }
+	var items []item
+	for _, rec := range strings.Split(ls, "\x00") {
+		meta, path, ok := strings.Cut(rec, "\t")
+		f := strings.Fields(meta)
+		if !ok || len(f) != 3 || f[1] != "blob" {
+			continue // submodules (commit entries) have no content here
+		}
+		items = append(items, item{f[0], f[2], path})
+	}
+	cat := exec.CommandContext(ctx, "git", "-C", gitDir, "cat-file", "--batch")
+	cat.Env = gitrepo.Env()
+	in, err := cat.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	outPipe, err := cat.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cat.Start(); err != nil {
+		return nil, err
+	}
+	defer cat.Wait()
+	defer in.Close()
+	go func() {
+		for _, it := range items {
+			fmt.Fprintln(in, it.hash)
+		}
+		in.Close()
+	}()
+	out := bufio.NewReaderSize(outPipe, 1<<20)
+	tw := newTreeWriter(w)
+	for _, it := range items {
+		header, err := out.ReadString('\n')
+		if err != nil {
+			return nil, fmt.Errorf("git cat-file: %w", err)
+		}
+		f := strings.Fields(header)
+		if len(f) == 2 && f[1] == "missing" {
+			missing = append(missing, it.path)
+			continue
+		}
+		if len(f) != 3 {
+			return nil, fmt.Errorf("git cat-file: unexpected %q", header)
+		}
+		size, err := strconv.ParseInt(f[2], 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("git cat-file: %q: %w", header, err)
+		}
+		switch it.mode {
+		case "120000":
+			target := make([]byte, size)
+			if _, err := io.ReadFull(out, target); err != nil {
+				return nil, err
+			}
+			tw.symlink(it.path, string(target))
+		default:
+			if err := tw.file(it.path, it.mode == "100755", size, out); err != nil {
+				return nil, err
+			}
+		}
+		if _, err := out.ReadByte(); err != nil { // the newline after each object
+			return nil, err
+		}
+	}
+	return missing, tw.commit(ref, "Kernel source tree\n\nImported by kbisect from "+gitDir+"@"+rev+".\n")
 }

@@ -150,3 +150,45 @@ func TestVersionLess(t *testing.T) {
 		}
 	}
 }
+
+// TestLadderMissingBlobs: a snapshot that lacks some blobs (the fetch tool
+// leaves out files of 4 MiB and more) still makes a rung, without them.
+func TestLadderMissingBlobs(t *testing.T) {
+	ctx := context.Background()
+	base := t.TempDir()
+	repo := filepath.Join(base, "snap")
+	kernelDir(t, repo, "4.14.5")
+	big := filepath.Join(repo, "drivers/gpu/drm/amd/include/asic_reg/huge.h")
+	os.MkdirAll(filepath.Dir(big), 0o755)
+	os.WriteFile(big, []byte("#define HUGE 1\n"), 0o644)
+	os.Symlink("../../scripts/checkpatch.pl", filepath.Join(repo, "net/link.pl"))
+	git(t, repo, "init", "-q")
+	git(t, repo, "add", "-A")
+	git(t, repo, "commit", "-qm", "import")
+	blob := git(t, repo, "rev-parse", "HEAD:drivers/gpu/drm/amd/include/asic_reg/huge.h")
+	if err := os.Remove(filepath.Join(repo, ".git", "objects", blob[:2], blob[2:])); err != nil {
+		t.Fatal(err)
+	}
+	var log strings.Builder
+	out := filepath.Join(base, "ladder.git")
+	rungs, err := Ladder(ctx, []string{repo + "@HEAD"}, out, LadderOptions{Log: &log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rungs) != 1 || rungs[0].Version != "4.14.5" {
+		t.Fatalf("rungs %+v", rungs)
+	}
+	if !strings.Contains(log.String(), "lacks 1 file(s), left out: drivers/gpu/drm/amd/include/asic_reg/huge.h") {
+		t.Errorf("log does not name the missing file:\n%s", log.String())
+	}
+	tree := git(t, out, "ls-tree", "-r", "--name-only", "v4.14.5")
+	if strings.Contains(tree, "huge.h") || !strings.Contains(tree, "net/ipv4/esp4.c") || !strings.Contains(tree, "net/link.pl") {
+		t.Errorf("tree:\n%s", tree)
+	}
+	if got := git(t, out, "ls-tree", "v4.14.5", "scripts/checkpatch.pl"); !strings.HasPrefix(got, "100755") {
+		t.Errorf("executable bit lost: %q", got)
+	}
+	if got := git(t, out, "ls-tree", "v4.14.5", "net/link.pl"); !strings.HasPrefix(got, "120000") {
+		t.Errorf("symlink lost: %q", got)
+	}
+}
