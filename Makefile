@@ -76,3 +76,4 @@ verify-old:
 
 clean:
 	rm -rf $(BIN)
+	find . -name '*.test' -type f -delete
