@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kbisect/kbisect/internal/gitrepo"
+
 	"github.com/kbisect/kbisect/internal/fsutil"
 )
 
@@ -242,7 +244,7 @@ func Create(dir string, spec Spec, hist History) (*Job, error) {
 		if old.Repo == spec.Repo && old.Good == spec.Good && old.Bad == spec.Bad && old.Exec == spec.Exec {
 			return nil, fmt.Errorf("job directory %s already holds this bisection: continue it with `kbisect bisect resume %s`, or give another --job", abs, abs)
 		}
-		return nil, fmt.Errorf("job directory %s belongs to another bisection (%s, good %s, bad %s): give another --job, or `kbisect bisect resume %s`", abs, old.Repo, short(old.Good), short(old.Bad), abs)
+		return nil, fmt.Errorf("job directory %s belongs to another bisection (%s, good %s, bad %s): give another --job, or `kbisect bisect resume %s`", abs, old.Repo, gitrepo.Short(old.Good), gitrepo.Short(old.Bad), abs)
 	} else if _, serr := os.Stat(filepath.Join(abs, JournalName)); serr == nil {
 		lock.Unlock()
 		return nil, fmt.Errorf("job directory %s: %w", abs, err)

@@ -11,6 +11,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/kbisect/kbisect/internal/gitrepo"
 )
 
 // reportBins is the number of columns of the posterior plot.
@@ -133,7 +135,7 @@ func (j *Job) summaryLines() [][2]string {
 	if len(r.Candidates) > 1 {
 		var cs []string
 		for _, h := range r.Candidates {
-			cs = append(cs, short(h))
+			cs = append(cs, gitrepo.Short(h))
 		}
 		add("candidates", strings.Join(cs, " "))
 	}
@@ -197,7 +199,7 @@ func (j *Job) WriteMarkdown(w io.Writer) error {
 		if r.Built {
 			build = fmt.Sprintf("%.1fs", r.BuildTime)
 		}
-		fmt.Fprintf(&b, "| %d | %s | %s | %s | %.1fs | %s | %s |\n", r.Seq, r.Time.Format("15:04:05"), short(r.Commit), v, r.Elapsed, build, mdEscape(oneLine(note)))
+		fmt.Fprintf(&b, "| %d | %s | %s | %s | %.1fs | %s | %s |\n", r.Seq, r.Time.Format("15:04:05"), gitrepo.Short(r.Commit), v, r.Elapsed, build, mdEscape(oneLine(note)))
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
@@ -253,7 +255,7 @@ table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:
 			build = fmt.Sprintf("%.1fs", r.BuildTime)
 		}
 		fmt.Fprintf(&b, "<tr><td>%d</td><td>%s</td><td><code>%s</code></td><td class=\"%s\">%s</td><td>%.1fs</td><td>%s</td><td>%s</td></tr>\n",
-			r.Seq, r.Time.Format("15:04:05"), short(r.Commit), cls, v, r.Elapsed, build, html.EscapeString(oneLine(note)))
+			r.Seq, r.Time.Format("15:04:05"), gitrepo.Short(r.Commit), cls, v, r.Elapsed, build, html.EscapeString(oneLine(note)))
 	}
 	b.WriteString("</table>\n</body></html>\n")
 	_, err := io.WriteString(w, b.String())
@@ -361,7 +363,7 @@ func (j *Job) TimelineSVG() string {
 		if l >= lanes {
 			lanes = l + 1
 		}
-		bars = append(bars, bar{l, start, end, color, fmt.Sprintf("#%d %s %s %.1fs", r.Seq, short(r.Commit), r.Verdict, r.Elapsed)})
+		bars = append(bars, bar{l, start, end, color, fmt.Sprintf("#%d %s %s %.1fs", r.Seq, gitrepo.Short(r.Commit), r.Verdict, r.Elapsed)})
 		if t0.IsZero() || start.Before(t0) {
 			t0 = start
 		}

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/kbisect/kbisect/internal/gitrepo"
+
 	"github.com/kbisect/kbisect/kbuild"
 	"github.com/kbisect/kbisect/vm"
 )
@@ -56,7 +58,7 @@ func (ct *CommitTest) Test(ctx context.Context, rev string, duration time.Durati
 	o.Kernels = [2]string{kernel, kernel}
 	o.Modules = [2]string{modules, modules}
 	o.Duration = duration
-	o.RunDir = filepath.Join(ct.RunRoot, fmt.Sprintf("%s-%s", shortRev(a.BuiltCommit), time.Now().Format("150405.000")))
+	o.RunDir = filepath.Join(ct.RunRoot, fmt.Sprintf("%s-%s", gitrepo.Short(a.BuiltCommit), time.Now().Format("150405.000")))
 	var exec Executor = Local{}
 	if ct.Exec != nil {
 		exec = ct.Exec
@@ -82,11 +84,4 @@ func BootImage(a *kbuild.Artifact) (kernel, modules string) {
 		modules = filepath.Join(a.Modules, "lib", "modules", a.Release)
 	}
 	return kernel, modules
-}
-
-func shortRev(c string) string {
-	if len(c) > 12 {
-		return c[:12]
-	}
-	return c
 }

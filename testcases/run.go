@@ -17,6 +17,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kbisect/kbisect/internal/fsutil"
+
 	"github.com/kbisect/kbisect/testcases/proto"
 )
 
@@ -266,7 +268,7 @@ func writeJSON(path string, v any) error {
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(path, append(b, '\n'), 0o644)
+	return fsutil.WriteFile(path, append(b, '\n'), 0o644)
 }
 
 // oopsMarkers are console lines that show the kernel hit a bug.
