@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kbisect/kbisect/internal/testenv"
+
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 )
@@ -21,12 +23,7 @@ import (
 // needRoot skips tests of the nat topology where it cannot run.
 func needRoot(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("the nat topology needs root")
-	}
-	if _, err := findNft(); err != nil {
-		t.Skip(err)
-	}
+	testenv.NeedNft(t)
 }
 
 // fakeGuest plays a guest on a tap: it answers ARP requests for its
