@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kbisect/kbisect/internal/fsutil"
 	"github.com/kbisect/kbisect/internal/gitrepo"
 )
 
@@ -51,7 +52,7 @@ type TopCommit struct {
 // Report is the JSON report of a bisection.
 type Report struct {
 	Result  *Result         `json:"result"`
-	Spec    Spec            `json:"spec"`
+	Spec    JobSpec         `json:"spec"`
 	Commits int             `json:"commits"`
 	Top     []TopCommit     `json:"top"`
 	Tested  []CommitSummary `json:"tested"`
@@ -85,9 +86,36 @@ func (j *Job) Report() *Report {
 	return r
 }
 
+// ReportFormats are the formats WriteReport writes.
+var ReportFormats = []string{"md", "html", "json"}
+
+// WriteReport writes one report in format: "md" (or "markdown"), "html"
+// or "json".
+func (j *Job) WriteReport(w io.Writer, format string) error {
+	switch format {
+	case "md", "markdown":
+		return j.WriteMarkdown(w)
+	case "html":
+		return j.WriteHTML(w)
+	case "json":
+		return j.WriteJSON(w)
+	}
+	return fmt.Errorf("report format %q: use %s", format, strings.Join(ReportFormats, ", "))
+}
+
+// WriteJSON writes the JSON report.
+func (j *Job) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", " ")
+	return enc.Encode(j.Report())
+}
+
 // WriteReports writes report.md, report.html, report.json, posterior.svg
-// and timeline.svg into dir and returns their paths.
+// and timeline.svg into dir (made if needed) and returns their paths.
 func (j *Job) WriteReports(dir string) ([]string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("report directory: %w", err)
+	}
 	type file struct {
 		name  string
 		write func(io.Writer) error
@@ -95,11 +123,7 @@ func (j *Job) WriteReports(dir string) ([]string, error) {
 	files := []file{
 		{"report.md", j.WriteMarkdown},
 		{"report.html", j.WriteHTML},
-		{"report.json", func(w io.Writer) error {
-			enc := json.NewEncoder(w)
-			enc.SetIndent("", " ")
-			return enc.Encode(j.Report())
-		}},
+		{"report.json", j.WriteJSON},
 		{"posterior.svg", func(w io.Writer) error { _, err := io.WriteString(w, j.PosteriorSVG()); return err }},
 		{"timeline.svg", func(w io.Writer) error { _, err := io.WriteString(w, j.TimelineSVG()); return err }},
 	}
@@ -110,7 +134,7 @@ func (j *Job) WriteReports(dir string) ([]string, error) {
 			return out, err
 		}
 		name := filepath.Join(dir, f.name)
-		if err := os.WriteFile(name, []byte(b.String()), 0o644); err != nil {
+		if err := fsutil.WriteFile(name, []byte(b.String()), 0o644); err != nil {
 			return out, fmt.Errorf("report: %w", err)
 		}
 		out = append(out, name)

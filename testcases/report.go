@@ -4,19 +4,25 @@ import (
 	"github.com/kbisect/kbisect/testcases/proto"
 )
 
-// Verdicts of a run. Error means the infrastructure failed (build, boot,
-// timeout, host fault): it says nothing about the bug and is never Fail.
+// Verdict is what a run, or the test of a commit, showed.
+type Verdict string
+
+// Verdicts. Error means the infrastructure failed (boot, timeout, host
+// fault): it says nothing about the bug and is never Fail. Skip is the
+// verdict of a commit that cannot be tested (it does not build with the
+// config, or its kernel panics): a run's report is never Skip.
 const (
-	Pass  = "pass"
-	Fail  = "fail"
-	Error = "error"
+	Pass  Verdict = "pass"
+	Fail  Verdict = "fail"
+	Skip  Verdict = "skip"
+	Error Verdict = "error"
 )
 
 // Report is the outcome of one run, as `kbisect run --json` prints it.
 type Report struct {
-	Verdict string `json:"verdict"`
-	Reason  string `json:"reason"`
-	Test    string `json:"test"`
+	Verdict Verdict `json:"verdict"`
+	Reason  string  `json:"reason"`
+	Test    string  `json:"test"`
 	// BytesVerified counts the payload bytes the receiver checked.
 	BytesVerified int64              `json:"bytes_verified"`
 	BytesSent     int64              `json:"bytes_sent"`

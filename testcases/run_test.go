@@ -43,7 +43,7 @@ func TestRunVerdicts(t *testing.T) {
 		topology   string
 		inject     int64
 		injectSide string
-		verdict    string
+		verdict    Verdict
 		wire       string
 		stop       bool // StopOnFail, as a bisection runs: no FIN on the wire
 	}{

@@ -109,44 +109,6 @@ func TestRevertConflict(t *testing.T) {
 	}
 }
 
-func TestCheckCommand(t *testing.T) {
-	repoDir, _ := makeRepo(t, 2, 2)
-	dir := t.TempDir()
-	writeScript(t, dir, "ok.sh", "exit 0")
-	if err := os.WriteFile(filepath.Join(dir, "noexec.sh"), []byte("exit 0\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	os.Mkdir(filepath.Join(dir, "adir"), 0o755)
-	writeScript(t, repoDir, "intree.sh", "exit 0")
-	t.Chdir(dir)
-	tests := []struct {
-		cmd, want, wantErr string
-	}{
-		{"./ok.sh --fast", filepath.Join(dir, "ok.sh") + " --fast", ""},
-		{filepath.Join(dir, "ok.sh"), filepath.Join(dir, "ok.sh"), ""},
-		{"./noexec.sh", "", "not executable"},
-		{"./missing.sh", "", "does not exist"},
-		{"./adir", "", "is a directory"},
-		{"no-such-program-kbisect", "", "not a command in PATH"},
-		{"true", "true", ""},
-		{"sh -c 'exit 1'", "sh -c 'exit 1'", ""},
-		{"./intree.sh", "./intree.sh", ""},
-		{"", "", "empty"},
-	}
-	for _, tc := range tests {
-		got, err := CheckCommand(tc.cmd, repoDir)
-		if tc.wantErr != "" {
-			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-				t.Errorf("CheckCommand(%q) = %q, %v; want error %q", tc.cmd, got, err, tc.wantErr)
-			}
-			continue
-		}
-		if err != nil || got != tc.want {
-			t.Errorf("CheckCommand(%q) = %q, %v; want %q", tc.cmd, got, err, tc.want)
-		}
-	}
-}
-
 // TestBisectRealRepo bisects a real repository with a sporadic test, checks
 // the answer, that the user's repository (with a git bisect of its own in
 // progress) is untouched, that the log replays in git, and the revert check.
@@ -183,7 +145,7 @@ if [ -f bug ]; then
 	[ "$r" -lt 26214 ] && { echo "corruption"; exit 1; }
 fi
 exit 0`)
-	spec := bisect.Spec{Repo: repo.Dir, Good: good, Bad: bad, Exec: script,
+	spec := bisect.JobSpec{Repo: repo.Dir, Good: good, Bad: bad, Exec: script,
 		Options: bisect.Options{Confidence: 0.999, Parallel: 2, VerifyRevert: true, BuildCost: 3}}
 	job, err := bisect.Create(jobDir, spec, hist)
 	if err != nil {
@@ -284,7 +246,7 @@ if [ -f bug ]; then
 	[ "$r" -lt 39321 ] && exit 1
 fi
 exit 0`)
-	job, err := bisect.Create(jobDir, bisect.Spec{Repo: repo.Dir, Good: good, Bad: bad, Exec: script,
+	job, err := bisect.Create(jobDir, bisect.JobSpec{Repo: repo.Dir, Good: good, Bad: bad, Exec: script,
 		Options: bisect.Options{Confidence: 0.999, BuildCost: 3}}, hist)
 	if err != nil {
 		t.Fatal(err)
