@@ -44,7 +44,7 @@ const captureRcvBuf = 32 << 20
 type nat struct {
 	nsFd  int
 	nft   string
-	g     [2]Guest
+	g     [2]Endpoint
 	tapIx [2]int // ifindex of inside, outside
 	nl    *netlink.Handle
 	caps  []*natCapture
@@ -147,7 +147,7 @@ func newNAT(ctx context.Context, o Options) (_ *nat, err error) {
 	if err != nil {
 		return nil, err
 	}
-	n.g = [2]Guest{
+	n.g = [2]Endpoint{
 		{Kind: KindTap, MAC: macA, Addr: natAddrA, Gateway: natGateway, PeerView: natIPB, MTU: o.MTU},
 		{Kind: KindTap, MAC: macB, Addr: natAddrB, PeerView: natIPOut, MTU: o.MTU},
 	}
@@ -349,7 +349,7 @@ func (n *nat) setErr(err error) {
 	n.errMu.Unlock()
 }
 
-func (n *nat) guests() [2]Guest { return n.g }
+func (n *nat) endpoints() [2]Endpoint { return n.g }
 
 func (n *nat) captures() []string { return n.paths }
 

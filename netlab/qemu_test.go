@@ -47,7 +47,7 @@ func TestQEMUGuest(t *testing.T) {
 				needRoot(t)
 			}
 			l := newTestLab(t, Options{Topology: tc.topo, CaptureDir: t.TempDir()})
-			g := l.Guests()
+			g := l.Endpoints()
 			peer := startFakeGuest(t, g[1])
 			ip, ipnet, _ := net.ParseCIDR(g[0].Addr)
 			ipArg := fmt.Sprintf("ip=%s::%s:%s::eth0:off", ip, g[0].Gateway, net.IP(ipnet.Mask))

@@ -39,13 +39,13 @@ type Report struct {
 	Crypto          string  `json:"crypto,omitempty"`
 	// Path says which hypervisor and network path carried the traffic,
 	// e.g. "qemu-tcg/virtio-net".
-	Path    string   `json:"path"`
-	Guests  [2]Guest `json:"guests"`
-	Pcaps   []string `json:"pcaps,omitempty"`
-	Keys    string   `json:"keys,omitempty"`
-	ESPSA   string   `json:"esp_sa,omitempty"`
-	RunDir  string   `json:"run_dir"`
-	Seconds float64  `json:"seconds"`
+	Path    string         `json:"path"`
+	Guests  [2]GuestReport `json:"guests"`
+	Pcaps   []string       `json:"pcaps,omitempty"`
+	Keys    string         `json:"keys,omitempty"`
+	ESPSA   string         `json:"esp_sa,omitempty"`
+	RunDir  string         `json:"run_dir"`
+	Seconds float64        `json:"seconds"`
 	// Remote says where a run that did not boot its guests here ran.
 	Remote *RemoteRun `json:"remote,omitempty"`
 
@@ -72,8 +72,8 @@ type RemoteRun struct {
 	Devices []string `json:"devices,omitempty"`
 }
 
-// Guest describes one guest of the pair.
-type Guest struct {
+// GuestReport is what one guest of the pair reported and how it ended.
+type GuestReport struct {
 	Role          string   `json:"role"`
 	Kernel        string   `json:"kernel"`
 	KernelRelease string   `json:"kernel_release,omitempty"`
@@ -96,7 +96,7 @@ type Guest struct {
 }
 
 // setResult copies what the guest's agent reported about its kernel.
-func (g *Guest) setResult(res *proto.Result) {
+func (g *GuestReport) setResult(res *proto.Result) {
 	if res == nil {
 		return
 	}

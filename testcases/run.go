@@ -1,7 +1,7 @@
 // Package testcases runs kbisect's tests on a pair of guests: it prepares the
 // initramfs and the wire, boots both guests with the kernels under test,
 // collects what their agents report and turns it into a verdict with
-// evidence. Each testcase has a guest side (package guest, run by the agent)
+// evidence. Each testcase has a guest side (package agent, run by the agent in the guest)
 // and a host side here (parameters, verdict).
 package testcases
 
