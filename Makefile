@@ -32,7 +32,7 @@ lint:
 # tree and no LAVA (the search, the journal, the runners, the wire
 # analysis, the protocols, the import order): about a minute, for every
 # edit. `make test` runs everything.
-PURE := ./bisect/ ./bisect/kernel/ ./bisect/sim/ ./internal/fsutil/ ./internal/gitrepo/ \
+PURE := ./bisect/ ./bisect/exectest/ ./bisect/kernel/ ./bisect/sim/ ./internal/fsutil/ ./internal/gitrepo/ \
 	./internal/tailbuf/ ./internal/bisectrun/ ./internal/stages/ ./testcases/esp/ \
 	./testcases/proto/ ./testcases/agent/ ./vm/xenctl/ ./cmd/kbisect-dom0/ ./cmd/kbisect-agent/
 check:

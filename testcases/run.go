@@ -295,19 +295,6 @@ func scanOopses(console string) []string {
 	return out
 }
 
-// consoleTail returns the last lines of a console log, for error reasons.
-func consoleTail(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return ""
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, " | ")
-}
-
 func abs(p string) string {
 	if a, err := filepath.Abs(p); err == nil {
 		return a
