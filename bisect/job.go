@@ -112,9 +112,7 @@ func Create(dir string, spec JobSpec, hist History) (*Job, error) {
 		lock.Unlock()
 		return nil, err
 	}
-	j.lock = lock
-	if j.journal, err = OpenJournal(abs); err != nil {
-		lock.Unlock()
+	if err := j.take(lock); err != nil {
 		return nil, err
 	}
 	if err := j.append(Record{Type: RecStart, Spec: &j.Spec, PID: os.Getpid()}); err != nil {
@@ -149,12 +147,22 @@ func Resume(dir string, hist History) (*Job, error) {
 		lock.Unlock()
 		return nil, err
 	}
-	j.lock = lock
-	if j.journal, err = OpenJournal(abs); err != nil {
-		lock.Unlock()
+	if err := j.take(lock); err != nil {
 		return nil, err
 	}
 	return j, nil
+}
+
+// take gives the job its directory's lock and opens its journal for
+// appending; on failure the lock is released.
+func (j *Job) take(lock *Lock) error {
+	journal, err := OpenJournal(j.Dir)
+	if err != nil {
+		lock.Unlock()
+		return err
+	}
+	j.lock, j.journal = lock, journal
+	return nil
 }
 
 // ResumeDir takes the bisection in dir over as Resume does, with the

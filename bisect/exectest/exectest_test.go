@@ -11,17 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kbisect/kbisect/internal/testenv"
+
 	"github.com/kbisect/kbisect/bisect"
 )
-
-func writeScript(t *testing.T, dir, name, body string) string {
-	t.Helper()
-	p := filepath.Join(dir, name)
-	if err := os.WriteFile(p, []byte("#!/bin/sh\n"+body+"\n"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
 
 func TestExitCodes(t *testing.T) {
 	repoDir, hashes := makeRepo(t, 3, 2)
@@ -48,7 +41,7 @@ func TestExitCodes(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			script := writeScript(t, dir, "test.sh", tc.script)
+			script := testenv.WriteScript(t, dir, "test.sh", tc.script)
 			tst := New(repo, script, dir, 1)
 			start := time.Now()
 			out, err := tst.Test(context.Background(), hashes[2], tc.budget)
@@ -93,7 +86,7 @@ func TestRevertConflict(t *testing.T) {
 	repoDir, hashes := makeRepo(t, 4, 4)
 	repo := openRepo(t, repoDir)
 	dir := t.TempDir()
-	tst := New(repo, writeScript(t, dir, "t.sh", "test ! -f n || test \"$(cat n)\" != 2"), dir, 1)
+	tst := New(repo, testenv.WriteScript(t, dir, "t.sh", "test ! -f n || test \"$(cat n)\" != 2"), dir, 1)
 	// Commit 2 changed n, and commit 3 changed it again: no clean revert.
 	out, err := tst.TestRevert(context.Background(), hashes[1], hashes[2], 0)
 	if err != nil || out.Verdict != bisect.Skip || !strings.Contains(out.Reason, "does not apply") {
@@ -139,7 +132,7 @@ func TestBisectRealRepo(t *testing.T) {
 	jobDir := t.TempDir()
 	// Fails 40% of the runs when the bug is there; randomness from the
 	// kernel, so nothing repeats.
-	script := writeScript(t, t.TempDir(), "flaky.sh", `
+	script := testenv.WriteScript(t, t.TempDir(), "flaky.sh", `
 if [ -f bug ]; then
 	r=$(od -An -N2 -tu2 /dev/urandom | tr -d ' ')
 	[ "$r" -lt 26214 ] && { echo "corruption"; exit 1; }
@@ -240,7 +233,7 @@ func TestBisectMerge(t *testing.T) {
 		}
 	}
 	jobDir := t.TempDir()
-	script := writeScript(t, t.TempDir(), "flaky.sh", `
+	script := testenv.WriteScript(t, t.TempDir(), "flaky.sh", `
 if [ -f bug ]; then
 	r=$(od -An -N2 -tu2 /dev/urandom | tr -d ' ')
 	[ "$r" -lt 39321 ] && exit 1

@@ -7,16 +7,9 @@ import (
 	"strings"
 	"testing"
 	"time"
-)
 
-func writeScript(t *testing.T, dir, name, body string) string {
-	t.Helper()
-	p := filepath.Join(dir, name)
-	if err := os.WriteFile(p, []byte("#!/bin/sh\n"+body+"\n"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
+	"github.com/kbisect/kbisect/internal/testenv"
+)
 
 // TestRun checks the exit statuses as git bisect run reads them, the
 // environment, the output kept, and the timeout.
@@ -79,12 +72,12 @@ func TestRun(t *testing.T) {
 func TestCheck(t *testing.T) {
 	repoDir := t.TempDir()
 	dir := t.TempDir()
-	writeScript(t, dir, "ok.sh", "exit 0")
+	testenv.WriteScript(t, dir, "ok.sh", "exit 0")
 	if err := os.WriteFile(filepath.Join(dir, "noexec.sh"), []byte("exit 0\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	os.Mkdir(filepath.Join(dir, "adir"), 0o755)
-	writeScript(t, repoDir, "intree.sh", "exit 0")
+	testenv.WriteScript(t, repoDir, "intree.sh", "exit 0")
 	t.Chdir(dir)
 	tests := []struct {
 		cmd, want, wantErr string

@@ -77,3 +77,14 @@ func DebianModules(t testing.TB, version string) (kernel, modules string) {
 	missing(t, "no Debian "+version+" kernel with its modules in /boot and /lib/modules: apt-get install linux-image-amd64")
 	return "", ""
 }
+
+// WriteScript writes an executable shell script with body into dir and
+// returns its path.
+func WriteScript(t testing.TB, dir, name, body string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte("#!/bin/sh\n"+body+"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
