@@ -20,14 +20,7 @@ type Commit struct {
 func (c Commit) IsMerge() bool { return len(c.Parents) > 1 }
 
 // Short is the commit's abbreviated hash.
-func (c Commit) Short() string { return short(c.Hash) }
-
-func short(h string) string {
-	if len(h) > 12 {
-		return h[:12]
-	}
-	return h
-}
+func (c Commit) Short() string { return gitrepo.Short(c.Hash) }
 
 // History is the ordered list the search runs over: the good commit, then
 // the first-parent chain from good to bad (bad last). A merge named as the
@@ -64,11 +57,11 @@ type GitHistory struct {
 func LoadHistory(ctx context.Context, repo *gitrepo.Repo, good, bad string) (*GitHistory, error) {
 	out, err := repo.Git(ctx, "rev-list", "--first-parent", "--reverse", bad, "^"+good)
 	if err != nil {
-		return nil, fmt.Errorf("history %s..%s in %s: %w", short(good), short(bad), repo.Dir, err)
+		return nil, fmt.Errorf("history %s..%s in %s: %w", gitrepo.Short(good), gitrepo.Short(bad), repo.Dir, err)
 	}
 	hashes := append([]string{good}, strings.Fields(out)...)
 	if len(hashes) < 2 {
-		return nil, fmt.Errorf("no commits between good %s and bad %s", short(good), short(bad))
+		return nil, fmt.Errorf("no commits between good %s and bad %s", gitrepo.Short(good), gitrepo.Short(bad))
 	}
 	h := &GitHistory{repo: repo}
 	if err := h.loadTags(ctx); err != nil {
@@ -96,7 +89,7 @@ func ResolveRange(ctx context.Context, repo *gitrepo.Repo, good, bad string) (st
 		return "", "", fmt.Errorf("--bad: %w", err)
 	}
 	if g == b {
-		return "", "", fmt.Errorf("--good %s and --bad %s are the same commit %s: give a good commit older than the bad one", good, bad, short(g))
+		return "", "", fmt.Errorf("--good %s and --bad %s are the same commit %s: give a good commit older than the bad one", good, bad, gitrepo.Short(g))
 	}
 	anc, err := repo.IsAncestor(ctx, g, b)
 	if err != nil {
@@ -106,7 +99,7 @@ func ResolveRange(ctx context.Context, repo *gitrepo.Repo, good, bad string) (st
 		if rev, _ := repo.IsAncestor(ctx, b, g); rev {
 			return "", "", fmt.Errorf("--good %s is a descendant of --bad %s: are they swapped? (to find a fix, swap them and read \"bad\" as \"fixed\")", good, bad)
 		}
-		return "", "", fmt.Errorf("--good %s (%s) is not an ancestor of --bad %s (%s): give a good commit from bad's history", good, short(g), bad, short(b))
+		return "", "", fmt.Errorf("--good %s (%s) is not an ancestor of --bad %s (%s): give a good commit from bad's history", good, gitrepo.Short(g), bad, gitrepo.Short(b))
 	}
 	return g, b, nil
 }
@@ -165,7 +158,7 @@ func (h *GitHistory) Expand(ctx context.Context, merge Commit) ([]Commit, error)
 	}
 	out, err := h.repo.Git(ctx, "rev-list", "--first-parent", "--reverse", merge.Parents[1], "^"+merge.Parents[0])
 	if err != nil {
-		return nil, fmt.Errorf("expand merge %s: %w", short(merge.Hash), err)
+		return nil, fmt.Errorf("expand merge %s: %w", gitrepo.Short(merge.Hash), err)
 	}
 	hashes := strings.Fields(out)
 	if len(hashes) == 0 {

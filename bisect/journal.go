@@ -52,7 +52,7 @@ type Record struct {
 	Error     string          `json:"error,omitempty"`
 	// Expanded are the commits a merge brought in (expand), oldest first.
 	Expanded []Commit `json:"expanded,omitempty"`
-	Spec     *Spec    `json:"spec,omitempty"`
+	Spec     *JobSpec `json:"spec,omitempty"`
 	Result   *Result  `json:"result,omitempty"`
 	PID      int      `json:"pid,omitempty"`
 }
@@ -163,7 +163,7 @@ func LockJob(dir string) (*Lock, error) {
 		} else {
 			who = "pid " + who
 		}
-		return nil, fmt.Errorf("job directory %s is in use by another kbisect (%s): wait for it to finish, or give another --job: %w", dir, who, ErrLocked)
+		return nil, fmt.Errorf("job directory %s is in use by another kbisect (%s): %w", dir, who, ErrLocked)
 	}
 	f.Truncate(0)
 	f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)

@@ -11,6 +11,9 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/kbisect/kbisect/internal/fsutil"
+	"github.com/kbisect/kbisect/internal/gitrepo"
 )
 
 // reportBins is the number of columns of the posterior plot.
@@ -49,7 +52,7 @@ type TopCommit struct {
 // Report is the JSON report of a bisection.
 type Report struct {
 	Result  *Result         `json:"result"`
-	Spec    Spec            `json:"spec"`
+	Spec    JobSpec         `json:"spec"`
 	Commits int             `json:"commits"`
 	Top     []TopCommit     `json:"top"`
 	Tested  []CommitSummary `json:"tested"`
@@ -83,9 +86,36 @@ func (j *Job) Report() *Report {
 	return r
 }
 
+// ReportFormats are the formats WriteReport writes.
+var ReportFormats = []string{"md", "html", "json"}
+
+// WriteReport writes one report in format: "md" (or "markdown"), "html"
+// or "json".
+func (j *Job) WriteReport(w io.Writer, format string) error {
+	switch format {
+	case "md", "markdown":
+		return j.WriteMarkdown(w)
+	case "html":
+		return j.WriteHTML(w)
+	case "json":
+		return j.WriteJSON(w)
+	}
+	return fmt.Errorf("report format %q: use %s", format, strings.Join(ReportFormats, ", "))
+}
+
+// WriteJSON writes the JSON report.
+func (j *Job) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", " ")
+	return enc.Encode(j.Report())
+}
+
 // WriteReports writes report.md, report.html, report.json, posterior.svg
-// and timeline.svg into dir and returns their paths.
+// and timeline.svg into dir (made if needed) and returns their paths.
 func (j *Job) WriteReports(dir string) ([]string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("report directory: %w", err)
+	}
 	type file struct {
 		name  string
 		write func(io.Writer) error
@@ -93,11 +123,7 @@ func (j *Job) WriteReports(dir string) ([]string, error) {
 	files := []file{
 		{"report.md", j.WriteMarkdown},
 		{"report.html", j.WriteHTML},
-		{"report.json", func(w io.Writer) error {
-			enc := json.NewEncoder(w)
-			enc.SetIndent("", " ")
-			return enc.Encode(j.Report())
-		}},
+		{"report.json", j.WriteJSON},
 		{"posterior.svg", func(w io.Writer) error { _, err := io.WriteString(w, j.PosteriorSVG()); return err }},
 		{"timeline.svg", func(w io.Writer) error { _, err := io.WriteString(w, j.TimelineSVG()); return err }},
 	}
@@ -108,7 +134,7 @@ func (j *Job) WriteReports(dir string) ([]string, error) {
 			return out, err
 		}
 		name := filepath.Join(dir, f.name)
-		if err := os.WriteFile(name, []byte(b.String()), 0o644); err != nil {
+		if err := fsutil.WriteFile(name, []byte(b.String()), 0o644); err != nil {
 			return out, fmt.Errorf("report: %w", err)
 		}
 		out = append(out, name)
@@ -133,7 +159,7 @@ func (j *Job) summaryLines() [][2]string {
 	if len(r.Candidates) > 1 {
 		var cs []string
 		for _, h := range r.Candidates {
-			cs = append(cs, short(h))
+			cs = append(cs, gitrepo.Short(h))
 		}
 		add("candidates", strings.Join(cs, " "))
 	}
@@ -197,7 +223,7 @@ func (j *Job) WriteMarkdown(w io.Writer) error {
 		if r.Built {
 			build = fmt.Sprintf("%.1fs", r.BuildTime)
 		}
-		fmt.Fprintf(&b, "| %d | %s | %s | %s | %.1fs | %s | %s |\n", r.Seq, r.Time.Format("15:04:05"), short(r.Commit), v, r.Elapsed, build, mdEscape(oneLine(note)))
+		fmt.Fprintf(&b, "| %d | %s | %s | %s | %.1fs | %s | %s |\n", r.Seq, r.Time.Format("15:04:05"), gitrepo.Short(r.Commit), v, r.Elapsed, build, mdEscape(oneLine(note)))
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
@@ -253,7 +279,7 @@ table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:
 			build = fmt.Sprintf("%.1fs", r.BuildTime)
 		}
 		fmt.Fprintf(&b, "<tr><td>%d</td><td>%s</td><td><code>%s</code></td><td class=\"%s\">%s</td><td>%.1fs</td><td>%s</td><td>%s</td></tr>\n",
-			r.Seq, r.Time.Format("15:04:05"), short(r.Commit), cls, v, r.Elapsed, build, html.EscapeString(oneLine(note)))
+			r.Seq, r.Time.Format("15:04:05"), gitrepo.Short(r.Commit), cls, v, r.Elapsed, build, html.EscapeString(oneLine(note)))
 	}
 	b.WriteString("</table>\n</body></html>\n")
 	_, err := io.WriteString(w, b.String())
@@ -361,7 +387,7 @@ func (j *Job) TimelineSVG() string {
 		if l >= lanes {
 			lanes = l + 1
 		}
-		bars = append(bars, bar{l, start, end, color, fmt.Sprintf("#%d %s %s %.1fs", r.Seq, short(r.Commit), r.Verdict, r.Elapsed)})
+		bars = append(bars, bar{l, start, end, color, fmt.Sprintf("#%d %s %s %.1fs", r.Seq, gitrepo.Short(r.Commit), r.Verdict, r.Elapsed)})
 		if t0.IsZero() || start.Before(t0) {
 			t0 = start
 		}

@@ -17,6 +17,7 @@ package bisect
 import (
 	"context"
 	"encoding/json"
+	"path/filepath"
 	"time"
 )
 
@@ -77,6 +78,16 @@ type runInfoKey struct{}
 func RunFromContext(ctx context.Context) (RunInfo, bool) {
 	ri, ok := ctx.Value(runInfoKey{}).(RunInfo)
 	return ri, ok
+}
+
+// StateDir is where a Tester keeps its state about the run ctx was made
+// for across processes, so that a resumed bisection finds it: name in the
+// job directory; "" outside a bisection.
+func StateDir(ctx context.Context, name string) string {
+	if ri, ok := RunFromContext(ctx); ok && ri.JobDir != "" {
+		return filepath.Join(ri.JobDir, name)
+	}
+	return ""
 }
 
 func withRunInfo(ctx context.Context, ri RunInfo) context.Context {

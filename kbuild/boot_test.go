@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kbisect/kbisect/internal/testenv"
+
 	"github.com/u-root/u-root/pkg/cpio"
 )
 
@@ -62,9 +64,7 @@ type bootResult struct {
 // line.
 func boot(t testing.TB, bzImage, initrd string) bootResult {
 	t.Helper()
-	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
-		t.Skip("qemu-system-x86_64 not installed (apt-get install qemu-system-x86)")
-	}
+	testenv.NeedQEMU(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	start := time.Now()

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kbisect/kbisect/internal/testenv"
+
 	"github.com/kbisect/kbisect/internal/cachedir"
 	"github.com/kbisect/kbisect/internal/linuxsrc"
 	"github.com/kbisect/kbisect/kconfigs"
@@ -62,9 +64,7 @@ func kernelFixture(t testing.TB) *fixture {
 	if testing.Short() {
 		t.Skip("builds Linux 6.1 (minutes); run without -short")
 	}
-	if _, err := os.Stat(linuxsrc.Tarball); err != nil {
-		t.Skipf("%s not installed (apt-get install linux-source-6.1)", linuxsrc.Tarball)
-	}
+	testenv.NeedLinuxSource(t)
 	fxOnce.Do(func() { fx, fxErr = newFixture() })
 	if fxErr != nil {
 		t.Fatal(fxErr)

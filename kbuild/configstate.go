@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/kbisect/kbisect/internal/fsutil"
+
 	"github.com/kbisect/kbisect/internal/gitrepo"
 	"github.com/kbisect/kbisect/kconfigs"
 )
@@ -99,7 +101,7 @@ func (p *planned) configure(ctx context.Context, s *slot, ws *gitrepo.Workspace,
 		if base, err = m.Base(ctx, p.o.Config); err != nil {
 			return nil, false, err
 		}
-		if err := os.WriteFile(s.baseConfigPath(), base.Bytes(), 0o644); err != nil {
+		if err := fsutil.WriteFile(s.baseConfigPath(), base.Bytes(), 0o644); err != nil {
 			return nil, false, err
 		}
 	}
@@ -116,7 +118,7 @@ func (p *planned) configure(ctx context.Context, s *slot, ws *gitrepo.Workspace,
 	}
 	rec = configRecord{Input: input, Tree: p.tree, Final: hashBytes(newData)}
 	data, _ := json.Marshal(rec)
-	if err := os.WriteFile(s.configRecordPath(), data, 0o644); err != nil {
+	if err := fsutil.WriteFile(s.configRecordPath(), data, 0o644); err != nil {
 		return nil, false, err
 	}
 	return r, false, nil

@@ -8,6 +8,8 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/kbisect/kbisect/internal/gitrepo"
+
 	"github.com/kbisect/kbisect/kconfigs"
 )
 
@@ -24,7 +26,7 @@ type BuildError struct {
 }
 
 func (e *BuildError) Error() string {
-	return fmt.Sprintf("build of %s failed: %s (log: %s)", short(e.Commit), e.FirstError, e.Log)
+	return fmt.Sprintf("build of %s failed: %s (log: %s)", gitrepo.Short(e.Commit), e.FirstError, e.Log)
 }
 
 func (e *BuildError) Unwrap() error { return e.Err }
@@ -38,7 +40,7 @@ type ConfigError struct {
 }
 
 func (e *ConfigError) Error() string {
-	return "config for " + short(e.Commit) + ": " + e.CheckError.Error()
+	return "config for " + gitrepo.Short(e.Commit) + ": " + e.CheckError.Error()
 }
 
 func (e *ConfigError) Unwrap() error { return e.CheckError }
@@ -55,13 +57,6 @@ func (e *DiskError) Error() string {
 }
 
 func gib(n uint64) string { return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30)) }
-
-func short(commit string) string {
-	if len(commit) > 12 {
-		return commit[:12]
-	}
-	return commit
-}
 
 var (
 	errorLine = []*regexp.Regexp{

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kbisect/kbisect/internal/testenv"
+
 	"github.com/kbisect/kbisect/kconfigs"
 )
 
@@ -350,9 +352,7 @@ func TestFixupNotNeeded(t *testing.T) {
 // TestTimeconstPerl runs the 2.6.32 construct under the host's perl: it
 // dies before the fixup and runs after.
 func TestTimeconstPerl(t *testing.T) {
-	if _, err := exec.LookPath("perl"); err != nil {
-		t.Skip("no perl")
-	}
+	testenv.NeedCommand(t, "perl", "perl")
 	script := "my %canned_values = (100 => [1]); my $hz = 100;\nsub compute_values { return (1) }\nsub output { print \"ok\\n\" }\n" + timeconst_2_6
 	tree := writeFiles(t, map[string]string{"kernel/timeconst.pl": script})
 	p := filepath.Join(string(tree), "kernel/timeconst.pl")
@@ -374,9 +374,7 @@ func TestTimeconstPerl(t *testing.T) {
 // their slots (gas picks 2-byte JMPs near the handler); with it each stub
 // fills its slot exactly.
 func TestEarlyIDTStubsAssemble(t *testing.T) {
-	if _, err := exec.LookPath("gcc"); err != nil {
-		t.Skip("no gcc")
-	}
+	testenv.NeedCommand(t, "gcc", "gcc")
 	for _, tc := range []struct {
 		name, head, seg string
 		env             FixupEnv
@@ -512,9 +510,7 @@ func TestFirstError(t *testing.T) {
 // comments and build ids differ (same signature), and a third with other
 // code (another signature).
 func TestSignature(t *testing.T) {
-	if _, err := exec.LookPath("gcc"); err != nil {
-		t.Skip("no gcc")
-	}
+	testenv.NeedCommand(t, "gcc", "gcc")
 	dir := t.TempDir()
 	build := func(name, src, buildID string) string {
 		c := filepath.Join(dir, name+".c")

@@ -152,7 +152,7 @@ func Build(ctx context.Context, o Options) (*Artifact, error) {
 	if !o.NoCache {
 		if a, err := p.lookup(); err == nil {
 			a.Commit, a.CacheHit, a.Elapsed = p.commit, true, time.Since(start)
-			p.logf("build cache hit for %s: %s", short(p.commit), a.Dir)
+			p.logf("build cache hit for %s: %s", gitrepo.Short(p.commit), a.Dir)
 			return a, nil
 		}
 	}
@@ -170,7 +170,7 @@ func Build(ctx context.Context, o Options) (*Artifact, error) {
 	if !o.NoCache {
 		if a, err := p.lookup(); err == nil {
 			a.Commit, a.CacheHit, a.Elapsed = p.commit, true, time.Since(start)
-			p.logf("build cache hit for %s after waiting for another build of it: %s", short(p.commit), a.Dir)
+			p.logf("build cache hit for %s after waiting for another build of it: %s", gitrepo.Short(p.commit), a.Dir)
 			return a, nil
 		}
 	}
@@ -229,16 +229,16 @@ func plan(ctx context.Context, o *Options) (*planned, error) {
 	}
 	out, err := p.repo.Git(ctx, "rev-parse", p.commit+"^{tree}")
 	if err != nil {
-		return nil, fmt.Errorf("tree of %s: %w", short(p.commit), err)
+		return nil, fmt.Errorf("tree of %s: %w", gitrepo.Short(p.commit), err)
 	}
 	p.tree = strings.TrimSpace(out)
 	src := commitTree{ctx, p.repo, p.commit}
 	mk, err := src.ReadFile("Makefile")
 	if err != nil {
-		return nil, fmt.Errorf("%s in %s has no top Makefile: not a kernel tree", short(p.commit), o.Repo)
+		return nil, fmt.Errorf("%s in %s has no top Makefile: not a kernel tree", gitrepo.Short(p.commit), o.Repo)
 	}
 	if p.version, err = kconfigs.MakefileVersion(mk); err != nil {
-		return nil, fmt.Errorf("%s in %s: %w", short(p.commit), o.Repo, err)
+		return nil, fmt.Errorf("%s in %s: %w", gitrepo.Short(p.commit), o.Repo, err)
 	}
 
 	h := sha256.New()
@@ -340,25 +340,8 @@ func (a *Artifact) CopyTo(dir string) error {
 		if err := os.Link(path, dst); err == nil {
 			return nil
 		}
-		return copyFile(path, dst, fi.Mode().Perm())
+		return fsutil.CopyFile(path, dst, fi.Mode().Perm())
 	})
-}
-
-func copyFile(src, dst string, mode os.FileMode) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, mode)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
 }
 
 // build runs the build in a slot and stores the artifact.
@@ -387,7 +370,7 @@ func (p *planned) build(ctx context.Context) (a *Artifact, err error) {
 		return nil, &DiskError{Dir: p.cacheRoot, Need: need, Have: have}
 	}
 
-	p.logf("building %s (Linux %s) in %s with %s", short(p.commit), p.version, s.dir, p.toolchain)
+	p.logf("building %s (Linux %s) in %s with %s", gitrepo.Short(p.commit), p.version, s.dir, p.toolchain)
 	ws, err := p.repo.Workspace(ctx, s.src)
 	if err != nil {
 		return nil, err
@@ -483,7 +466,7 @@ func (p *planned) build(ctx context.Context) (a *Artifact, err error) {
 		{"vmlinux", "vmlinux"},
 		{".config", "config"},
 	} {
-		if err := copyFile(filepath.Join(s.obj, f[0]), filepath.Join(staging, f[1]), 0o644); err != nil {
+		if err := fsutil.CopyFile(filepath.Join(s.obj, f[0]), filepath.Join(staging, f[1]), 0o644); err != nil {
 			return nil, fmt.Errorf("collect %s: %w", f[0], err)
 		}
 	}
@@ -509,7 +492,7 @@ func (p *planned) build(ctx context.Context) (a *Artifact, err error) {
 		return nil, err
 	}
 	meta, _ := json.MarshalIndent(a, "", "  ")
-	if err := os.WriteFile(filepath.Join(staging, "meta.json"), meta, 0o644); err != nil {
+	if err := fsutil.WriteFile(filepath.Join(staging, "meta.json"), meta, 0o644); err != nil {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
@@ -533,7 +516,7 @@ func (p *planned) build(ctx context.Context) (a *Artifact, err error) {
 	} else {
 		staging = ""
 	}
-	p.logf("built %s in %s (make %s), signature %s, kernel in %s", short(p.commit), t.Total.Round(time.Second), t.Make.Round(time.Second), a.Signature[:16], p.entryDir())
+	p.logf("built %s in %s (make %s), signature %s, kernel in %s", gitrepo.Short(p.commit), t.Total.Round(time.Second), t.Make.Round(time.Second), a.Signature[:16], p.entryDir())
 	return ReadArtifact(p.entryDir())
 }
 
@@ -588,8 +571,8 @@ func (p *planned) make(ctx context.Context, s *slot, vars, env []string, out io.
 func (p *planned) failedLog(logPath string) string {
 	dir := filepath.Join(p.cacheRoot, "kbuild", "failed")
 	os.MkdirAll(dir, 0o755)
-	dst := filepath.Join(dir, short(p.commit)+"-"+p.key[:12]+".log")
-	if err := copyFile(logPath, dst, 0o644); err != nil {
+	dst := filepath.Join(dir, gitrepo.Short(p.commit)+"-"+p.key[:12]+".log")
+	if err := fsutil.CopyFile(logPath, dst, 0o644); err != nil {
 		return logPath
 	}
 	return dst
@@ -597,11 +580,11 @@ func (p *planned) failedLog(logPath string) string {
 
 func (p *planned) buildFailure(ctx context.Context, err error, logPath string) error {
 	if ctx.Err() != nil {
-		return fmt.Errorf("build of %s interrupted: %w", short(p.commit), ctx.Err())
+		return fmt.Errorf("build of %s interrupted: %w", gitrepo.Short(p.commit), ctx.Err())
 	}
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) {
-		return fmt.Errorf("build of %s: make: %w", short(p.commit), err)
+		return fmt.Errorf("build of %s: make: %w", gitrepo.Short(p.commit), err)
 	}
 	log := p.failedLog(logPath)
 	return &BuildError{Commit: p.commit, FirstError: FirstError(log), Log: log, Err: err}

@@ -8,6 +8,8 @@ import (
 	"io"
 	"path/filepath"
 
+	"github.com/kbisect/kbisect/internal/gitrepo"
+
 	"github.com/kbisect/kbisect/kconfigs"
 )
 
@@ -72,7 +74,7 @@ func Kconfig(ctx context.Context, o KconfigOptions) (*kconfigs.Result, error) {
 	}
 	res, err := m.Prepare(ctx, base, o.Fragments)
 	if err != nil {
-		return nil, fmt.Errorf("config of %s: %w", short(p.commit), err)
+		return nil, fmt.Errorf("config of %s: %w", gitrepo.Short(p.commit), err)
 	}
 	return res, nil
 }

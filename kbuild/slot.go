@@ -14,6 +14,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/kbisect/kbisect/internal/fsutil"
 )
 
 // slot is one build place for one repository: a kbisect-owned checkout
@@ -123,5 +125,5 @@ func (s *slot) stabilizeMtimes(written map[string]bool) error {
 		}{hash, mtime}
 	}
 	data, _ := json.Marshal(rec)
-	return os.WriteFile(s.recordPath(), data, 0o644)
+	return fsutil.WriteFile(s.recordPath(), data, 0o644)
 }

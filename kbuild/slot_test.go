@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kbisect/kbisect/internal/testenv"
 )
 
 func TestSlotLock(t *testing.T) {
@@ -45,9 +47,7 @@ func TestSlotLock(t *testing.T) {
 // TestSlotLockAcrossProcesses holds a slot from another process (flock(1)
 // on the same lock file).
 func TestSlotLockAcrossProcesses(t *testing.T) {
-	if _, err := exec.LookPath("flock"); err != nil {
-		t.Skip("no flock(1)")
-	}
+	testenv.NeedCommand(t, "flock", "util-linux")
 	base := t.TempDir()
 	os.MkdirAll(filepath.Join(base, "slot0"), 0o755)
 	holder := exec.Command("flock", filepath.Join(base, "slot0", "lock"), "sleep", "30")

@@ -1,7 +1,6 @@
 package kconfigs
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/kbisect/kbisect/internal/tailbuf"
 )
 
 // Make runs a kernel tree's config targets in an out-of-tree (O=) build
@@ -159,10 +160,10 @@ func (m *Make) run(ctx context.Context, target string, stdin io.Reader) error {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
 	cmd.WaitDelay = 10 * time.Second
-	var tail tailBuffer
-	var out io.Writer = &tail
+	tail := tailbuf.New(4096)
+	var out io.Writer = tail
 	if m.Log != nil {
-		out = io.MultiWriter(&tail, m.Log)
+		out = io.MultiWriter(tail, m.Log)
 	}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Run(); err != nil {
@@ -173,26 +174,7 @@ func (m *Make) run(ctx context.Context, target string, stdin io.Reader) error {
 		if !errors.As(err, &ee) {
 			return fmt.Errorf("make %s: %w", target, err)
 		}
-		return &ConfigError{Target: target, Dir: m.ObjDir, Output: tail.String(), Err: err}
+		return &ConfigError{Target: target, Dir: m.ObjDir, Output: strings.Join(tail.Lines(5), " | "), Err: err}
 	}
 	return nil
-}
-
-// tailBuffer keeps the last few KiB written to it.
-type tailBuffer struct{ b []byte }
-
-func (t *tailBuffer) Write(p []byte) (int, error) {
-	t.b = append(t.b, p...)
-	if len(t.b) > 4096 {
-		t.b = t.b[len(t.b)-4096:]
-	}
-	return len(p), nil
-}
-
-func (t *tailBuffer) String() string {
-	lines := strings.Split(strings.TrimSpace(string(bytes.ToValidUTF8(t.b, nil))), "\n")
-	if len(lines) > 5 {
-		lines = lines[len(lines)-5:]
-	}
-	return strings.Join(lines, " | ")
 }

@@ -4,12 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/kbisect/kbisect/internal/testenv"
 
 	"github.com/kbisect/kbisect/internal/linuxsrc"
 )
@@ -56,9 +57,7 @@ func kernelTree(t *testing.T) string {
 	if testing.Short() {
 		t.Skip("needs the linux-src repository")
 	}
-	if _, err := os.Stat(linuxsrc.Tarball); err != nil {
-		t.Skipf("%s not installed", linuxsrc.Tarball)
-	}
+	testenv.NeedLinuxSource(t)
 	repo, err := linuxsrc.Repo(context.Background())
 	if err != nil {
 		t.Fatal(err)

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kbisect/kbisect/internal/fsutil"
+
 	"github.com/kbisect/kbisect/testcases"
 )
 
@@ -379,7 +381,7 @@ func (e *Executor) errorReport(rm *testcases.Remote, jobs []int, start time.Time
 	r.Seconds = time.Since(start).Seconds()
 	e.annotate(r, jobs, nil)
 	b, _ := json.MarshalIndent(r, "", "  ")
-	os.WriteFile(filepath.Join(rm.Options.RunDir, "report.json"), append(b, '\n'), 0o644)
+	fsutil.WriteFile(filepath.Join(rm.Options.RunDir, "report.json"), append(b, '\n'), 0o644)
 	return r
 }
 
@@ -446,7 +448,7 @@ func (e *Executor) loadRecord(dir, key string) *record {
 	}
 	rec.PID = os.Getpid()
 	if b, err := json.Marshal(rec); err == nil {
-		os.WriteFile(recordPath(dir, key), b, 0o644)
+		fsutil.WriteFile(recordPath(dir, key), b, 0o644)
 	}
 	return &rec
 }
@@ -457,10 +459,7 @@ func (e *Executor) saveRecord(dir, key string, rec *record) {
 	}
 	os.MkdirAll(dir, 0o755)
 	b, _ := json.Marshal(rec)
-	tmp := recordPath(dir, key) + ".tmp"
-	if os.WriteFile(tmp, b, 0o644) == nil {
-		os.Rename(tmp, recordPath(dir, key))
-	}
+	fsutil.WriteFile(recordPath(dir, key), b, 0o644)
 }
 
 func (e *Executor) dropRecord(dir, key string) {

@@ -70,7 +70,7 @@ func TestRun(t *testing.T) {
 		name       string
 		deviceType string
 		inject     int64
-		verdict    string
+		verdict    testcases.Verdict
 		// want is in the reason of an error.
 		want string
 	}{
@@ -235,7 +235,7 @@ func TestBisectParallel(t *testing.T) {
 		ri, _ := bisect.RunFromContext(ctx)
 		return filepath.Join(ri.JobDir, "lava")
 	}
-	spec := bisect.Spec{Repo: "prebuilt", Good: hist[0].Hash, Bad: hist[4].Hash, Exec: "lava",
+	spec := bisect.JobSpec{Repo: "prebuilt", Good: hist[0].Hash, Bad: hist[4].Hash, Exec: "lava",
 		Options: bisect.Options{Strategy: "classic", Parallel: 2, Retries: 2, RetryBackoff: time.Second}}
 	job, err := bisect.Create(dir, spec, hist)
 	if err != nil {

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -16,6 +15,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/kbisect/kbisect/internal/fsutil"
 )
 
 // Publisher makes a run's files (kernels, initramfs) reachable by the
@@ -129,28 +130,11 @@ func (d *Dir) Publish(file string) (string, func(), error) {
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		return "", nil, fmt.Errorf("publish %s: %w", file, err)
 	}
-	if err := copyFile(file, dst); err != nil {
+	if err := fsutil.CopyFile(file, dst, 0o644); err != nil {
 		return "", nil, fmt.Errorf("publish %s: %w", file, err)
 	}
 	u := strings.TrimSuffix(d.Prefix, "/") + "/" + path.Join(sub, url.PathEscape(filepath.Base(file)))
 	return u, func() { os.RemoveAll(filepath.Join(d.Dir, sub)) }, nil
-}
-
-func copyFile(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
 }
 
 func randomHex(n int) string {

@@ -55,7 +55,7 @@ func BenchmarkRelay(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer l.Close()
-			g := l.Guests()
+			g := l.Endpoints()
 			benchWire(b, g[0].File, g[1].File, udpFrame(b, macA, macB, directIPA, directIPB, 4500, 4500, make([]byte, 1500-42)))
 			l.Close()
 			if capture {
@@ -92,7 +92,7 @@ func BenchmarkNAT(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer l.Close()
-			g := l.Guests()
+			g := l.Endpoints()
 			a, bg := startFakeGuest(b, g[0]), startFakeGuest(b, g[1])
 			gw := a.resolve(natGateway)
 			frame := udpFrame(b, macA, gw, "198.18.1.2", "198.19.0.2", 4500, 4500, make([]byte, 1500-42))

@@ -24,7 +24,7 @@ const (
 
 // direct is two socketpairs joined by a relay in this process.
 type direct struct {
-	g     [2]Guest
+	g     [2]Endpoint
 	relay [2]*batchConn // relay[i] is the other end of guest i's socket
 	pcap  *pcapFile
 	fault *faultState
@@ -55,7 +55,7 @@ func newDirect(o Options) (_ *direct, err error) {
 		if err != nil {
 			return nil, fmt.Errorf("netlab: socketpair for guest %d: %w", i, err)
 		}
-		d.g[i] = Guest{
+		d.g[i] = Endpoint{
 			Kind:     KindDgram,
 			File:     os.NewFile(uintptr(fds[0]), fmt.Sprintf("netlab-guest%d", i)),
 			MAC:      macs[i],
@@ -151,7 +151,7 @@ func (d *direct) setErr(err error) {
 	d.errMu.Unlock()
 }
 
-func (d *direct) guests() [2]Guest { return d.g }
+func (d *direct) endpoints() [2]Endpoint { return d.g }
 
 func (d *direct) mappings() ([]Mapping, error) { return nil, nil }
 

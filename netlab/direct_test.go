@@ -23,8 +23,8 @@ func newTestLab(t *testing.T, o Options) *Lab {
 
 func TestDirectRelay(t *testing.T) {
 	l := newTestLab(t, Options{Topology: TopologyDirect, CaptureDir: t.TempDir()})
-	g := l.Guests()
-	for i, want := range []Guest{
+	g := l.Endpoints()
+	for i, want := range []Endpoint{
 		{Kind: KindDgram, MAC: macA, Addr: "198.18.0.1/24", PeerView: "198.18.0.2", MTU: 1500},
 		{Kind: KindDgram, MAC: macB, Addr: "198.18.0.2/24", PeerView: "198.18.0.1", MTU: 1500},
 	} {
@@ -100,7 +100,7 @@ func TestDirectRelay(t *testing.T) {
 
 func TestDirectSnaplen(t *testing.T) {
 	l := newTestLab(t, Options{Topology: TopologyDirect, CaptureDir: t.TempDir(), Snaplen: 100})
-	g := l.Guests()
+	g := l.Endpoints()
 	frame := make([]byte, 1514)
 	rand.Read(frame)
 	g[0].File.Write(frame)
@@ -175,7 +175,7 @@ func TestDirectFault(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			f := tc.fault
 			l := newTestLab(t, Options{Topology: TopologyDirect, CaptureDir: t.TempDir(), Fault: &f})
-			g := l.Guests()
+			g := l.Endpoints()
 			var delivered [][]byte
 			for i := 1; i <= frames; i++ {
 				// A frame that the port filter must ignore.
@@ -297,7 +297,7 @@ func TestOptionsErrors(t *testing.T) {
 func TestDirectCaptureMany(t *testing.T) {
 	const n = 3000 // 4.5 MB of frames: more than four capture buffers
 	l := newTestLab(t, Options{Topology: TopologyDirect, CaptureDir: t.TempDir()})
-	g := l.Guests()
+	g := l.Endpoints()
 	frame := func(i int) []byte {
 		p := make([]byte, 1472)
 		binary.BigEndian.PutUint32(p, uint32(i))

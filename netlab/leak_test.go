@@ -90,7 +90,7 @@ func TestNoLeaks(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				g := l.Guests()
+				g := l.Endpoints()
 				ns := ""
 				if n, ok := l.topo.(*nat); ok {
 					var st unix.Stat_t

@@ -33,7 +33,6 @@ const (
 	natIPOut      = "198.19.0.1"
 	natAddrB      = "198.19.0.2/24"
 	natIPB        = "198.19.0.2"
-	natTable      = "kbisect"
 )
 
 // captureRcvBuf is the receive buffer asked for each AF_PACKET socket:
@@ -45,7 +44,7 @@ const captureRcvBuf = 32 << 20
 type nat struct {
 	nsFd  int
 	nft   string
-	g     [2]Guest
+	g     [2]Endpoint
 	tapIx [2]int // ifindex of inside, outside
 	nl    *netlink.Handle
 	caps  []*natCapture
@@ -65,24 +64,6 @@ type natCapture struct {
 	conn  *batchConn
 	pcap  *pcapFile
 	drops atomic.Uint64 // kernel drops seen so far
-}
-
-// natRuleset is the NAT: forward from inside to outside and replies only,
-// source NAT with a randomised port on the way out.
-func natRuleset(f *Fault) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "table ip %s {\n", natTable)
-	fmt.Fprintf(&b, "\tchain forward {\n\t\ttype filter hook forward priority filter; policy drop;\n")
-	fmt.Fprintf(&b, "\t\tct state established,related accept\n")
-	fmt.Fprintf(&b, "\t\tiifname %q oifname %q accept\n\t}\n", natIfInside, natIfOutside)
-	fmt.Fprintf(&b, "\tchain postrouting {\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n")
-	fmt.Fprintf(&b, "\t\toifname %q masquerade random\n\t}\n", natIfOutside)
-	if f != nil {
-		fmt.Fprintf(&b, "\tchain fault {\n\t\ttype filter hook forward priority filter - 10; policy accept;\n")
-		fmt.Fprintf(&b, "\t\t%s\n\t}\n", f.nftRule(natIfInside, natIfOutside))
-	}
-	b.WriteString("}\n")
-	return b.String()
 }
 
 func findNft() (string, error) {
@@ -149,7 +130,7 @@ func newNAT(ctx context.Context, o Options) (_ *nat, err error) {
 			}
 		}
 		cmd := exec.CommandContext(ctx, n.nft, "-f", "-")
-		cmd.Stdin = strings.NewReader(natRuleset(o.Fault))
+		cmd.Stdin = strings.NewReader(NATRuleset(natIfInside, natIfOutside, o.Fault))
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return fmt.Errorf("netlab: load nftables ruleset: %w: %s", err, strings.TrimSpace(string(out)))
 		}
@@ -166,7 +147,7 @@ func newNAT(ctx context.Context, o Options) (_ *nat, err error) {
 	if err != nil {
 		return nil, err
 	}
-	n.g = [2]Guest{
+	n.g = [2]Endpoint{
 		{Kind: KindTap, MAC: macA, Addr: natAddrA, Gateway: natGateway, PeerView: natIPB, MTU: o.MTU},
 		{Kind: KindTap, MAC: macB, Addr: natAddrB, PeerView: natIPOut, MTU: o.MTU},
 	}
@@ -368,7 +349,7 @@ func (n *nat) setErr(err error) {
 	n.errMu.Unlock()
 }
 
-func (n *nat) guests() [2]Guest { return n.g }
+func (n *nat) endpoints() [2]Endpoint { return n.g }
 
 func (n *nat) captures() []string { return n.paths }
 
@@ -405,7 +386,7 @@ func (n *nat) faultHits() (uint64, error) {
 	var out []byte
 	err := inNetns(n.nsFd, func() error {
 		var err error
-		out, err = exec.CommandContext(ctx, n.nft, "--json", "list", "chain", "ip", natTable, "fault").Output()
+		out, err = exec.CommandContext(ctx, n.nft, "--json", "list", "chain", "ip", NATTable, "fault").Output()
 		return err
 	})
 	if err != nil {

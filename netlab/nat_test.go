@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kbisect/kbisect/internal/testenv"
+
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 )
@@ -21,12 +23,7 @@ import (
 // needRoot skips tests of the nat topology where it cannot run.
 func needRoot(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("the nat topology needs root")
-	}
-	if _, err := findNft(); err != nil {
-		t.Skip(err)
-	}
+	testenv.NeedNft(t)
 }
 
 // fakeGuest plays a guest on a tap: it answers ARP requests for its
@@ -43,7 +40,7 @@ type fakeGuest struct {
 	countOnly atomic.Bool   // benchmarks: count frames, do not decode
 }
 
-func startFakeGuest(t testing.TB, g Guest) *fakeGuest {
+func startFakeGuest(t testing.TB, g Endpoint) *fakeGuest {
 	ip, _, err := net.ParseCIDR(g.Addr)
 	if err != nil {
 		t.Fatal(err)
@@ -133,8 +130,8 @@ func udpOf(t testing.TB, frame []byte) (eth *layers.Ethernet, ip *layers.IPv4, u
 func TestNAT(t *testing.T) {
 	needRoot(t)
 	l := newTestLab(t, Options{Topology: TopologyNAT, CaptureDir: t.TempDir()})
-	g := l.Guests()
-	for i, want := range []Guest{
+	g := l.Endpoints()
+	for i, want := range []Endpoint{
 		{Kind: KindTap, MAC: macA, Addr: "198.18.1.2/24", Gateway: "198.18.1.1", PeerView: "198.19.0.2", MTU: 1500},
 		{Kind: KindTap, MAC: macB, Addr: "198.19.0.2/24", PeerView: "198.19.0.1", MTU: 1500},
 	} {
@@ -341,7 +338,7 @@ func TestNATFault(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			f := tc.fault
 			l := newTestLab(t, Options{Topology: TopologyNAT, CaptureDir: t.TempDir(), Fault: &f})
-			g := l.Guests()
+			g := l.Endpoints()
 			a, b := startFakeGuest(t, g[0]), startFakeGuest(t, g[1])
 			gwMAC := a.resolve(natGateway)
 			// Open the flow (and its mapping) with an A->B frame the fault
@@ -439,12 +436,12 @@ func TestNATMTU(t *testing.T) {
 		if got := link.Attrs().MTU; got != 9000 {
 			t.Errorf("tap %d MTU %d, want 9000", i, got)
 		}
-		if g := l.Guests()[i]; g.MTU != 9000 {
+		if g := l.Endpoints()[i]; g.MTU != 9000 {
 			t.Errorf("guest %d MTU %d, want 9000", i, g.MTU)
 		}
 	}
 	// A jumbo frame crosses the NAT whole.
-	g := l.Guests()
+	g := l.Endpoints()
 	a, b := startFakeGuest(t, g[0]), startFakeGuest(t, g[1])
 	gw := a.resolve(natGateway)
 	sent := udpFrame(t, macA, gw, "198.18.1.2", "198.19.0.2", 4500, 4500, make([]byte, 9000-28))

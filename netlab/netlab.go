@@ -80,12 +80,13 @@ type Options struct {
 	// Fault, if not nil, damages or drops chosen frames (self-tests).
 	Fault *Fault
 	// MTU of the link (0: DefaultMTU). The NAT's interfaces use it; the
-	// guests should configure Guest.MTU on their interface.
+	// guests should configure Endpoint.MTU on their interface.
 	MTU int
 }
 
-// Guest is one end of the wire, as the vm package and the guest agent need it.
-type Guest struct {
+// Endpoint is one end of the wire: what a guest (its QEMU and its agent)
+// needs to join it.
+type Endpoint struct {
 	// Kind is KindDgram or KindTap.
 	Kind string
 	// File is the open socket or tap to pass to QEMU (exec.Cmd.ExtraFiles;
@@ -145,7 +146,7 @@ type Mapping struct {
 
 // topology is what a Lab delegates to.
 type topology interface {
-	guests() [2]Guest
+	endpoints() [2]Endpoint
 	captures() []string
 	stats() (Stats, error)
 	mappings() ([]Mapping, error)
@@ -226,8 +227,9 @@ func (o Options) normalize() (Options, error) {
 	return o, nil
 }
 
-// Guests returns the two ends: [0] is A (behind the NAT), [1] is B.
-func (l *Lab) Guests() [2]Guest { return l.topo.guests() }
+// Endpoints returns the two ends: [0] is guest A's (behind the NAT), [1]
+// guest B's.
+func (l *Lab) Endpoints() [2]Endpoint { return l.topo.endpoints() }
 
 // Captures returns the pcap paths: for direct CaptureDir/wire.pcap; for nat
 // CaptureDir/nat-inside.pcap (A's side of the NAT) then nat-outside.pcap

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kbisect/kbisect/internal/testenv"
+
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 )
@@ -26,18 +28,11 @@ func TestQEMUGuest(t *testing.T) {
 	if testing.Short() {
 		t.Skip("boots a kernel under TCG")
 	}
-	qemu, err := exec.LookPath("qemu-system-x86_64")
-	if err != nil {
-		t.Skip("no qemu-system-x86_64")
-	}
-	kernels, _ := filepath.Glob("/boot/vmlinuz-*")
-	if len(kernels) == 0 {
-		t.Skip("no /boot/vmlinuz-*")
-	}
-	kernel := kernels[len(kernels)-1]
+	qemu := testenv.NeedCommand(t, "qemu-system-x86_64", "qemu-system-x86")
+	kernel, _ := testenv.DebianKernel(t)
 	initrd := strings.Replace(kernel, "vmlinuz-", "initrd.img-", 1)
 	if _, err := os.Stat(initrd); err != nil {
-		t.Skip("no initramfs for ", kernel)
+		testenv.Missing(t, "no initramfs for "+kernel+": apt-get install linux-image-amd64 initramfs-tools")
 	}
 	tests := []struct {
 		topo, netdev string
@@ -52,7 +47,7 @@ func TestQEMUGuest(t *testing.T) {
 				needRoot(t)
 			}
 			l := newTestLab(t, Options{Topology: tc.topo, CaptureDir: t.TempDir()})
-			g := l.Guests()
+			g := l.Endpoints()
 			peer := startFakeGuest(t, g[1])
 			ip, ipnet, _ := net.ParseCIDR(g[0].Addr)
 			ipArg := fmt.Sprintf("ip=%s::%s:%s::eth0:off", ip, g[0].Gateway, net.IP(ipnet.Mask))

@@ -104,7 +104,7 @@ func (rm *Remote) newReport() *Report {
 	r.Wire.Verdict = "unknown"
 	r.Wire.Missing = []string{"capture (the guests ran remotely)"}
 	for i, k := range o.Kernels {
-		r.Guests[i] = Guest{Role: roles[i], Kernel: abs(k), Console: abs(filepath.Join(o.RunDir, roles[i]+".console"))}
+		r.Guests[i] = GuestReport{Role: roles[i], Kernel: abs(k), Console: abs(filepath.Join(o.RunDir, roles[i]+".console"))}
 	}
 	return r
 }

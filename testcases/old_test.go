@@ -155,7 +155,7 @@ func TestOldKernelsXen(t *testing.T) {
 	k314 := oldKernel(t, testenv.Tarball3_14)
 	k2632 := oldKernel(t, testenv.Tarball2_6)
 	type want struct {
-		verdict string
+		verdict testcases.Verdict
 		wire    string // "" for any
 	}
 	for _, tc := range []struct {

@@ -55,7 +55,7 @@ func runPair(ctx context.Context, o *Options, r *Report) error {
 	}
 	tc := Registry[o.Test]
 	for i, k := range o.Kernels {
-		r.Guests[i] = Guest{Role: roles[i], Kernel: abs(k), Console: abs(filepath.Join(o.RunDir, roles[i]+".console"))}
+		r.Guests[i] = GuestReport{Role: roles[i], Kernel: abs(k), Console: abs(filepath.Join(o.RunDir, roles[i]+".console"))}
 	}
 	if err := inspectKernels(o); err != nil {
 		return err
@@ -69,7 +69,7 @@ func runPair(ctx context.Context, o *Options, r *Report) error {
 		return fmt.Errorf("wire: %w", err)
 	}
 	defer lab.Close()
-	guests := lab.Guests()
+	guests := lab.Endpoints()
 	var addr Addressing
 	for i, g := range guests {
 		addr.Addr[i], addr.Gateway[i], addr.PeerView[i] = g.Addr, g.Gateway, g.PeerView

@@ -4,19 +4,25 @@ import (
 	"github.com/kbisect/kbisect/testcases/proto"
 )
 
-// Verdicts of a run. Error means the infrastructure failed (build, boot,
-// timeout, host fault): it says nothing about the bug and is never Fail.
+// Verdict is what a run, or the test of a commit, showed.
+type Verdict string
+
+// Verdicts. Error means the infrastructure failed (boot, timeout, host
+// fault): it says nothing about the bug and is never Fail. Skip is the
+// verdict of a commit that cannot be tested (it does not build with the
+// config, or its kernel panics): a run's report is never Skip.
 const (
-	Pass  = "pass"
-	Fail  = "fail"
-	Error = "error"
+	Pass  Verdict = "pass"
+	Fail  Verdict = "fail"
+	Skip  Verdict = "skip"
+	Error Verdict = "error"
 )
 
 // Report is the outcome of one run, as `kbisect run --json` prints it.
 type Report struct {
-	Verdict string `json:"verdict"`
-	Reason  string `json:"reason"`
-	Test    string `json:"test"`
+	Verdict Verdict `json:"verdict"`
+	Reason  string  `json:"reason"`
+	Test    string  `json:"test"`
 	// BytesVerified counts the payload bytes the receiver checked.
 	BytesVerified int64              `json:"bytes_verified"`
 	BytesSent     int64              `json:"bytes_sent"`
@@ -33,13 +39,13 @@ type Report struct {
 	Crypto          string  `json:"crypto,omitempty"`
 	// Path says which hypervisor and network path carried the traffic,
 	// e.g. "qemu-tcg/virtio-net".
-	Path    string   `json:"path"`
-	Guests  [2]Guest `json:"guests"`
-	Pcaps   []string `json:"pcaps,omitempty"`
-	Keys    string   `json:"keys,omitempty"`
-	ESPSA   string   `json:"esp_sa,omitempty"`
-	RunDir  string   `json:"run_dir"`
-	Seconds float64  `json:"seconds"`
+	Path    string         `json:"path"`
+	Guests  [2]GuestReport `json:"guests"`
+	Pcaps   []string       `json:"pcaps,omitempty"`
+	Keys    string         `json:"keys,omitempty"`
+	ESPSA   string         `json:"esp_sa,omitempty"`
+	RunDir  string         `json:"run_dir"`
+	Seconds float64        `json:"seconds"`
 	// Remote says where a run that did not boot its guests here ran.
 	Remote *RemoteRun `json:"remote,omitempty"`
 
@@ -66,8 +72,8 @@ type RemoteRun struct {
 	Devices []string `json:"devices,omitempty"`
 }
 
-// Guest describes one guest of the pair.
-type Guest struct {
+// GuestReport is what one guest of the pair reported and how it ended.
+type GuestReport struct {
 	Role          string   `json:"role"`
 	Kernel        string   `json:"kernel"`
 	KernelRelease string   `json:"kernel_release,omitempty"`
@@ -90,7 +96,7 @@ type Guest struct {
 }
 
 // setResult copies what the guest's agent reported about its kernel.
-func (g *Guest) setResult(res *proto.Result) {
+func (g *GuestReport) setResult(res *proto.Result) {
 	if res == nil {
 		return
 	}

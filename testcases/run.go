@@ -1,7 +1,7 @@
 // Package testcases runs kbisect's tests on a pair of guests: it prepares the
 // initramfs and the wire, boots both guests with the kernels under test,
 // collects what their agents report and turns it into a verdict with
-// evidence. Each testcase has a guest side (package guest, run by the agent)
+// evidence. Each testcase has a guest side (package agent, run by the agent in the guest)
 // and a host side here (parameters, verdict).
 package testcases
 
@@ -16,6 +16,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/kbisect/kbisect/internal/fsutil"
 
 	"github.com/kbisect/kbisect/testcases/proto"
 )
@@ -266,7 +268,7 @@ func writeJSON(path string, v any) error {
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(path, append(b, '\n'), 0o644)
+	return fsutil.WriteFile(path, append(b, '\n'), 0o644)
 }
 
 // oopsMarkers are console lines that show the kernel hit a bug.
@@ -291,19 +293,6 @@ func scanOopses(console string) []string {
 		}
 	}
 	return out
-}
-
-// consoleTail returns the last lines of a console log, for error reasons.
-func consoleTail(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return ""
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, " | ")
 }
 
 func abs(p string) string {

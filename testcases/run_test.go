@@ -43,7 +43,7 @@ func TestRunVerdicts(t *testing.T) {
 		topology   string
 		inject     int64
 		injectSide string
-		verdict    string
+		verdict    Verdict
 		wire       string
 		stop       bool // StopOnFail, as a bisection runs: no FIN on the wire
 	}{
@@ -183,12 +183,7 @@ func benchKernel(b *testing.B) benchPair {
 // bytes still in flight).
 func checkWithTshark(t *testing.T, r *Report, stopped bool) {
 	t.Helper()
-	if _, err := exec.LookPath("tshark"); err != nil {
-		if os.Getenv("KBISECT_REQUIRE_VM") != "" {
-			t.Fatal("tshark not installed: apt-get install tshark")
-		}
-		t.Skip("tshark not installed")
-	}
+	testenv.NeedTshark(t)
 	conf := t.TempDir()
 	sa, err := os.ReadFile(r.ESPSA)
 	if err != nil {

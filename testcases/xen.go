@@ -66,7 +66,7 @@ func runXenPair(ctx context.Context, o *Options, r *Report) error {
 	tc := Registry[o.Test]
 	tc.Modules = append(append([]string{}, tc.Modules...), xenDomUModules...)
 	for i, k := range o.Kernels {
-		r.Guests[i] = Guest{Role: roles[i], Kernel: abs(k), Console: abs(filepath.Join(o.RunDir, roles[i]+".console"))}
+		r.Guests[i] = GuestReport{Role: roles[i], Kernel: abs(k), Console: abs(filepath.Join(o.RunDir, roles[i]+".console"))}
 	}
 	if err := inspectKernels(o); err != nil {
 		return err

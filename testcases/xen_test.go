@@ -46,7 +46,7 @@ func TestXenVerdicts(t *testing.T) {
 		// 6.6 MiB.
 		streams int
 		inject  int64
-		verdict string
+		verdict Verdict
 		// wire is the capture's verdict; pcaps the captures (dom0's vifs).
 		wire  string
 		pcaps int

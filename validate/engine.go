@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 	"time"
+
+	"github.com/kbisect/kbisect/internal/gitrepo"
 )
 
 // outcome is what one run showed.
@@ -138,7 +140,7 @@ func (e *engine) once(ctx context.Context, a *arm) (runResult, error) {
 
 // baseSkip turns a base that cannot be tested into an error.
 func (e *engine) baseSkip(res runResult) error {
-	return fmt.Errorf("the base %s cannot be tested: %s: validate needs a base that works", e.rep.Base[:12], res.reason)
+	return fmt.Errorf("the base %s cannot be tested: %s: validate needs a base that works", gitrepo.Short(e.rep.Base), res.reason)
 }
 
 // markSkip records a patched tree that cannot be tested.

@@ -154,7 +154,7 @@ func formatPatch(ctx context.Context, user *gitrepo.Repo, spec, tmp string) (str
 	}
 	var names []string
 	for _, c := range commits {
-		names = append(names, c[:12])
+		names = append(names, gitrepo.Short(c))
 	}
 	return path, names, nil
 }

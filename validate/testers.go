@@ -1,61 +1,61 @@
 package validate
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
-	"syscall"
 	"time"
+
+	"github.com/kbisect/kbisect/internal/bisectrun"
+	"github.com/kbisect/kbisect/internal/gitrepo"
 
 	"github.com/kbisect/kbisect/internal/cachedir"
 	"github.com/kbisect/kbisect/kbuild"
 	"github.com/kbisect/kbisect/testcases"
 )
 
-// kernelTester builds trees with kbuild (in kbuild's own checkout of
-// kbisect's clone) and runs the testcase on a guest pair, as
-// testcases.CommitTest does; runs stop at their first failure, so a failed
-// run contributes its time to that failure.
+// kernelTester builds and runs trees with the commit pipeline (in kbuild's
+// own checkout of kbisect's clone); runs stop at their first failure, so a
+// failed run contributes its time to that failure.
 type kernelTester struct {
-	o         *KernelTest
-	repo      string
-	cacheDir  string
+	ct        testcases.CommitTest
 	log       func(string, ...any)
 	artifacts map[*Row]*kbuild.Artifact
-	runRoot   string
+}
+
+func newKernelTester(o *testcases.CommitTest, repo, cacheDir string, log func(string, ...any)) *kernelTester {
+	k := &kernelTester{ct: *o, log: log, artifacts: map[*Row]*kbuild.Artifact{}}
+	k.ct.Build.Repo = repo
+	if k.ct.Build.CacheDir == "" {
+		k.ct.Build.CacheDir = cacheDir
+	}
+	if k.ct.RunRoot == "" {
+		k.ct.RunRoot = filepath.Join(cachedir.Dir("runs"), "validate-"+time.Now().Format("20060102-150405"))
+	}
+	k.ct.Run.StopOnFail = true
+	return k
 }
 
 func (k *kernelTester) prepare(ctx context.Context, row, base *Row, files []string) error {
-	if k.artifacts == nil {
-		k.artifacts = map[*Row]*kbuild.Artifact{}
-	}
-	bo := k.o.Build
-	bo.Repo, bo.Rev = k.repo, row.Commit
-	if bo.CacheDir == "" {
-		bo.CacheDir = k.cacheDir
-	}
-	k.log("building %s (%s)", row.Name, row.Commit[:12])
+	k.log("building %s (%s)", row.Name, gitrepo.Short(row.Commit))
 	start := time.Now()
-	a, err := kbuild.Build(ctx, bo)
+	res := k.ct.BuildCommit(ctx, row.Commit)
 	var be *kbuild.BuildError
-	var ce *kbuild.ConfigError
 	switch {
-	case errors.As(err, &be):
-		row.Build = &BuildInfo{Error: cleanLine(be.FirstError), Log: be.Log, Seconds: time.Since(start).Seconds()}
-		row.Conclusion, row.Detail = DoesNotBuild, "build failed: "+row.Build.Error+" (log: "+be.Log+")"
-	case errors.As(err, &ce):
-		row.Build = &BuildInfo{Error: ce.Error(), Seconds: time.Since(start).Seconds()}
-		row.Conclusion, row.Detail = DoesNotBuild, ce.Error()
-	case err != nil:
-		return fmt.Errorf("build %s: %w", row.Name, err)
-	default:
+	case res.Artifact != nil:
+		a := res.Artifact
 		row.Build = &BuildInfo{OK: true, Log: a.Log, CacheHit: a.CacheHit, Seconds: a.Elapsed.Seconds()}
 		k.artifacts[row] = a
+	case res.Verdict != testcases.Skip:
+		return res.Err
+	case errors.As(res.Err, &be):
+		row.Build = &BuildInfo{Error: cleanLine(be.FirstError), Log: be.Log, Seconds: time.Since(start).Seconds()}
+		row.Conclusion, row.Detail = DoesNotBuild, "build failed: "+row.Build.Error+" (log: "+be.Log+")"
+	default: // a config that lacks what the test needs
+		row.Build = &BuildInfo{Error: res.Reason, Seconds: time.Since(start).Seconds()}
+		row.Conclusion, row.Detail = DoesNotBuild, res.Reason
 	}
 	if base != nil && base.Build != nil && base.Build.Log != "" && row.Build.Log != "" {
 		bl, err1 := parseBuildLog(base.Build.Log)
@@ -77,57 +77,48 @@ func (k *kernelTester) run(ctx context.Context, row *Row) (runResult, error) {
 	if a == nil {
 		return runResult{}, fmt.Errorf("internal error: %s was not built", row.Name)
 	}
-	if k.runRoot == "" {
-		k.runRoot = k.o.RunRoot
-		if k.runRoot == "" {
-			k.runRoot = filepath.Join(cachedir.Dir("runs"), "validate-"+time.Now().Format("20060102-150405"))
-		}
-	}
-	o := k.o.Run
-	kernel, modules := testcases.BootImage(a)
-	o.Kernels = [2]string{kernel, kernel}
-	o.Modules = [2]string{modules, modules}
-	o.StopOnFail = true
-	role := "base"
-	if row.Index > 0 {
-		role = fmt.Sprintf("patch%d", row.Index)
-	}
-	o.RunDir = filepath.Join(k.runRoot, fmt.Sprintf("%s-%s-%03d", role, row.Commit[:12], row.Runs+1))
+	runDir := filepath.Join(k.ct.RunRoot, fmt.Sprintf("%s-%s-%03d", role(row), gitrepo.Short(row.Commit), row.Runs+1))
+	duration := k.ct.Run.Duration
 	start := time.Now()
-	r, err := testcases.Run(ctx, o)
-	if err != nil {
-		return runResult{}, err
+	res := k.ct.RunKernel(ctx, a, duration, runDir)
+	if res.Report == nil {
+		return runResult{}, res.Err
 	}
+	r := res.Report
 	// The receiver's time includes waiting for the sender and draining:
 	// traffic, and so exposure to the bug, lasts at most the duration.
-	res := runResult{wall: time.Since(start), exposure: min(r.TestSeconds/60, o.Duration.Minutes()), reason: r.Reason}
-	if res.exposure <= 0 {
-		res.exposure = o.Duration.Minutes()
+	out := runResult{wall: time.Since(start), exposure: min(r.TestSeconds/60, duration.Minutes()), reason: res.Reason}
+	if out.exposure <= 0 {
+		out.exposure = duration.Minutes()
 	}
-	switch r.Verdict {
+	switch res.Verdict {
 	case testcases.Pass:
-		res.outcome = pass
+		out.outcome = pass
 	case testcases.Fail:
-		res.outcome = fail
+		out.outcome = fail
+	case testcases.Skip:
+		out.outcome = skip
 	default:
 		if err := ctx.Err(); err != nil {
-			return res, err
+			return out, err
 		}
-		res.outcome = infra
-		for _, g := range r.Guests {
-			if g.Outcome == "panic" {
-				res.outcome = skip
-				res.reason = "the kernel does not boot: " + r.Reason
-			}
-		}
-		res.reason += " (run dir " + r.RunDir + ")"
+		out.outcome = infra
+		out.reason += " (run dir " + r.RunDir + ")"
 	}
-	return res, nil
+	return out, nil
+}
+
+// role names a row's tree in run directories and logs.
+func role(row *Row) string {
+	if row.Index > 0 {
+		return fmt.Sprintf("patch%d", row.Index)
+	}
+	return "base"
 }
 
 // execTester runs a command in kbisect's checkout of each tree, as git
-// bisect run does: exit 0 good, 125 skip, 1-127 bad, >= 128 (or a signal)
-// an infrastructure failure. Each run is one trial, whatever its length.
+// bisect run does (internal/bisectrun). Each run is one trial, whatever
+// its length.
 type execTester struct {
 	cmd     string
 	clone   *Clone
@@ -152,94 +143,34 @@ func (x *execTester) run(ctx context.Context, row *Row) (runResult, error) {
 	if err := os.MkdirAll(x.runRoot, 0o755); err != nil {
 		return runResult{}, err
 	}
-	role := "base"
-	if row.Index > 0 {
-		role = fmt.Sprintf("patch%d", row.Index)
+	r, err := bisectrun.Run(ctx, bisectrun.Command{
+		Shell: x.cmd,
+		Dir:   x.clone.Dir,
+		Env:   []string{"KBISECT_COMMIT=" + row.Commit, "KBISECT_TREE=" + role(row)},
+	})
+	if err != nil {
+		return runResult{}, err
 	}
-	logPath := filepath.Join(x.runRoot, fmt.Sprintf("%s-%03d.log", role, row.Runs+1))
-	var out tailBuffer
-	cmd := exec.CommandContext(ctx, "sh", "-c", x.cmd)
-	cmd.Dir = x.clone.Dir
-	cmd.Env = append(execEnv(), "KBISECT_COMMIT="+row.Commit, "KBISECT_TREE="+role)
-	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
-	cmd.WaitDelay = 10 * time.Second
-	start := time.Now()
-	err := cmd.Run()
 	// A command only says whether the run failed: each run is one trial.
-	res := runResult{wall: time.Since(start), exposure: 1}
-	if ctx.Err() != nil {
-		return res, ctx.Err()
-	}
-	code := 0
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &ee):
-		code = ee.ExitCode()
-		if code < 0 {
-			code = 128 // killed by a signal
-		}
-	default:
-		return res, fmt.Errorf("--exec %s: %w", x.cmd, err)
-	}
-	res.reason = fmt.Sprintf("exit %d", code)
-	if last := lastLine(out.String()); last != "" {
-		res.reason += ": " + last
+	res := runResult{wall: r.Elapsed, exposure: 1, reason: r.Reason()}
+	if r.Verdict == bisectrun.Abort {
+		res.reason = r.Err.Error()
 	}
 	// Keep the output of the first run of each tree and of every run that
 	// did not pass (the last 64 KiB of it).
-	if code != 0 || row.Runs == 0 {
-		if err := os.WriteFile(logPath, out.Bytes(), 0o644); err == nil {
+	if r.Verdict != bisectrun.Good || row.Runs == 0 {
+		logPath := filepath.Join(x.runRoot, fmt.Sprintf("%s-%03d.log", role(row), row.Runs+1))
+		if err := os.WriteFile(logPath, r.Tail.Bytes(), 0o644); err == nil {
 			res.reason += " (log " + logPath + ")"
 		}
 	}
-	switch {
-	case code == 0:
-		res.outcome = pass
-	case code == 125:
-		res.outcome = skip
-	case code < 128:
-		res.outcome = fail
-	default:
-		res.outcome = infra
-	}
+	res.outcome = outcomes[r.Verdict]
 	return res, nil
 }
 
-// execEnv is the environment of an --exec command: ours, without what
-// would point its git commands at another repository.
-func execEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		switch strings.SplitN(kv, "=", 2)[0] {
-		case "GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_COMMON_DIR":
-			continue
-		}
-		env = append(env, kv)
-	}
-	return env
-}
-
-// tailBuffer keeps the last 64 KiB written to it.
-type tailBuffer struct{ bytes.Buffer }
-
-func (t *tailBuffer) Write(p []byte) (int, error) {
-	t.Buffer.Write(p)
-	if t.Len() > 128<<10 {
-		b := append([]byte(nil), t.Bytes()[t.Len()-64<<10:]...)
-		t.Reset()
-		t.Buffer.Write(b)
-	}
-	return len(p), nil
-}
-
-func lastLine(s string) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	l := strings.TrimSpace(lines[len(lines)-1])
-	if len(l) > 200 {
-		l = l[:200] + "..."
-	}
-	return l
+var outcomes = map[bisectrun.Verdict]outcome{
+	bisectrun.Good:  pass,
+	bisectrun.Bad:   fail,
+	bisectrun.Skip:  skip,
+	bisectrun.Abort: infra,
 }

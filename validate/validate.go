@@ -15,14 +15,13 @@ import (
 	"io"
 	"math"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"time"
+
+	"github.com/kbisect/kbisect/internal/bisectrun"
 
 	"github.com/kbisect/kbisect/internal/cachedir"
 	"github.com/kbisect/kbisect/internal/gitrepo"
-	"github.com/kbisect/kbisect/kbuild"
 	"github.com/kbisect/kbisect/testcases"
 )
 
@@ -89,9 +88,10 @@ type Options struct {
 	// PriorFix is the prior probability of a fix (default 0.5).
 	PriorFix float64
 
-	// Kernel is the kernel test (build and boot a guest pair); nil with
-	// Exec.
-	Kernel *KernelTest
+	// Kernel is the kernel test, the commit pipeline (build, boot a guest
+	// pair here or in a LAVA lab, judge); nil with Exec. Its Build.Repo is
+	// kbisect's clone, and its runs stop at their first failure.
+	Kernel *testcases.CommitTest
 	// Exec is a shell command run in kbisect's checkout of each tree
 	// instead: exit 0 good, 125 skip, 1-127 bad, >= 128 an infrastructure
 	// failure (as git bisect run).
@@ -101,19 +101,6 @@ type Options struct {
 	CacheDir string
 	// Log receives progress lines.
 	Log io.Writer
-}
-
-// KernelTest is the kernel pipeline: kbuild and a testcases run.
-type KernelTest struct {
-	// Build is the build template (Config, Fragments, ...); Repo and Rev
-	// are set per tree.
-	Build kbuild.Options
-	// Run is the run template (Test, Duration, Topology, ...); kernels,
-	// run directory and StopOnFail are set per run.
-	Run testcases.Options
-	// RunRoot receives one directory per run (default: a new directory
-	// under the cache's runs/).
-	RunRoot string
 }
 
 // Report is the outcome of a validation.
@@ -236,7 +223,7 @@ func Validate(ctx context.Context, o Options) (*Report, error) {
 	rep := &Report{
 		Repo: user.Dir, Base: base, BaseSubject: subject, Workspace: clone.Dir, Expect: o.Expect,
 		Confidence: o.Confidence, PriorFix: o.PriorFix, BudgetMinutes: o.Budget.Minutes(),
-		BaseResult: &Row{Name: "base " + base[:12], Subject: subject, Commit: base},
+		BaseResult: &Row{Name: "base " + gitrepo.Short(base), Subject: subject, Commit: base},
 	}
 	commits, applyErr := clone.Apply(ctx, base, series, tmp)
 	var ae *ApplyError
@@ -288,7 +275,7 @@ func Validate(ctx context.Context, o Options) (*Report, error) {
 	}
 	var t tester
 	if o.Kernel != nil {
-		t = &kernelTester{o: o.Kernel, repo: clone.Dir, cacheDir: o.CacheDir, log: o.logf}
+		t = newKernelTester(o.Kernel, clone.Dir, o.CacheDir, o.logf)
 		rep.Test = o.Kernel.Run.Test
 		rep.RunSeconds = o.Kernel.Run.Duration.Seconds()
 		rep.Unit, rep.RateUnit = "minute", "per hour"
@@ -308,7 +295,7 @@ func Validate(ctx context.Context, o Options) (*Report, error) {
 		return nil, err
 	}
 	if c := rep.BaseResult.Conclusion; c != "" {
-		return nil, fmt.Errorf("the base %s %s: %s: validate needs a base that works", base[:12], c, rep.BaseResult.Detail)
+		return nil, fmt.Errorf("the base %s %s: %s: validate needs a base that works", gitrepo.Short(base), c, rep.BaseResult.Detail)
 	}
 	var testable []*Row
 	for _, r := range targets {
@@ -382,7 +369,9 @@ func (o *Options) check() error {
 	case o.Exec != "" && o.Kernel != nil:
 		return errors.New("give either --exec or a kernel test, not both")
 	case o.Exec != "":
-		return checkExec(o.Exec)
+		var err error
+		o.Exec, err = bisectrun.Check(o.Exec, o.Repo)
+		return err
 	case o.Kernel == nil:
 		return errors.New("no test: give --test (a kernel test) or --exec CMD")
 	}
@@ -395,45 +384,40 @@ func (o *Options) check() error {
 	return nil
 }
 
-// checkExec checks that the command's program exists and is executable.
-func checkExec(cmd string) error {
-	fields := strings.Fields(cmd)
-	if len(fields) == 0 {
-		return errors.New("--exec is empty: give the test command")
-	}
-	prog := fields[0]
-	if strings.ContainsRune(prog, '=') || isShellWord(prog) {
-		return nil // an assignment or a shell construct: let sh judge
-	}
-	if strings.ContainsRune(prog, '/') {
-		abs, err := filepath.Abs(prog)
-		if err != nil {
-			return err
-		}
-		st, err := os.Stat(abs)
-		if err != nil || st.IsDir() || st.Mode().Perm()&0o111 == 0 {
-			return fmt.Errorf("--exec %s: %s is not an executable file (chmod +x it, or give its absolute path)", cmd, prog)
-		}
-		return nil
-	}
-	if _, err := exec.LookPath(prog); err != nil {
-		return fmt.Errorf("--exec %s: %s is not a command in PATH", cmd, prog)
-	}
-	return nil
-}
-
-func isShellWord(w string) bool {
-	switch w {
-	case "if", "for", "while", "until", "case", "{", "(", "!", "exec", "set", "cd", "test", "[", ".", "true", "false", "exit":
-		return true
-	}
-	return false
-}
-
 func (o *Options) logf(format string, args ...any) {
 	if o.Log != nil {
 		fmt.Fprintf(o.Log, "validate: "+format+"\n", args...)
 	}
+}
+
+// Outcome sums a validation up.
+type Outcome string
+
+// Outcomes of a validation.
+const (
+	// AsExpected: every tested tree answered the question as expected.
+	AsExpected Outcome = "as expected"
+	// Contrary: a tree did not (does not fix, regression, does not apply,
+	// build or boot).
+	Contrary Outcome = "contrary"
+	// Undecided: no tree answered against the expectation, but one needs
+	// more test time.
+	Undecided Outcome = "undecided"
+)
+
+// Outcome sums the report's conclusions up.
+func (r *Report) Outcome() Outcome {
+	out := AsExpected
+	for _, p := range r.Patches {
+		switch p.Conclusion {
+		case Fixes, NoRegression, "":
+		case Inconclusive:
+			out = Undecided
+		default:
+			return Contrary
+		}
+	}
+	return out
 }
 
 // conclude fills in the report's conclusion: the last tested row's, else

@@ -116,7 +116,7 @@ func TestBadInput(t *testing.T) {
 		{"empty mbox", Options{Base: h.Bad, Patches: emptyMbox, Exec: "true"}, "the series is empty"},
 		{"empty range", Options{Base: h.Bad, Patches: h.Bad + ".." + h.Bad, Exec: "true"}, "the range holds no commits"},
 		{"unknown range end", Options{Base: h.Bad, Patches: h.Good + "..nope", Exec: "true"}, `unknown revision "nope"`},
-		{"exec not executable", Options{Base: h.Bad, Patches: patches, Exec: notExec}, "is not an executable file"},
+		{"exec not executable", Options{Base: h.Bad, Patches: patches, Exec: notExec}, "is not executable"},
 		{"exec not found", Options{Base: h.Bad, Patches: patches, Exec: "no-such-command --flag"}, "is not a command in PATH"},
 		{"no test", Options{Base: h.Bad, Patches: patches}, "give --test"},
 		{"bad expect", Options{Base: h.Bad, Patches: patches, Exec: "true", Expect: "maybe"}, `--expect "maybe"`},
@@ -309,14 +309,14 @@ func TestHarmlessPatchNoRegression(t *testing.T) {
 
 // kernelOptions is the kernel test of the demo: tinyconfig with kbisect's
 // fragments, natt-esp on a direct wire.
-func kernelOptions(t *testing.T, duration time.Duration) *KernelTest {
+func kernelOptions(t *testing.T, duration time.Duration) *testcases.CommitTest {
 	t.Helper()
 	testenv.NeedRoot(t)
 	testenv.NeedQEMU(t)
 	if testing.Short() {
 		t.Skip("builds and boots kernels")
 	}
-	return &KernelTest{
+	return &testcases.CommitTest{
 		Build:   kbuild.Options{Config: "tinyconfig", Fragments: demoFragments(t)},
 		Run:     testcases.Options{Test: "natt-esp", Duration: duration, Topology: "direct", InjectOffset: -1},
 		RunRoot: t.TempDir(),

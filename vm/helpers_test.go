@@ -7,12 +7,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/kbisect/kbisect/internal/testenv"
 
 	"github.com/u-root/u-root/pkg/cpio"
 )
@@ -44,19 +45,13 @@ func TestMain(m *testing.M) {
 // testKernel returns the newest Debian kernel in /boot or skips.
 func testKernel(t testing.TB) string {
 	t.Helper()
-	ks, _ := filepath.Glob("/boot/vmlinuz-*-amd64")
-	if len(ks) == 0 {
-		t.Skip("no /boot/vmlinuz-*-amd64: apt-get install linux-image-amd64")
-	}
-	sort.Strings(ks)
-	return ks[len(ks)-1]
+	k, _ := testenv.DebianKernel(t)
+	return k
 }
 
 func needQEMU(t testing.TB) {
 	t.Helper()
-	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
-		t.Skip("qemu-system-x86_64 not installed: apt-get install qemu-system-x86")
-	}
+	testenv.NeedQEMU(t)
 }
 
 // testInit builds testdata/testinit as a static binary (once).
@@ -83,7 +78,7 @@ func modulesFor(t testing.TB, release string, names ...string) []string {
 	dir := filepath.Join("/lib/modules", release)
 	f, err := os.Open(filepath.Join(dir, "modules.dep"))
 	if err != nil {
-		t.Skipf("modules of %s: %v", release, err)
+		testenv.Missing(t, fmt.Sprintf("modules of %s: %v (apt-get install linux-image-amd64)", release, err))
 	}
 	defer f.Close()
 	deps := map[string][]string{}

@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/kbisect/kbisect/internal/testenv"
 )
 
 func TestInspectKernelDebian(t *testing.T) {
@@ -117,7 +120,7 @@ func TestInspectKernelRejects(t *testing.T) {
 func TestELFWithoutPVH(t *testing.T) {
 	img, ok, err := PVHImage(context.Background(), testKernel(t))
 	if err != nil || !ok {
-		t.Skipf("no PVH vmlinux to start from: %v", err)
+		testenv.Missing(t, fmt.Sprintf("no PVH vmlinux to start from (Debian's kernel has one): %v", err))
 	}
 	data, err := os.ReadFile(img)
 	if err != nil {

@@ -101,16 +101,6 @@ func (e *ExitError) Is(target error) bool {
 	return false
 }
 
-// tailLines returns the last n lines of s.
-func tailLines(s string, n int) string {
-	s = strings.TrimRight(s, "\n")
-	lines := strings.Split(s, "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
 // lastLine returns the last non-empty line of s.
 func lastLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")

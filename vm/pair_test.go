@@ -2,6 +2,7 @@ package vm
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"runtime"
 	"strings"
@@ -9,6 +10,8 @@ import (
 	"testing"
 	"time"
 	"unsafe"
+
+	"github.com/kbisect/kbisect/internal/testenv"
 )
 
 // dgramWire returns the two ends of an AF_UNIX SOCK_DGRAM socketpair.
@@ -154,7 +157,7 @@ func openTap(t *testing.T) *os.File {
 	}()
 	r := <-ch
 	if r.err != nil {
-		t.Skipf("cannot create a tap in a new network namespace: %v", r.err)
+		testenv.Missing(t, fmt.Sprintf("cannot create a tap in a new network namespace (needs root): %v", r.err))
 	}
 	t.Cleanup(func() { r.f.Close() })
 	return r.f

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/kbisect/kbisect/internal/tailbuf"
+
 	"github.com/digitalocean/go-qemu/qmp"
 )
 
@@ -59,7 +61,7 @@ type qemuMachine struct {
 	tmpDir  string
 	console *os.File
 	agent   *os.File
-	stderr  *tailBuffer
+	stderr  *tailbuf.Buffer
 
 	mon       *qmp.SocketMonitor
 	monDone   chan struct{} // closed when the event loop ends
@@ -114,7 +116,7 @@ func (qemuBackend) start(ctx context.Context, cfg *Config, h hooks) (machine, er
 	if err != nil {
 		return nil, fmt.Errorf("guest %s: %w", cfg.Name, err)
 	}
-	m := &qemuMachine{cfg: cfg, tmpDir: tmpDir, exited: make(chan struct{}), stderr: newTailBuffer(16 << 10)}
+	m := &qemuMachine{cfg: cfg, tmpDir: tmpDir, exited: make(chan struct{}), stderr: tailbuf.New(16 << 10)}
 	fail := func(err error) (machine, error) {
 		m.cleanup()
 		return nil, err
@@ -481,33 +483,4 @@ func socketPair() (host, guest *os.File, err error) {
 		return nil, nil, err
 	}
 	return os.NewFile(uintptr(fds[0]), "host"), os.NewFile(uintptr(fds[1]), "guest"), nil
-}
-
-// tailBuffer keeps the last max bytes written to it.
-type tailBuffer struct {
-	mu  sync.Mutex
-	max int
-	buf []byte
-}
-
-func newTailBuffer(max int) *tailBuffer { return &tailBuffer{max: max} }
-
-func (t *tailBuffer) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.buf = append(t.buf, p...)
-	if len(t.buf) > 2*t.max {
-		t.buf = append(t.buf[:0], t.buf[len(t.buf)-t.max:]...)
-	}
-	return len(p), nil
-}
-
-func (t *tailBuffer) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	b := t.buf
-	if len(b) > t.max {
-		b = b[len(b)-t.max:]
-	}
-	return string(b)
 }

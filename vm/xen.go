@@ -16,6 +16,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/kbisect/kbisect/internal/fsutil"
+	"github.com/kbisect/kbisect/internal/tailbuf"
+
 	"github.com/kbisect/kbisect/internal/cachedir"
 	"github.com/kbisect/kbisect/vm/xenctl"
 	"github.com/kbisect/kbisect/vmimage"
@@ -160,8 +163,8 @@ type xenHost struct {
 	machines [2]*xenMachine
 	exited   chan struct{}
 	st       exitStatus
-	stderr   *tailBuffer
-	tail     *tailBuffer // the raw console, for errors
+	stderr   *tailbuf.Buffer
+	tail     *tailbuf.Buffer // the raw console, for errors
 
 	mu       sync.Mutex
 	reaped   bool
@@ -275,7 +278,7 @@ func startXenHost(ctx context.Context, xo *XenOptions, cfgs [2]Config) (*xenHost
 		return nil, fmt.Errorf("xen host: dom0 initramfs: %w", err)
 	}
 
-	h := &xenHost{xo: xo, exited: make(chan struct{}), stderr: newTailBuffer(16 << 10), tail: newTailBuffer(8 << 10)}
+	h := &xenHost{xo: xo, exited: make(chan struct{}), stderr: tailbuf.New(16 << 10), tail: tailbuf.New(8 << 10)}
 	for i, c := range cfgs {
 		m := &xenMachine{h: h, name: c.Name, ended: make(chan struct{})}
 		m.conR, m.conW = io.Pipe()
@@ -577,20 +580,10 @@ func xenELF(path string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("xen hypervisor image %s: %w", path, err)
 	}
-	tmp := fmt.Sprintf("%s.tmp-%d", out, os.Getpid())
-	w, err := os.Create(tmp)
-	if err != nil {
-		return "", err
-	}
-	if _, err := io.Copy(w, zr); err != nil {
-		w.Close()
-		os.Remove(tmp)
+	if err := fsutil.WriteFrom(out, zr, 0o644); err != nil {
 		return "", fmt.Errorf("xen hypervisor image %s: %w", path, err)
 	}
-	if err := w.Close(); err != nil {
-		return "", err
-	}
-	return out, os.Rename(tmp, out)
+	return out, nil
 }
 
 func lastConsoleLine(s string) string {
@@ -620,22 +613,16 @@ func gzipFile(src, dst string) error {
 		return err
 	}
 	defer in.Close()
-	tmp := fmt.Sprintf("%s.tmp-%d", dst, os.Getpid())
-	out, err := os.Create(tmp)
-	if err != nil {
-		return err
-	}
-	zw, _ := gzip.NewWriterLevel(out, gzip.BestSpeed)
-	_, err = io.Copy(zw, in)
-	if cerr := zw.Close(); err == nil {
-		err = cerr
-	}
-	if cerr := out.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return os.Rename(tmp, dst)
+	pr, pw := io.Pipe()
+	go func() {
+		zw, _ := gzip.NewWriterLevel(pw, gzip.BestSpeed)
+		_, err := io.Copy(zw, in)
+		if cerr := zw.Close(); err == nil {
+			err = cerr
+		}
+		pw.CloseWithError(err)
+	}()
+	err = fsutil.WriteFrom(dst, pr, 0o644)
+	pr.CloseWithError(err) // stops the compressor if the write failed
+	return err
 }

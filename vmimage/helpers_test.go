@@ -10,12 +10,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/kbisect/kbisect/internal/testenv"
 
 	"github.com/u-root/u-root/pkg/cpio"
 )
@@ -192,32 +193,18 @@ func newStandInSource(dir string) (string, error) {
 // sharedCache is the image cache shared by the tests of one run.
 func sharedCache() string { return filepath.Join(testRoot, "cache") }
 
-// debianKernel returns Debian's installed kernel and its modules dir, or
-// skips the test.
+// debianKernel returns Debian's installed 6.1 kernel and its modules dir,
+// or skips the test (fails it under KBISECT_REQUIRE_VM).
 func debianKernel(tb testing.TB) (kernel, modules string) {
 	tb.Helper()
-	ks, _ := filepath.Glob("/boot/vmlinuz-6.1.0-*-amd64")
-	sort.Strings(ks)
-	for i := len(ks) - 1; i >= 0; i-- {
-		rel := strings.TrimPrefix(filepath.Base(ks[i]), "vmlinuz-")
-		md := filepath.Join("/lib/modules", rel)
-		if exists(filepath.Join(md, "modules.dep")) {
-			return ks[i], md
-		}
-	}
-	tb.Skip("no Debian 6.1 kernel with modules installed (apt-get install linux-image-amd64)")
-	return "", ""
+	return testenv.DebianModules(tb, "6.1.0-")
 }
 
-// debianModules returns Debian's modules dir, or skips the test.
+// debianModules returns Debian's 6.1 modules dir, or skips the test.
 func debianModules(tb testing.TB) string {
 	tb.Helper()
-	ds, _ := filepath.Glob("/lib/modules/6.1.0-*-amd64/modules.dep")
-	if len(ds) == 0 {
-		tb.Skip("no Debian 6.1 modules installed (apt-get install linux-image-amd64)")
-	}
-	sort.Strings(ds)
-	return filepath.Dir(ds[len(ds)-1])
+	_, md := testenv.DebianModules(tb, "6.1.0-")
+	return md
 }
 
 // bootResult is what a boot of the stand-in printed.
@@ -231,9 +218,7 @@ type bootResult struct {
 // restarts the guest.
 func boot(tb testing.TB, kernel, initrd string, qemuArgs ...string) bootResult {
 	tb.Helper()
-	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
-		tb.Skip("qemu-system-x86_64 not installed (apt-get install qemu-system-x86)")
-	}
+	testenv.NeedQEMU(tb)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	args := append([]string{"-accel", "tcg", "-m", "512", "-nographic", "-no-reboot",

@@ -85,7 +85,7 @@ func findGo() (string, error) {
 	if st, err := os.Stat(fallback); err == nil && !st.IsDir() {
 		return fallback, nil
 	}
-	return "", errors.New("Go toolchain not found: put go on PATH or install it in /usr/local/go (kbisect compiles its guest agent)")
+	return "", errors.New("no Go toolchain found: put go on PATH or install it in /usr/local/go (kbisect compiles its guest agent)")
 }
 
 // loadToolchain asks the go command, run in the source dir, for its version

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/kbisect/kbisect/bisect"
+	"github.com/kbisect/kbisect/internal/testenv"
 )
 
 // buildCLI builds the kbisect command into a temporary directory.
@@ -51,7 +52,7 @@ func runCLI(t *testing.T, bin string, args ...string) cliResult {
 // bug, from a random stream seeded by a counter in the job directory; it
 // records "run commit verdict" in the job directory when it completes.
 func flakyScript(t *testing.T, perMille int, sleep string) string {
-	return writeScript(t, t.TempDir(), "flaky.sh", `
+	return testenv.WriteScript(t, t.TempDir(), "flaky.sh", `
 c=$(cat "$KBISECT_JOB/counter" 2>/dev/null || echo 0); c=$((c+1)); echo $c > "$KBISECT_JOB/counter"
 r=$(printf 'seed-%s' "$c" | cksum | cut -d' ' -f1)
 res=0
@@ -321,7 +322,7 @@ func TestCLIBadInput(t *testing.T) {
 	dir := t.TempDir()
 	noexec := filepath.Join(dir, "noexec.sh")
 	os.WriteFile(noexec, []byte("exit 0\n"), 0o644)
-	ok := writeScript(t, dir, "ok.sh", "test ! -f bug")
+	ok := testenv.WriteScript(t, dir, "ok.sh", "test ! -f bug")
 	job := filepath.Join(t.TempDir(), "job")
 	if r := runCLI(t, bin, "bisect", "--repo", repoDir, "--good", hashes[0], "--bad", "main", "--exec", ok, "--job", job); r.code != 0 {
 		t.Fatalf("first bisection: %d %s", r.code, r.stderr)

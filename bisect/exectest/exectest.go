@@ -1,33 +1,24 @@
 // Package exectest is a bisect.Tester that runs any command as the test, as
-// `git bisect run` does: in a checkout kbisect owns (never the user's
-// worktree), exit status 0 good, 125 skip, 1-127 bad, anything else (128 and
-// up, killed by a signal, timed out) an infrastructure error.
+// `git bisect run` does (see internal/bisectrun): in a checkout kbisect owns
+// (never the user's worktree), exit status 0 good, 125 skip, 1-127 bad,
+// anything else (128 and up, killed by a signal, timed out) an
+// infrastructure error.
 package exectest
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/kbisect/kbisect/bisect"
+	"github.com/kbisect/kbisect/internal/bisectrun"
 	"github.com/kbisect/kbisect/internal/gitrepo"
-)
-
-// Exit statuses of the command, as `git bisect run` reads them.
-const (
-	ExitGood = 0
-	ExitSkip = 125
 )
 
 // Tester runs Command with `sh -c` in one of its checkouts of Repo.
@@ -57,83 +48,19 @@ type space struct {
 	used    time.Time
 }
 
-// CheckCommand checks that the program of command (its first word) can be
-// run, and returns command with a program given as a relative path made
-// absolute (relative to the current directory), so that it runs from the
-// checkouts. A program found in the repository (repoDir) is left relative:
-// it runs from the commit under test, as `git bisect run ./script` does.
-func CheckCommand(command, repoDir string) (string, error) {
-	cmd := strings.TrimSpace(command)
-	if cmd == "" {
-		return "", fmt.Errorf("--exec is empty: give the command that tests the checked-out tree")
+// ForJob returns the Tester of the bisection spec (its Exec command) in
+// job directory dir: a checkout per parallel worker. In time mode the
+// command gets the run length in KBISECT_BUDGET and the job's Timeout is
+// the grace after it; in runs mode Timeout is the time limit of a run.
+func ForJob(repo *gitrepo.Repo, spec bisect.JobSpec, dir string) *Tester {
+	if abs, err := filepath.Abs(dir); err == nil {
+		dir = abs
 	}
-	prog := cmd
-	rest := ""
-	if i := strings.IndexAny(cmd, " \t"); i >= 0 {
-		prog, rest = cmd[:i], cmd[i:]
+	t := New(repo, spec.Exec, dir, spec.Options.Parallel)
+	if spec.Options.Unit == bisect.UnitTime {
+		t.TimeMode, t.Grace = true, spec.Options.Timeout
 	}
-	if strings.ContainsAny(prog, "'\"$`\\;|&<>(){}*?") {
-		return cmd, nil // shell syntax: leave it to sh
-	}
-	if !strings.Contains(prog, "/") {
-		if isShellWord(prog) {
-			return cmd, nil
-		}
-		if _, err := exec.LookPath(prog); err != nil {
-			return "", fmt.Errorf("--exec %q: %s is not a command in PATH: give its path, e.g. ./%s", command, prog, prog)
-		}
-		return cmd, nil
-	}
-	if filepath.IsAbs(prog) {
-		return cmd, checkExecutable(prog, command)
-	}
-	abs, err := filepath.Abs(prog)
-	if err == nil {
-		if _, serr := os.Stat(abs); serr == nil {
-			if err := checkExecutable(abs, command); err != nil {
-				return "", err
-			}
-			return shellQuote(abs) + rest, nil
-		}
-	}
-	if repoDir != "" {
-		if _, serr := os.Stat(filepath.Join(repoDir, prog)); serr == nil {
-			if err := checkExecutable(filepath.Join(repoDir, prog), command); err != nil {
-				return "", err
-			}
-			return cmd, nil // runs from the checkout
-		}
-	}
-	return "", fmt.Errorf("--exec %q: %s does not exist (relative paths are relative to the current directory, or to the repository for a script in the tree)", command, prog)
-}
-
-func isShellWord(w string) bool {
-	switch w {
-	case "sh", "bash", "exit", "true", "false", "test", "[", "exec", "env":
-		return true
-	}
-	return false
-}
-
-func checkExecutable(path, command string) error {
-	st, err := os.Stat(path)
-	if err != nil {
-		return fmt.Errorf("--exec %q: %w", command, err)
-	}
-	if st.IsDir() {
-		return fmt.Errorf("--exec %q: %s is a directory, not a program", command, path)
-	}
-	if st.Mode()&0o111 == 0 {
-		return fmt.Errorf("--exec %q: %s is not executable: chmod +x it, or run it with `sh %s`", command, path, path)
-	}
-	return nil
-}
-
-func shellQuote(s string) string {
-	if !strings.ContainsAny(s, " \t\n'\"$`\\;|&<>(){}*?!#~") {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+	return t
 }
 
 // New returns a Tester with workers checkouts under dir/work.
@@ -280,10 +207,6 @@ func (t *Tester) run(ctx context.Context, s *space, commit string, budget time.D
 		return out, fmt.Errorf("run log: %w", err)
 	}
 	defer logf.Close()
-	var tail tailBuffer
-	w := io.MultiWriter(logf, &tail)
-
-	rctx := ctx
 	limit := budget
 	if t.TimeMode && budget > 0 {
 		grace := t.Grace
@@ -292,97 +215,36 @@ func (t *Tester) run(ctx context.Context, s *space, commit string, budget time.D
 		}
 		limit = budget + grace
 	}
-	if limit > 0 {
-		var cancel context.CancelFunc
-		rctx, cancel = context.WithTimeout(ctx, limit)
-		defer cancel()
-	}
-	cmd := exec.CommandContext(rctx, "/bin/sh", "-c", t.Command)
-	cmd.Dir = s.ws.Dir
-	cmd.Stdout, cmd.Stderr = w, w
-	cmd.Env = append(os.Environ(),
-		"KBISECT_COMMIT="+commit,
-		"KBISECT_RUN="+strconv.Itoa(ri.Seq),
-		"KBISECT_WORKER="+strconv.Itoa(ri.Worker),
-		"KBISECT_JOB="+t.Dir,
-		"KBISECT_BUDGET="+strconv.FormatFloat(budget.Seconds(), 'f', -1, 64),
-	)
-	// Its own process group, killed whole; and killed with us if we die.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 5 * time.Second
-	t0 := time.Now()
-	err = cmd.Run()
-	out.Elapsed = time.Since(t0)
-	ev := evidence{Log: logName, Dir: s.ws.Dir}
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-		out.Verdict = bisect.Pass
-	case errors.As(err, &ee):
-		ws, _ := ee.Sys().(syscall.WaitStatus)
-		if ws.Signaled() {
-			ev.Exit, ev.Signal = -1, ws.Signal().String()
-		} else {
-			ev.Exit = ee.ExitCode()
-		}
-	default:
-		return out, fmt.Errorf("run %q on %.12s: %w", t.Command, commit, err)
-	}
+	res, err := bisectrun.Run(ctx, bisectrun.Command{
+		Shell: t.Command,
+		Dir:   s.ws.Dir,
+		Env: []string{
+			"KBISECT_COMMIT=" + commit,
+			"KBISECT_RUN=" + strconv.Itoa(ri.Seq),
+			"KBISECT_WORKER=" + strconv.Itoa(ri.Worker),
+			"KBISECT_JOB=" + t.Dir,
+			"KBISECT_BUDGET=" + strconv.FormatFloat(budget.Seconds(), 'f', -1, 64),
+		},
+		Output:  logf,
+		Timeout: limit,
+	})
 	if err != nil {
-		switch {
-		case rctx.Err() == context.DeadlineExceeded && ctx.Err() == nil:
-			return out, fmt.Errorf("%q on %.12s timed out after %s (log %s)", t.Command, commit, limit, logName)
-		case ctx.Err() != nil:
-			return out, ctx.Err()
-		case ev.Signal != "":
-			return out, fmt.Errorf("%q on %.12s killed by %s (log %s)", t.Command, commit, ev.Signal, logName)
-		case ev.Exit == ExitSkip:
-			out.Verdict = bisect.Skip
-		case ev.Exit >= 1 && ev.Exit < 128:
-			out.Verdict = bisect.Fail
-		default:
-			return out, fmt.Errorf("%q on %.12s exited %d (128 and up abort, as in git bisect run; log %s)", t.Command, commit, ev.Exit, logName)
-		}
+		return out, err
 	}
+	out.Elapsed = res.Elapsed
+	if res.Verdict == bisectrun.Abort {
+		return out, fmt.Errorf("%w on %.12s (log %s)", res.Err, commit, logName)
+	}
+	out.Verdict = verdicts[res.Verdict]
 	if out.Verdict != bisect.Pass {
-		out.Reason = fmt.Sprintf("exit %d", ev.Exit)
-		if l := tail.last(); l != "" {
-			out.Reason += ": " + l
-		}
+		out.Reason = res.Reason()
 	}
-	out.Evidence, _ = json.Marshal(ev)
+	out.Evidence, _ = json.Marshal(evidence{Exit: res.Exit, Signal: res.Signal, Log: logName, Dir: s.ws.Dir})
 	return out, nil
 }
 
-// tailBuffer keeps the end of the output.
-type tailBuffer struct {
-	mu  sync.Mutex
-	buf []byte
-}
-
-func (t *tailBuffer) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.buf = append(t.buf, p...)
-	if len(t.buf) > 4096 {
-		t.buf = t.buf[len(t.buf)-4096:]
-	}
-	return len(p), nil
-}
-
-// last returns the last non-empty line, cut to 200 bytes.
-func (t *tailBuffer) last() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	lines := bytes.Split(bytes.TrimRight(t.buf, "\n"), []byte("\n"))
-	for i := len(lines) - 1; i >= 0; i-- {
-		if l := strings.TrimSpace(string(lines[i])); l != "" {
-			if len(l) > 200 {
-				l = l[:200]
-			}
-			return l
-		}
-	}
-	return ""
+var verdicts = map[bisectrun.Verdict]bisect.Verdict{
+	bisectrun.Good: bisect.Pass,
+	bisectrun.Bad:  bisect.Fail,
+	bisectrun.Skip: bisect.Skip,
 }

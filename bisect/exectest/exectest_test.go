@@ -11,17 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kbisect/kbisect/internal/testenv"
+
 	"github.com/kbisect/kbisect/bisect"
 )
-
-func writeScript(t *testing.T, dir, name, body string) string {
-	t.Helper()
-	p := filepath.Join(dir, name)
-	if err := os.WriteFile(p, []byte("#!/bin/sh\n"+body+"\n"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
 
 func TestExitCodes(t *testing.T) {
 	repoDir, hashes := makeRepo(t, 3, 2)
@@ -48,7 +41,7 @@ func TestExitCodes(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			script := writeScript(t, dir, "test.sh", tc.script)
+			script := testenv.WriteScript(t, dir, "test.sh", tc.script)
 			tst := New(repo, script, dir, 1)
 			start := time.Now()
 			out, err := tst.Test(context.Background(), hashes[2], tc.budget)
@@ -93,7 +86,7 @@ func TestRevertConflict(t *testing.T) {
 	repoDir, hashes := makeRepo(t, 4, 4)
 	repo := openRepo(t, repoDir)
 	dir := t.TempDir()
-	tst := New(repo, writeScript(t, dir, "t.sh", "test ! -f n || test \"$(cat n)\" != 2"), dir, 1)
+	tst := New(repo, testenv.WriteScript(t, dir, "t.sh", "test ! -f n || test \"$(cat n)\" != 2"), dir, 1)
 	// Commit 2 changed n, and commit 3 changed it again: no clean revert.
 	out, err := tst.TestRevert(context.Background(), hashes[1], hashes[2], 0)
 	if err != nil || out.Verdict != bisect.Skip || !strings.Contains(out.Reason, "does not apply") {
@@ -106,44 +99,6 @@ func TestRevertConflict(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "work", "0", "bug")); !os.IsNotExist(err) {
 		t.Errorf("bug still there after the revert: %v", err)
-	}
-}
-
-func TestCheckCommand(t *testing.T) {
-	repoDir, _ := makeRepo(t, 2, 2)
-	dir := t.TempDir()
-	writeScript(t, dir, "ok.sh", "exit 0")
-	if err := os.WriteFile(filepath.Join(dir, "noexec.sh"), []byte("exit 0\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	os.Mkdir(filepath.Join(dir, "adir"), 0o755)
-	writeScript(t, repoDir, "intree.sh", "exit 0")
-	t.Chdir(dir)
-	tests := []struct {
-		cmd, want, wantErr string
-	}{
-		{"./ok.sh --fast", filepath.Join(dir, "ok.sh") + " --fast", ""},
-		{filepath.Join(dir, "ok.sh"), filepath.Join(dir, "ok.sh"), ""},
-		{"./noexec.sh", "", "not executable"},
-		{"./missing.sh", "", "does not exist"},
-		{"./adir", "", "is a directory"},
-		{"no-such-program-kbisect", "", "not a command in PATH"},
-		{"true", "true", ""},
-		{"sh -c 'exit 1'", "sh -c 'exit 1'", ""},
-		{"./intree.sh", "./intree.sh", ""},
-		{"", "", "empty"},
-	}
-	for _, tc := range tests {
-		got, err := CheckCommand(tc.cmd, repoDir)
-		if tc.wantErr != "" {
-			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-				t.Errorf("CheckCommand(%q) = %q, %v; want error %q", tc.cmd, got, err, tc.wantErr)
-			}
-			continue
-		}
-		if err != nil || got != tc.want {
-			t.Errorf("CheckCommand(%q) = %q, %v; want %q", tc.cmd, got, err, tc.want)
-		}
 	}
 }
 
@@ -177,13 +132,13 @@ func TestBisectRealRepo(t *testing.T) {
 	jobDir := t.TempDir()
 	// Fails 40% of the runs when the bug is there; randomness from the
 	// kernel, so nothing repeats.
-	script := writeScript(t, t.TempDir(), "flaky.sh", `
+	script := testenv.WriteScript(t, t.TempDir(), "flaky.sh", `
 if [ -f bug ]; then
 	r=$(od -An -N2 -tu2 /dev/urandom | tr -d ' ')
 	[ "$r" -lt 26214 ] && { echo "corruption"; exit 1; }
 fi
 exit 0`)
-	spec := bisect.Spec{Repo: repo.Dir, Good: good, Bad: bad, Exec: script,
+	spec := bisect.JobSpec{Repo: repo.Dir, Good: good, Bad: bad, Exec: script,
 		Options: bisect.Options{Confidence: 0.999, Parallel: 2, VerifyRevert: true, BuildCost: 3}}
 	job, err := bisect.Create(jobDir, spec, hist)
 	if err != nil {
@@ -278,13 +233,13 @@ func TestBisectMerge(t *testing.T) {
 		}
 	}
 	jobDir := t.TempDir()
-	script := writeScript(t, t.TempDir(), "flaky.sh", `
+	script := testenv.WriteScript(t, t.TempDir(), "flaky.sh", `
 if [ -f bug ]; then
 	r=$(od -An -N2 -tu2 /dev/urandom | tr -d ' ')
 	[ "$r" -lt 39321 ] && exit 1
 fi
 exit 0`)
-	job, err := bisect.Create(jobDir, bisect.Spec{Repo: repo.Dir, Good: good, Bad: bad, Exec: script,
+	job, err := bisect.Create(jobDir, bisect.JobSpec{Repo: repo.Dir, Good: good, Bad: bad, Exec: script,
 		Options: bisect.Options{Confidence: 0.999, BuildCost: 3}}, hist)
 	if err != nil {
 		t.Fatal(err)

@@ -1,7 +1,6 @@
-// Package kernel is the bisection's kernel Tester: each test builds the
-// commit (cached) and runs the pair test on it. It adapts
-// testcases.CommitTest to bisect.Tester, mapping what the pipeline found to
-// the verdicts the search understands.
+// Package kernel is the bisection's kernel Tester: each test runs the
+// commit pipeline (testcases.CommitTest: build, cached; boot the pair;
+// judge) on the commit, and maps its verdict to the search's.
 package kernel
 
 import (
@@ -13,53 +12,57 @@ import (
 	"github.com/kbisect/kbisect/testcases"
 )
 
+// Pipeline tests one commit: a *testcases.CommitTest.
+type Pipeline interface {
+	Test(ctx context.Context, rev string, duration time.Duration) *testcases.CommitResult
+}
+
 // Tester tests commits by building and running them.
 type Tester struct {
-	CT *testcases.CommitTest
+	Pipeline Pipeline
 	// OnResult, if set, sees every commit result (for progress and phase
 	// timings).
 	OnResult func(commit string, r *testcases.CommitResult)
 }
 
-// Test implements bisect.Tester. A commit that does not build, or whose
-// kernel panics at boot, is a Skip: it cannot be tested. Other
-// infrastructure failures are errors, retried by the search.
+// Test implements bisect.Tester. The pipeline's Skip (the commit does not
+// build, or its kernel panics) is the search's Skip; its Error is an
+// infrastructure error, retried by the search: returned as an error when
+// no run reported it, else as an Error outcome with the run's report as
+// evidence.
 func (t *Tester) Test(ctx context.Context, commit string, budget time.Duration) (bisect.Outcome, error) {
-	res, err := t.CT.Test(ctx, commit, budget)
-	if err != nil {
-		return bisect.Outcome{}, err
-	}
+	res := t.Pipeline.Test(ctx, commit, budget)
 	if t.OnResult != nil {
 		t.OnResult(commit, res)
 	}
-	if res.BuildError != nil {
-		return bisect.Outcome{Verdict: bisect.Skip, Built: true, Reason: "build failed: " + res.BuildError.Error()}, nil
+	if res.Verdict == testcases.Error && res.Report == nil {
+		return bisect.Outcome{}, res.Err
+	}
+	out := bisect.Outcome{Verdict: verdicts[res.Verdict], Reason: res.Reason}
+	if out.Verdict == "" {
+		out.Verdict = bisect.Error
 	}
 	a, r := res.Artifact, res.Report
-	out := bisect.Outcome{
-		Built:     !a.CacheHit,
-		Signature: a.Signature,
-		Reason:    r.Reason,
-		Elapsed:   time.Duration(r.TestSeconds * float64(time.Second)),
+	if a == nil {
+		// It did not build: building it was the cost.
+		out.Built = true
+		return out, nil
 	}
+	out.Built, out.Signature = !a.CacheHit, a.Signature
 	if out.Built {
 		out.BuildTime = a.Elapsed
 	}
 	out.Evidence, _ = json.Marshal(r)
-	switch r.Verdict {
-	case testcases.Pass:
-		out.Verdict = bisect.Pass
-	case testcases.Fail:
-		out.Verdict = bisect.Fail
-	default:
-		out.Verdict = bisect.Error
-		if r.KernelPanicked() {
-			out.Verdict = bisect.Skip
-			out.Reason = "kernel panics: " + r.Reason
-		}
-	}
+	out.Elapsed = time.Duration(r.TestSeconds * float64(time.Second))
 	if out.Elapsed <= 0 || out.Verdict != bisect.Fail {
 		out.Elapsed = budget
 	}
 	return out, nil
+}
+
+var verdicts = map[testcases.Verdict]bisect.Verdict{
+	testcases.Pass:  bisect.Pass,
+	testcases.Fail:  bisect.Fail,
+	testcases.Skip:  bisect.Skip,
+	testcases.Error: bisect.Error,
 }

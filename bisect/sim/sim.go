@@ -103,6 +103,20 @@ type Row struct {
 
 // DefaultStrategies are the strategies compared by default: the default
 // probabilistic one, git bisect (one run per commit), fixed repeats, a
+// ParseStrategies parses a comma-separated list of strategies (see
+// bisect.ParseStrategy).
+func ParseStrategies(list string) ([]bisect.StrategySpec, error) {
+	var out []bisect.StrategySpec
+	for _, s := range strings.Split(list, ",") {
+		sp, err := bisect.ParseStrategy(strings.TrimSpace(s))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, sp)
+	}
+	return out, nil
+}
+
 // syzkaller-like rule and a bisect-kit-like Bayesian search.
 func DefaultStrategies() []bisect.StrategySpec {
 	var out []bisect.StrategySpec

@@ -15,7 +15,7 @@ import (
 	"os/exec"
 	"time"
 
-	"github.com/kbisect/kbisect/testcases/guest"
+	"github.com/kbisect/kbisect/testcases/agent"
 	"github.com/kbisect/kbisect/testcases/proto"
 )
 
@@ -43,7 +43,7 @@ func main() {
 	// The host enforces the real deadline; this one only keeps a guest
 	// whose peer died from waiting forever.
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(params.Duration)+3*time.Minute)
-	res, err := guest.Run(ctx, params, ch.send)
+	res, err := agent.Run(ctx, params, ch.send)
 	cancel()
 	if err != nil {
 		ch.send(proto.Event{Type: "error", Role: params.Role, Message: err.Error(), Result: res})

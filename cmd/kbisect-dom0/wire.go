@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"strings"
 
+	"github.com/kbisect/kbisect/netlab"
 	"github.com/kbisect/kbisect/vm/xenctl"
 	"github.com/vishvananda/netlink"
 )
@@ -56,18 +57,7 @@ func (c *controller) setupWire() error {
 		return fmt.Errorf("ip_forward: %w", err)
 	}
 	in, out := c.plan.Bridges[0].Name, c.plan.Bridges[1].Name
-	rules := fmt.Sprintf(`table ip kbisect {
-	chain forward {
-		type filter hook forward priority filter; policy drop;
-		iifname %q oifname %q accept
-		iifname %q oifname %q ct state established,related accept
-	}
-	chain postrouting {
-		type nat hook postrouting priority srcnat; policy accept;
-		oifname %q masquerade random
-	}
-}
-`, in, out, out, in, out)
+	rules := netlab.NATRuleset(in, out, nil)
 	cmd := exec.Command("nft", "-f", "-")
 	cmd.Stdin = strings.NewReader(rules)
 	if b, err := cmd.CombinedOutput(); err != nil {

@@ -2,67 +2,47 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
-	"path/filepath"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"golang.org/x/term"
 
 	"github.com/kbisect/kbisect/bisect"
 	"github.com/kbisect/kbisect/bisect/exectest"
-	"github.com/kbisect/kbisect/internal/cachedir"
+	"github.com/kbisect/kbisect/bisect/kernel"
+	"github.com/kbisect/kbisect/internal/bisectrun"
 	"github.com/kbisect/kbisect/internal/gitrepo"
 )
 
-// kernelTester makes the Tester of the kernel pipeline (build + kbisect
-// run) from the kernel-test flags of cmd. nil until the pipeline is wired
-// in. It and addKernelTestFlags are read when a command runs, so they may
-// be set from any init function.
-var kernelTester func(cmd *cobra.Command, repo *gitrepo.Repo) (bisect.Tester, error)
-
-// addKernelTestFlags registers the kernel test's flags (config, test
-// options) on `kbisect bisect` and `kbisect bisect resume`. The values given
-// are stored in the job directory, opaque, and given back on resume.
-var addKernelTestFlags func(*pflag.FlagSet)
-
 // Exit statuses of `kbisect bisect` beyond 0 (culprit found).
-const (
-	exitNoRegression = 3
-	exitInconclusive = 4
-	exitInfra        = 5
-	exitInterrupted  = 130
-)
-
-type bisectFlags struct {
-	repo, good, bad, exec string
-	strategy              string
-	confidence            float64
-	budget                string
-	unit                  string
-	runTime, maxRunTime   time.Duration
-	timeout               time.Duration
-	buildCost             float64
-	parallel              int
-	job                   string
-	asJSON                bool
-	verifyRevert          bool
-	maxRuns               int
-	maxTime               time.Duration
-	retries               int
-	ktNames               []string // kernel-test flag names
-	ktAdded               bool
+var bisectExits = map[string]int{
+	bisect.StatusFound:        0,
+	bisect.StatusNoRegression: 3,
+	bisect.StatusInconclusive: 4,
+	bisect.StatusError:        5,
 }
 
-func init() {
+const exitInterrupted = 130
+
+// bisectFlags are the flags of `kbisect bisect`: the search's options are
+// set in place.
+type bisectFlags struct {
+	repo, good, bad, exec string
+	budget, unit, job     string
+	opts                  bisect.Options
+	asJSON                bool
+	kernel                kernelFlags
+	// kernelNames are the names of the kernel test's flags, stored in the
+	// job directory as given and given back on resume.
+	kernelNames []string
+}
+
+func newBisectCmd() *cobra.Command {
 	var bf bisectFlags
 	cmd := &cobra.Command{
 		Use:   "bisect --repo R --good G --bad B [--exec CMD] [flags]",
@@ -85,69 +65,60 @@ after a crash, kbisect bisect resume DIR loses at most the runs in flight.
 
 Exit status: 0 found, 3 no regression in the range, 4 inconclusive, 5
 infrastructure errors, 130 interrupted (resumable), 2 bad input.`,
-		// The kernel test's flags come from a hook that may be set after
-		// this init runs: they are added, and the flags parsed, in RunE.
-		DisableFlagParsing: true,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			f := cmd.Flags()
-			if !bf.ktAdded {
-				bf.ktNames, bf.ktAdded = registerKernelFlags(f), true
-			}
-			if err := f.Parse(args); err != nil {
-				return fmt.Errorf("%w (see kbisect bisect --help)", err)
-			}
-			if help, _ := f.GetBool("help"); help {
-				return cmd.Help()
-			}
-			if f.NArg() > 0 {
-				return fmt.Errorf("unexpected argument %q: kbisect bisect takes flags, or one of resume, status, log, report", f.Arg(0))
-			}
 			return runBisect(cmd, &bf)
 		},
 	}
-	f := cmd.Flags()
+	f, o := cmd.Flags(), &bf.opts
 	f.StringVar(&bf.repo, "repo", ".", "git repository to bisect (never modified)")
 	f.StringVar(&bf.good, "good", "", "a commit without the bug")
 	f.StringVar(&bf.bad, "bad", "", "a commit with the bug")
 	f.StringVar(&bf.exec, "exec", "", "command that tests the checked-out tree (exit codes as git bisect run)")
-	f.StringVar(&bf.strategy, "strategy", "bayes", "bayes, or classic[:K] (git bisect, K passes make a commit good)")
-	f.Float64Var(&bf.confidence, "confidence", 0.99, "stop when one commit is the first bad one with this probability")
+	f.StringVar(&o.Strategy, "strategy", "bayes", "bayes, or classic[:K] (git bisect, K passes make a commit good)")
+	f.Float64Var(&o.Confidence, "confidence", 0.99, "stop when one commit is the first bad one with this probability")
 	f.StringVar(&bf.budget, "budget", "30m", "bad must fail within this: a number of runs (200) or test time (30m; with --unit runs, at most 1000 runs)")
 	f.StringVar(&bf.unit, "unit", "", "runs (each run a trial; default with --exec) or time (failures per minute of a test that stops at its first failure; default for kernels)")
-	f.DurationVar(&bf.runTime, "run-time", time.Minute, "time unit: the shortest run the search asks for")
-	f.DurationVar(&bf.maxRunTime, "max-run-time", 0, "time unit: the longest run (default 16x --run-time)")
-	f.DurationVar(&bf.timeout, "timeout", 0, "runs unit: time limit of one run, then an infrastructure error (0: none); time unit with --exec: how long past its run length a command may take (default half of it, at least 30s)")
-	f.Float64Var(&bf.buildCost, "build-cost", 0, "cost of a build in runs (or minutes with --unit time); 0: measured")
-	f.IntVar(&bf.parallel, "parallel", 1, "tests in flight at once, on different commits (multisection)")
+	f.DurationVar(&o.RunTime, "run-time", time.Minute, "time unit: the shortest run the search asks for")
+	f.DurationVar(&o.MaxRunTime, "max-run-time", 0, "time unit: the longest run (default 16x --run-time)")
+	f.DurationVar(&o.Timeout, "timeout", 0, "runs unit: time limit of one run, then an infrastructure error (0: none); time unit with --exec: how long past its run length a command may take (default half of it, at least 30s)")
+	f.Float64Var(&o.BuildCost, "build-cost", 0, "cost of a build in runs (or minutes with --unit time); 0: measured")
+	f.IntVar(&o.Parallel, "parallel", 1, "tests in flight at once, on different commits (multisection)")
 	f.StringVar(&bf.job, "job", "", "job directory (default under the kbisect cache)")
 	f.BoolVar(&bf.asJSON, "json", false, "print the result as one JSON object")
-	f.BoolVar(&bf.verifyRevert, "verify-revert", false, "after finding the culprit, test bad with it reverted")
-	f.IntVar(&bf.maxRuns, "max-runs", 0, "stop (inconclusive) after this many runs (0: no limit)")
-	f.DurationVar(&bf.maxTime, "max-time", 0, "stop (inconclusive) after this much test time (0: no limit)")
-	f.IntVar(&bf.retries, "retries", 3, "infrastructure errors in a row before stopping")
+	f.BoolVar(&o.VerifyRevert, "verify-revert", false, "after finding the culprit, test bad with it reverted")
+	f.IntVar(&o.MaxRuns, "max-runs", 0, "stop (inconclusive) after this many runs (0: no limit)")
+	f.DurationVar(&o.MaxTime, "max-time", 0, "stop (inconclusive) after this much test time (0: no limit)")
+	f.IntVar(&o.Retries, "retries", 3, "infrastructure errors in a row before stopping")
+	bf.kernelNames = kernelTestFlags(f, &bf.kernel)
 
-	var rf struct{ asJSON bool }
+	var resumeJSON, statusJSON bool
 	resume := &cobra.Command{
 		Use:   "resume DIR",
 		Short: "Continue a bisection from its job directory",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runResume(cmd, args[0], rf.asJSON)
+			return runResume(cmd, args[0], resumeJSON)
 		},
 	}
-	resume.Flags().BoolVar(&rf.asJSON, "json", false, "print the result as one JSON object")
-
-	var sf struct{ asJSON bool }
+	resume.Flags().BoolVar(&resumeJSON, "json", false, "print the result as one JSON object")
 	status := &cobra.Command{
 		Use:   "status DIR",
 		Short: "Show a bisection's posterior, runs and time spent",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runStatus(cmd, args[0], sf.asJSON)
+			j, err := bisect.Open(args[0])
+			if err != nil {
+				return err
+			}
+			if statusJSON {
+				return j.WriteStatusJSON(cmd.OutOrStdout())
+			}
+			j.WriteStatus(cmd.OutOrStdout())
+			return nil
 		},
 	}
-	status.Flags().BoolVar(&sf.asJSON, "json", false, "print the status as one JSON object")
-
+	status.Flags().BoolVar(&statusJSON, "json", false, "print the status as one JSON object")
 	logCmd := &cobra.Command{
 		Use:   "log DIR",
 		Short: "Print the bisection as a log that git bisect replay accepts",
@@ -160,7 +131,6 @@ infrastructure errors, 130 interrupted (resumable), 2 bad input.`,
 			return j.WriteLog(cmd.OutOrStdout())
 		},
 	}
-
 	var format, out string
 	report := &cobra.Command{
 		Use:   "report DIR",
@@ -176,27 +146,13 @@ one report to standard output instead.`,
 				return err
 			}
 			w := cmd.OutOrStdout()
-			switch format {
-			case "":
-			case "md", "markdown":
-				return j.WriteMarkdown(w)
-			case "html":
-				return j.WriteHTML(w)
-			case "json":
-				enc := json.NewEncoder(w)
-				enc.SetIndent("", " ")
-				return enc.Encode(j.Report())
-			default:
-				return fmt.Errorf("--format %q: use md, html or json", format)
+			if format != "" {
+				return j.WriteReport(w, format)
 			}
-			dir := out
-			if dir == "" {
-				dir = j.Dir
+			if out == "" {
+				out = j.Dir
 			}
-			if err := os.MkdirAll(dir, 0o755); err != nil {
-				return fmt.Errorf("report directory: %w", err)
-			}
-			paths, err := j.WriteReports(dir)
+			paths, err := j.WriteReports(out)
 			for _, p := range paths {
 				fmt.Fprintln(w, p)
 			}
@@ -207,17 +163,16 @@ one report to standard output instead.`,
 	report.Flags().StringVarP(&out, "output", "o", "", "directory for the reports (default the job directory)")
 
 	cmd.AddCommand(resume, status, logCmd, report)
-	rootCmd.AddCommand(cmd)
+	return cmd
 }
 
-// registerKernelFlags adds the kernel test's flags to f and returns their
+// kernelTestFlags adds the kernel test's flags to f and returns their
 // names.
-func registerKernelFlags(f *pflag.FlagSet) []string {
-	if addKernelTestFlags == nil {
-		return nil
-	}
+func kernelTestFlags(f *pflag.FlagSet, k *kernelFlags) []string {
 	kt := pflag.NewFlagSet("kernel test", pflag.ContinueOnError)
-	addKernelTestFlags(kt)
+	k.register(kt)
+	// The search chooses each run's length (--run-time, --max-run-time).
+	kt.MarkHidden("duration")
 	var names []string
 	kt.VisitAll(func(fl *pflag.Flag) { names = append(names, fl.Name) })
 	f.AddFlagSet(kt)
@@ -244,58 +199,30 @@ func kernelArgs(f *pflag.FlagSet, names []string) []string {
 	return out
 }
 
-// parseBudget reads --budget: a number of runs, or a duration.
-func parseBudget(s string) (runs int, d time.Duration, err error) {
-	s = strings.TrimSpace(s)
-	if n, err := strconv.Atoi(s); err == nil {
-		if n < 1 {
-			return 0, 0, fmt.Errorf("--budget %s: give at least 1 run, or a duration such as 30m", s)
-		}
-		return n, 0, nil
-	}
-	d, err = time.ParseDuration(s)
-	if err != nil || d <= 0 {
-		return 0, 0, fmt.Errorf("--budget %q: give a number of runs (200) or a test time (30m, 2h)", s)
-	}
-	return 0, d, nil
-}
-
-func defaultJobDir(spec bisect.Spec) string {
-	h := sha256.Sum256([]byte(spec.Repo + "\x00" + spec.Good + "\x00" + spec.Bad + "\x00" + spec.Exec + "\x00" + strings.Join(spec.TestArgs, "\x00")))
-	return filepath.Join(cachedir.Dir("bisect"), filepath.Base(spec.Repo)+"-"+hex.EncodeToString(h[:6]))
-}
-
 func runBisect(cmd *cobra.Command, bf *bisectFlags) error {
-	ctx := cmd.Context()
-	if ctx == nil {
-		ctx = context.Background()
+	ctx, o := cmd.Context(), bf.opts
+	if o.Confidence <= 0 || o.Confidence >= 1 {
+		return fmt.Errorf("--confidence %g: give a probability between 0 and 1, such as 0.99", o.Confidence)
 	}
-	if bf.confidence <= 0 || bf.confidence >= 1 {
-		return fmt.Errorf("--confidence %g: give a probability between 0 and 1, such as 0.99", bf.confidence)
+	if o.Parallel < 1 || o.Parallel > 64 {
+		return fmt.Errorf("--parallel %d: give 1 to 64", o.Parallel)
 	}
-	if bf.parallel < 1 {
-		return fmt.Errorf("--parallel %d: give at least 1", bf.parallel)
-	}
-	if _, err := bisect.ParseStrategy(bf.strategy); err != nil {
+	if _, err := bisect.ParseStrategy(o.Strategy); err != nil {
 		return fmt.Errorf("--strategy: %w", err)
 	}
-	budgetRuns, budget, err := parseBudget(bf.budget)
-	if err != nil {
-		return err
+	var err error
+	if o.BudgetRuns, o.Budget, err = bisect.ParseBudget(bf.budget); err != nil {
+		return fmt.Errorf("--%w", err)
 	}
-	unit := bisect.Unit(bf.unit)
-	switch unit {
+	switch o.Unit = bisect.Unit(bf.unit); o.Unit {
 	case "":
-		unit = bisect.UnitTime
+		o.Unit = bisect.UnitTime
 		if bf.exec != "" {
-			unit = bisect.UnitRuns
+			o.Unit = bisect.UnitRuns
 		}
 	case bisect.UnitRuns, bisect.UnitTime:
 	default:
 		return fmt.Errorf("--unit %q: use runs or time", bf.unit)
-	}
-	if bf.exec == "" && kernelTester == nil {
-		return errors.New("kernel pipeline not available; use --exec CMD to bisect with any test command")
 	}
 	repo, err := gitrepo.Open(ctx, bf.repo)
 	if err != nil {
@@ -305,25 +232,14 @@ func runBisect(cmd *cobra.Command, bf *bisectFlags) error {
 	if err != nil {
 		return err
 	}
-	spec := bisect.Spec{
-		Repo: repo.Dir, Good: good, Bad: bad, GoodRef: bf.good, BadRef: bf.bad,
-		Options: bisect.Options{
-			Strategy: bf.strategy, Confidence: bf.confidence, Unit: unit,
-			BudgetRuns: budgetRuns, Budget: budget,
-			RunTime: bf.runTime, MaxRunTime: bf.maxRunTime, Timeout: bf.timeout,
-			BuildCost: bf.buildCost, Parallel: bf.parallel, Retries: bf.retries,
-			MaxRuns: bf.maxRuns, MaxTime: bf.maxTime, VerifyRevert: bf.verifyRevert,
-		},
-	}
-	if wd, err := os.Getwd(); err == nil {
-		spec.Cwd = wd
-	}
+	spec := bisect.JobSpec{Repo: repo.Dir, Good: good, Bad: bad, GoodRef: bf.good, BadRef: bf.bad, Options: o}
+	spec.Cwd, _ = os.Getwd()
 	if bf.exec != "" {
-		if spec.Exec, err = exectest.CheckCommand(bf.exec, repo.Dir); err != nil {
-			return err
+		if spec.Exec, err = bisectrun.Check(bf.exec, repo.Dir); err != nil {
+			return fmt.Errorf("--exec %w", err)
 		}
 	} else {
-		spec.TestArgs = kernelArgs(cmd.Flags(), bf.ktNames)
+		spec.TestArgs = kernelArgs(cmd.Flags(), bf.kernelNames)
 	}
 	hist, err := bisect.LoadHistory(ctx, repo, good, bad)
 	if err != nil {
@@ -331,106 +247,84 @@ func runBisect(cmd *cobra.Command, bf *bisectFlags) error {
 	}
 	dir := bf.job
 	if dir == "" {
-		dir = defaultJobDir(spec)
+		dir = spec.DefaultDir()
 	}
-	var tester bisect.Tester
-	if spec.Exec == "" {
-		// Build the kernel tester first: bad test flags fail before the
-		// job directory is made.
-		if tester, err = kernelTester(cmd, repo); err != nil {
-			return err
-		}
-	}
-	job, err := bisect.Create(dir, spec, hist)
+	// The tester first: bad test flags fail before the job directory is
+	// made.
+	tester, release, err := newTester(ctx, spec, repo, dir, &bf.kernel)
 	if err != nil {
 		return err
 	}
+	defer release()
+	job, err := bisect.Create(dir, spec, hist)
+	if err != nil {
+		return jobAdvice(err)
+	}
 	defer job.Close()
-	if spec.Exec != "" {
-		tester = newExecTester(repo, spec, job.Dir)
-	}
-	if c, ok := tester.(io.Closer); ok {
-		defer c.Close()
-	}
 	return runJob(cmd, job, tester, bf.asJSON, true)
 }
 
 func runResume(cmd *cobra.Command, dir string, asJSON bool) error {
-	ctx := cmd.Context()
-	if ctx == nil {
-		ctx = context.Background()
-	}
-	probe, err := bisect.Open(dir)
+	job, err := bisect.ResumeDir(cmd.Context(), dir)
 	if err != nil {
-		return err
+		return jobAdvice(err)
 	}
-	spec := probe.Spec
+	defer job.Close()
+	spec := job.Spec
 	if spec.Cwd != "" {
 		// Relative paths in the stored flags are relative to it.
 		if err := os.Chdir(spec.Cwd); err != nil {
 			fmt.Fprintf(os.Stderr, "kbisect: cannot go back to %s (%v): relative paths in the test flags may not resolve\n", spec.Cwd, err)
 		}
 	}
-	repo, err := gitrepo.Open(ctx, spec.Repo)
-	if err != nil {
-		return fmt.Errorf("resume %s: %w", dir, err)
+	var k kernelFlags
+	kt := pflag.NewFlagSet("kernel test", pflag.ContinueOnError)
+	k.register(kt)
+	if err := kt.Parse(spec.TestArgs); err != nil {
+		return fmt.Errorf("resume %s: stored test flags: %w", dir, err)
 	}
-	hist, err := bisect.LoadHistory(ctx, repo, spec.Good, spec.Bad)
-	if err != nil {
-		return fmt.Errorf("resume %s: %w", dir, err)
-	}
-	var tester bisect.Tester
-	if spec.Exec == "" {
-		if kernelTester == nil {
-			return errors.New("kernel pipeline not available in this kbisect: this job needs it")
-		}
-		registerKernelFlags(cmd.Flags())
-		if err := cmd.Flags().Parse(spec.TestArgs); err != nil {
-			return fmt.Errorf("resume %s: stored test flags: %w", dir, err)
-		}
-		if tester, err = kernelTester(cmd, repo); err != nil {
-			return err
-		}
-	}
-	job, err := bisect.Resume(dir, hist)
+	tester, release, err := newTester(cmd.Context(), spec, job.Repo(), dir, &k)
 	if err != nil {
 		return err
 	}
-	defer job.Close()
-	if spec.Exec != "" {
-		tester = newExecTester(repo, spec, job.Dir)
-	}
-	if c, ok := tester.(io.Closer); ok {
-		defer c.Close()
-	}
+	defer release()
 	return runJob(cmd, job, tester, asJSON, false)
 }
 
-// newExecTester is the --exec test of spec. In time mode the command
-// gets the run length in KBISECT_BUDGET and --timeout is the grace after
-// it; in runs mode --timeout is the time limit of a run.
-func newExecTester(repo *gitrepo.Repo, spec bisect.Spec, dir string) bisect.Tester {
-	t := exectest.New(repo, spec.Exec, dir, spec.Options.Parallel)
-	if spec.Options.Unit == bisect.UnitTime {
-		t.TimeMode, t.Grace = true, spec.Options.Timeout
+// jobAdvice adds what to do to an error about a job directory.
+func jobAdvice(err error) error {
+	var je *bisect.JobExistsError
+	switch {
+	case errors.As(err, &je) && je.Same:
+		return fmt.Errorf("%w: continue it with `kbisect bisect resume %s`, or give another --job", err, je.Dir)
+	case je != nil:
+		return fmt.Errorf("%w: give another --job, or `kbisect bisect resume %s`", err, je.Dir)
+	case errors.Is(err, bisect.ErrLocked):
+		return fmt.Errorf("%w: wait for it to finish, or give another --job", err)
 	}
-	return t
+	return err
 }
 
-// isTerminal reports whether f is a terminal.
-func isTerminal(f *os.File) bool {
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
+// newTester makes the test of the bisection spec in job directory dir:
+// the --exec command, or the kernel pipeline of the kernel test's flags
+// (runs stop at their first failure): one constructor for start and
+// resume.
+func newTester(ctx context.Context, spec bisect.JobSpec, repo *gitrepo.Repo, dir string, k *kernelFlags) (bisect.Tester, func(), error) {
+	if spec.Exec != "" {
+		return exectest.ForJob(repo, spec, dir), func() {}, nil
+	}
+	// The executor lives as long as the bisection.
+	ct, release, err := k.pipeline(context.WithoutCancel(ctx), repo.Dir, nil, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	ct.Run.StopOnFail = true
+	return &kernel.Tester{Pipeline: ct}, release, nil
 }
 
 func runJob(cmd *cobra.Command, job *bisect.Job, tester bisect.Tester, asJSON, fresh bool) error {
-	ctx := cmd.Context()
-	if ctx == nil {
-		ctx = context.Background()
-	}
-	tty := !asJSON && isTerminal(os.Stderr)
 	var progress func(bisect.Progress)
-	if tty {
+	if !asJSON && term.IsTerminal(int(os.Stderr.Fd())) {
 		n := len(job.Commits()) - 1
 		verb := "resuming"
 		if fresh {
@@ -439,159 +333,36 @@ func runJob(cmd *cobra.Command, job *bisect.Job, tester bisect.Tester, asJSON, f
 		fmt.Fprintf(os.Stderr, "kbisect: %s %d commits, good %s .. bad %s; job %s\n", verb, n,
 			bisect.DescribeCommit(job.Commits()[0]), bisect.DescribeCommit(job.Commits()[n]), job.Dir)
 		progress = func(p bisect.Progress) {
-			switch {
-			case p.Finished != nil:
-			case p.Err != nil:
-				fmt.Fprintf(os.Stderr, "[%d] %s %s: error (retried): %v\n", p.Seq, p.Phase, p.Commit.Short(), p.Err)
-			default:
-				fmt.Fprintf(os.Stderr, "[%d] %-8s %s %-4s %6.1fs | best %s %5.1f%% | %d runs, %d builds\n",
-					p.Seq, p.Phase, p.Commit.Short(), p.Verdict, p.Elapsed.Seconds(), p.Best.Short(), 100*p.BestP, p.Runs, p.Builds)
+			if p.Finished == nil {
+				fmt.Fprintln(os.Stderr, p)
 			}
 		}
 	}
-	res, err := job.Run(ctx, tester, progress)
+	res, err := job.Run(cmd.Context(), tester, progress)
+	if errors.Is(err, bisect.ErrInterrupted) {
+		return &exitError{exitInterrupted, fmt.Errorf("%w: resume with `kbisect bisect resume %s`", err, job.Dir)}
+	}
 	if err != nil {
-		if errors.Is(err, bisect.ErrInterrupted) {
-			return &exitError{exitInterrupted, err}
-		}
 		return err
 	}
 	out := cmd.OutOrStdout()
 	if asJSON {
-		b, err := json.Marshal(res)
-		if err != nil {
+		if err := json.NewEncoder(out).Encode(res); err != nil {
 			return err
 		}
-		fmt.Fprintln(out, string(b))
 	} else {
-		printResult(out, job, res)
-	}
-	switch res.Status {
-	case bisect.StatusFound:
-		return nil
-	case bisect.StatusNoRegression:
-		return &exitError{code: exitNoRegression}
-	case bisect.StatusInconclusive:
-		return &exitError{code: exitInconclusive}
-	default:
-		return &exitError{code: exitInfra}
-	}
-}
-
-func commitByHash(job *bisect.Job, h string) bisect.Commit {
-	for _, c := range job.Commits() {
-		if c.Hash == h {
-			return c
+		job.WriteResult(out, res)
+		if res.Status == bisect.StatusError {
+			fmt.Fprintf(out, "fix the cause and continue: kbisect bisect resume %s\n", res.Job)
 		}
+		fmt.Fprintf(out, "job: %s (kbisect bisect report %s)\n", res.Job, res.Job)
 	}
-	return bisect.Commit{Hash: h}
-}
-
-func printResult(w io.Writer, job *bisect.Job, r *bisect.Result) {
-	test := (time.Duration(r.TestSeconds) * time.Second).String()
-	switch r.Status {
-	case bisect.StatusFound:
-		c := commitByHash(job, r.Culprit)
-		fmt.Fprintf(w, "first bad commit: %s %s\n", c.Hash, c.Subject)
-		fmt.Fprintf(w, "confidence %.4g after %d runs (%d builds, %s of test); detection rate %.3g %s\n", r.Confidence, r.Runs, r.Builds, test, r.Rate, r.RateUnit)
-		if len(r.Flags) > 0 {
-			fmt.Fprintf(w, "warning: %s\n", flagText(r.Flags))
-		}
-		if r.Revert != nil {
-			fmt.Fprintf(w, "revert check: %s: %s\n", r.Revert.Verdict, r.Revert.Reason)
-		}
-	case bisect.StatusNoRegression:
-		fmt.Fprintf(w, "no regression in the range: %s\n", r.Reason)
-	case bisect.StatusInconclusive:
-		fmt.Fprintf(w, "inconclusive: %s\n", r.Reason)
-		if len(r.Candidates) > 0 {
-			fmt.Fprintf(w, "candidates (probability %.4g together):\n", r.Confidence)
-			for _, h := range r.Candidates {
-				c := commitByHash(job, h)
-				fmt.Fprintf(w, "  %s %s\n", c.Hash, c.Subject)
-			}
-		}
-	default:
-		fmt.Fprintf(w, "stopped: %s\n", r.Reason)
+	code, ok := bisectExits[res.Status]
+	if !ok {
+		code = bisectExits[bisect.StatusError]
 	}
-	fmt.Fprintf(w, "job: %s (kbisect bisect report %s)\n", r.Job, r.Job)
-}
-
-func flagText(flags []string) string {
-	var out []string
-	for _, f := range flags {
-		switch {
-		case f == "merge":
-			out = append(out, "the culprit is a merge: the bug comes from combining its parents")
-		case strings.HasPrefix(f, "tag:"):
-			out = append(out, "the culprit is the tagged release "+strings.TrimPrefix(f, "tag:"))
-		case f == "same-binary-as-parent":
-			out = append(out, "the culprit builds to the same binary as its parent: the difference in verdicts cannot come from it; suspect noise or the environment")
-		default:
-			out = append(out, f)
-		}
-	}
-	return strings.Join(out, "; ")
-}
-
-func runStatus(cmd *cobra.Command, dir string, asJSON bool) error {
-	j, err := bisect.Open(dir)
-	if err != nil {
-		return err
-	}
-	r := j.Status()
-	w := cmd.OutOrStdout()
-	if asJSON {
-		b, err := json.Marshal(struct {
-			*bisect.Result
-			Top []bisect.TopCommit `json:"top"`
-		}{r, j.Top(5)})
-		if err != nil {
-			return err
-		}
-		fmt.Fprintln(w, string(b))
+	if code == 0 {
 		return nil
 	}
-	n := len(j.Commits()) - 1
-	fmt.Fprintf(w, "job:      %s\n", j.Dir)
-	fmt.Fprintf(w, "repo:     %s\n", j.Spec.Repo)
-	fmt.Fprintf(w, "range:    good %s .. bad %s (%d commits)\n", bisect.DescribeCommit(j.Commits()[0]), bisect.DescribeCommit(j.Commits()[n]), n)
-	if j.Spec.Exec != "" {
-		fmt.Fprintf(w, "test:     --exec %s\n", j.Spec.Exec)
-	} else {
-		fmt.Fprintf(w, "test:     kernel pipeline %s\n", strings.Join(j.Spec.TestArgs, " "))
-	}
-	fmt.Fprintf(w, "status:   %s", r.Status)
-	if r.Reason != "" {
-		fmt.Fprintf(w, ": %s", r.Reason)
-	}
-	fmt.Fprintln(w)
-	fmt.Fprintf(w, "runs:     %d (%d builds, %d skipped, %d infrastructure errors, %d lost)\n", r.Runs, r.Builds, r.Skips, r.InfraErrors, r.LostRuns)
-	fmt.Fprintf(w, "time:     %s of test, %s of builds\n", time.Duration(r.TestSeconds*float64(time.Second)).Round(time.Second), time.Duration(r.BuildSecs*float64(time.Second)).Round(time.Second))
-	fmt.Fprintf(w, "rate:     %.3g %s (estimated)\n", r.Rate, r.RateUnit)
-	fmt.Fprintln(w, "posterior (first bad commit):")
-	for _, t := range j.Top(5) {
-		fmt.Fprintf(w, "  %6.2f%%  %s\n", 100*t.P, bisect.DescribeCommit(t.Commit))
-	}
-	recs := j.Records()
-	var last []bisect.Record
-	for _, rec := range recs {
-		if rec.Type == bisect.RecRun || rec.Type == bisect.RecInfra || rec.Type == bisect.RecRevert {
-			last = append(last, rec)
-		}
-	}
-	if len(last) > 5 {
-		last = last[len(last)-5:]
-	}
-	if len(last) > 0 {
-		fmt.Fprintln(w, "last runs:")
-	}
-	for _, rec := range last {
-		v := string(rec.Verdict)
-		if rec.Type == bisect.RecInfra {
-			v = "error: " + rec.Error
-		}
-		fmt.Fprintf(w, "  #%d %s %.12s %s (%.1fs)\n", rec.Seq, rec.Time.Local().Format("15:04:05"), rec.Commit, v, rec.Elapsed)
-	}
-	return nil
+	return &exitError{code: code}
 }

@@ -1,19 +1,15 @@
 package main
 
 import (
-	"encoding/json"
-	"errors"
-	"fmt"
-	"io"
 	"os"
-	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/kbisect/kbisect/kbuild"
+	"github.com/kbisect/kbisect/testcases"
 )
 
-func init() {
+func newBuildCmd() *cobra.Command {
 	var (
 		o       kbuild.Options
 		cf      configFlags
@@ -52,15 +48,14 @@ kernel. A build failure exits 1 with the first error line and the log path.`,
 			if verbose {
 				o.BuildLog = os.Stderr
 			}
-			a, err := kbuild.Build(cmd.Context(), o)
-			var be *kbuild.BuildError
-			var ce *kbuild.ConfigError
-			if errors.As(err, &be) || errors.As(err, &ce) {
-				return &exitError{code: 1, err: err}
+			res := (&testcases.CommitTest{Build: o}).BuildCommit(cmd.Context(), o.Rev)
+			switch {
+			case res.Verdict == testcases.Skip:
+				return &exitError{code: 1, err: res.Err}
+			case res.Artifact == nil:
+				return res.Err
 			}
-			if err != nil {
-				return err
-			}
+			a := res.Artifact
 			if out != "" {
 				if err := a.CopyTo(out); err != nil {
 					return err
@@ -70,9 +65,9 @@ kernel. A build failure exits 1 with the first error line and the log path.`,
 				}
 			}
 			if asJSON {
-				return kbPrintArtifactJSON(cmd.OutOrStdout(), a)
+				return a.WriteJSON(cmd.OutOrStdout())
 			}
-			kbPrintArtifact(cmd.OutOrStdout(), a)
+			a.WriteText(cmd.OutOrStdout())
 			return nil
 		},
 	}
@@ -90,46 +85,5 @@ kernel. A build failure exits 1 with the first error line and the log path.`,
 	f.BoolVar(&asJSON, "json", false, "print the result as JSON")
 	f.BoolVarP(&verbose, "verbose", "v", false, "show make's output")
 	cmd.MarkFlagRequired("config")
-	rootCmd.AddCommand(cmd)
-}
-
-func kbPrintArtifact(w io.Writer, a *kbuild.Artifact) {
-	how := fmt.Sprintf("built in %s", a.BuildTime().Round(time.Second))
-	if a.CacheHit {
-		how = fmt.Sprintf("from the build cache (%s; built in %s)", a.Elapsed.Round(time.Millisecond), a.BuildTime().Round(time.Second))
-	}
-	fmt.Fprintf(w, "kernel %s (Linux %s) %s\n", a.Release, a.Version, how)
-	fmt.Fprintf(w, "  commit     %s (tree %s)\n", a.Commit, a.Tree)
-	fmt.Fprintf(w, "  signature  %s\n", a.Signature)
-	fmt.Fprintf(w, "  bzImage    %s\n  vmlinux    %s\n  config     %s\n  build log  %s\n", a.BzImage, a.Vmlinux, a.Config, a.Log)
-	if a.Modules != "" {
-		fmt.Fprintf(w, "  modules    %s\n", a.Modules)
-	}
-	if len(a.Fixups) > 0 {
-		fmt.Fprintf(w, "  fixups     %v\n", a.Fixups)
-	}
-	fmt.Fprintf(w, "  toolchain  %s\n", a.Toolchain)
-	for _, warn := range a.Warnings {
-		fmt.Fprintf(w, "  warning: %s\n", warn)
-	}
-}
-
-func kbPrintArtifactJSON(w io.Writer, a *kbuild.Artifact) error {
-	v := struct {
-		*kbuild.Artifact
-		Commit      string  `json:"commit"`
-		BuiltCommit string  `json:"built_commit"`
-		Dir         string  `json:"dir"`
-		BzImage     string  `json:"bzimage"`
-		Vmlinux     string  `json:"vmlinux"`
-		Config      string  `json:"config"`
-		Log         string  `json:"log"`
-		Modules     string  `json:"modules,omitempty"`
-		CacheHit    bool    `json:"cache_hit"`
-		Elapsed     float64 `json:"elapsed_seconds"`
-		BuildTime   float64 `json:"build_seconds"`
-	}{a, a.Commit, a.BuiltCommit, a.Dir, a.BzImage, a.Vmlinux, a.Config, a.Log, a.Modules, a.CacheHit, a.Elapsed.Seconds(), a.BuildTime().Seconds()}
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+	return cmd
 }

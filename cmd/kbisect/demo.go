@@ -9,7 +9,7 @@ import (
 	"github.com/spf13/cobra"
 )
 
-func init() {
+func newDemoCmd() *cobra.Command {
 	var (
 		o       demo.Options
 		jsonOut bool
@@ -32,20 +32,9 @@ the expected and the found culprit and exits non-zero when they differ.`,
 			}
 			if jsonOut {
 				b, _ := json.MarshalIndent(r, "", "  ")
-				fmt.Println(string(b))
+				fmt.Fprintln(cmd.OutOrStdout(), string(b))
 			} else {
-				fmt.Printf("expected culprit: %s\n", r.Expected)
-				fmt.Printf("found culprit:    %s %q (confidence %.3f, %s)\n", r.Found, r.Subject, r.Confidence, r.Status)
-				fmt.Printf("runs %d, builds %d (%d cache hits)\n", r.Runs, r.Builds, r.CacheHits)
-				if r.Wire != "" {
-					fmt.Printf("wire verdict of a failing run on the culprit: %s: %s\n", r.Wire, r.WireDetail)
-				}
-				p := r.Phases
-				fmt.Printf("time: history %s, builds %s, boots %s, runs %s, total %s\n",
-					secs(p.History), secs(p.Builds), secs(p.Boots), secs(p.Runs), secs(p.Total))
-				for _, rep := range r.Reports {
-					fmt.Printf("report: %s\n", rep)
-				}
+				r.WriteText(cmd.OutOrStdout())
 			}
 			if !r.Correct {
 				return &exitError{code: 1, err: fmt.Errorf("found %s, but the injected culprit is %s", r.Found, r.Expected)}
@@ -59,9 +48,5 @@ the expected and the found culprit and exits non-zero when they differ.`,
 	f.DurationVar(&o.RunTime, "run-time", 20*time.Second, "length of a first run of a commit")
 	f.StringVar(&o.JobDir, "job", "", "job directory (default: a new one under the cache)")
 	f.BoolVar(&jsonOut, "json", false, "end with one JSON object")
-	rootCmd.AddCommand(cmd)
-}
-
-func secs(s float64) string {
-	return (time.Duration(s * float64(time.Second))).Round(time.Second).String()
+	return cmd
 }

@@ -11,7 +11,7 @@ import (
 	"github.com/kbisect/kbisect/kbuild"
 )
 
-func init() {
+func newKconfigCmd() *cobra.Command {
 	var (
 		repo, rev, out, cc, hv string
 		cf                     configFlags
@@ -63,5 +63,5 @@ adds a built-in fragment or a file.`,
 	f.StringVar(&hv, "hypervisor", "qemu", "what will boot the kernel: qemu, or xen (adds the xen-guest fragment)")
 	f.StringVarP(&out, "output", "o", "", "where to write the resulting .config")
 	f.StringVar(&cc, "cc", "", "compiler whose version Kconfig sees (default: the toolchain table's, gcc)")
-	rootCmd.AddCommand(cmd)
+	return cmd
 }

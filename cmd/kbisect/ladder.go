@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/kbisect/kbisect/internal/gitrepo"
+
 	"github.com/spf13/cobra"
 
 	"github.com/kbisect/kbisect/internal/linuxsrc"
 )
 
-func init() {
+func newLadderCmd() *cobra.Command {
 	var (
 		out     string
 		jsonOut bool
@@ -50,7 +52,7 @@ such sources. The same trees always make the same commits.
 				}{out, rungs})
 			}
 			for _, r := range rungs {
-				fmt.Fprintf(cmd.OutOrStdout(), "v%-12s %s  %s\n", r.Version, r.Commit[:12], r.Source)
+				fmt.Fprintf(cmd.OutOrStdout(), "v%-12s %s  %s\n", r.Version, gitrepo.Short(r.Commit), r.Source)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s: %d releases, v%s .. v%s\n", out, len(rungs), rungs[0].Version, rungs[len(rungs)-1].Version)
 			return nil
@@ -58,5 +60,5 @@ such sources. The same trees always make the same commits.
 	}
 	cmd.Flags().StringVarP(&out, "output", "o", "", "the new repository (must not exist)")
 	cmd.Flags().BoolVar(&jsonOut, "json", false, "print the releases as JSON")
-	rootCmd.AddCommand(cmd)
+	return cmd
 }

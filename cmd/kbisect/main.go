@@ -2,6 +2,8 @@
 // builds candidate kernels, boots them as a pair of guests joined by a virtual
 // wire or a real NAT, runs a stress test between them and bisects on the
 // verdicts.
+// It turns flags into options, prints, and maps outcomes to exit statuses:
+// the packages of the stages do the work.
 package main
 
 import (
@@ -31,16 +33,22 @@ func (e *exitError) Error() string {
 
 func (e *exitError) Unwrap() error { return e.err }
 
-var rootCmd = &cobra.Command{
-	Use:           "kbisect",
-	Short:         "Bisect sporadic kernel bugs on pairs of guests",
-	SilenceUsage:  true,
-	SilenceErrors: true,
+// newRootCmd is the kbisect command with all its subcommands.
+func newRootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "kbisect",
+		Short:         "Bisect sporadic kernel bugs on pairs of guests",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(newRunCmd(), newTestCmd(), newBuildCmd(), newKconfigCmd(), newBisectCmd(),
+		newValidateCmd(), newAnalyzeCmd(), newSimCmd(), newDemoCmd(), newLadderCmd())
+	return root
 }
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := rootCmd.ExecuteContext(ctx)
+	err := newRootCmd().ExecuteContext(ctx)
 	stop()
 	if err == nil {
 		return

@@ -3,19 +3,21 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"os"
+	"io"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/kbisect/kbisect/internal/cachedir"
+	"github.com/kbisect/kbisect/internal/fsutil"
 	"github.com/kbisect/kbisect/testcases"
 	"github.com/kbisect/kbisect/vm"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 )
 
-// runFlags are the options of one test run, shared by run, test and bisect.
+// runFlags are the options of one test run, shared by run, test, bisect
+// and validate.
 type runFlags struct {
 	opts       testcases.Options
 	kernel     string
@@ -88,19 +90,7 @@ func (f *runFlags) options(kernel, peer string) (testcases.Options, error) {
 	return o, o.Validate()
 }
 
-// copyPcap copies the first capture of r to --pcap.
-func (f *runFlags) copyPcap(r *testcases.Report) error {
-	if f.pcap == "" || len(r.Pcaps) == 0 {
-		return nil
-	}
-	b, err := os.ReadFile(r.Pcaps[0])
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(f.pcap, b, 0o644)
-}
-
-func init() {
+func newRunCmd() *cobra.Command {
 	var f runFlags
 	var jsonOut bool
 	cmd := &cobra.Command{
@@ -130,10 +120,12 @@ Exit status: 0 pass, 1 fail, 2 error or bad input.`,
 			if err != nil {
 				return err
 			}
-			if err := f.copyPcap(r); err != nil {
-				return fmt.Errorf("copy capture to %s: %w", f.pcap, err)
+			if f.pcap != "" && len(r.Pcaps) > 0 {
+				if err := fsutil.CopyFile(r.Pcaps[0], f.pcap, 0o644); err != nil {
+					return fmt.Errorf("copy capture to %s: %w", f.pcap, err)
+				}
 			}
-			printReport(r, jsonOut)
+			printReport(cmd.OutOrStdout(), r, jsonOut)
 			switch r.Verdict {
 			case testcases.Pass:
 				return nil
@@ -146,30 +138,14 @@ Exit status: 0 pass, 1 fail, 2 error or bad input.`,
 	}
 	f.register(cmd.Flags(), true)
 	cmd.Flags().BoolVar(&jsonOut, "json", false, "print one JSON object")
-	rootCmd.AddCommand(cmd)
+	return cmd
 }
 
-func printReport(r *testcases.Report, jsonOut bool) {
+func printReport(w io.Writer, r *testcases.Report, jsonOut bool) {
 	if jsonOut {
 		b, _ := json.MarshalIndent(r, "", "  ")
-		fmt.Println(string(b))
+		fmt.Fprintln(w, string(b))
 		return
 	}
-	fmt.Printf("verdict: %s\n", r.Verdict)
-	fmt.Printf("reason:  %s\n", r.Reason)
-	if r.BytesVerified > 0 {
-		fmt.Printf("traffic: %d bytes verified, %.1f Mbit/s, boot %.2fs (guest), %.1fs (wall)\n", r.BytesVerified, r.ThroughputMbit, r.BootSeconds, r.BootWallSeconds)
-	}
-	if r.Wire.Verdict != "" {
-		fmt.Printf("wire:    %s %s\n", r.Wire.Verdict, r.Wire.Detail)
-	}
-	for _, g := range r.Guests {
-		fmt.Printf("%-8s %s (%s): console %s\n", g.Role+":", g.KernelRelease, g.Outcome, g.Console)
-	}
-	for _, p := range r.Pcaps {
-		fmt.Printf("pcap:    %s\n", p)
-	}
-	if r.ESPSA != "" {
-		fmt.Printf("esp_sa:  %s (Wireshark: Protocols > ESP > SAs)\n", r.ESPSA)
-	}
+	r.WriteText(w)
 }

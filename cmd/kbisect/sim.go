@@ -4,16 +4,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/kbisect/kbisect/bisect"
 	"github.com/kbisect/kbisect/bisect/sim"
 )
 
-func init() {
+func newSimCmd() *cobra.Command {
 	var (
 		cfg        sim.Config
 		strategies string
@@ -42,13 +40,9 @@ predates good).`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg.Seed = seed
 			if strategies != "" {
-				cfg.Strategies = nil
-				for _, s := range strings.Split(strategies, ",") {
-					sp, err := bisect.ParseStrategy(strings.TrimSpace(s))
-					if err != nil {
-						return err
-					}
-					cfg.Strategies = append(cfg.Strategies, sp)
+				var err error
+				if cfg.Strategies, err = sim.ParseStrategies(strategies); err != nil {
+					return err
 				}
 			}
 			start := time.Now()
@@ -97,5 +91,5 @@ predates good).`,
 	f.Float64Var(&cfg.Predates, "predates", 0, "the model's prior probability that the bug predates good (default 0.02)")
 	f.IntVar(&cfg.Workers, "workers", 0, "goroutines (default GOMAXPROCS)")
 	f.BoolVar(&asJSON, "json", false, "print one JSON object per row")
-	rootCmd.AddCommand(cmd)
+	return cmd
 }

@@ -123,7 +123,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	var mu sync.Mutex
 	var wire, wireDetail string
 	tester := &kernel.Tester{
-		CT: &testcases.CommitTest{
+		Pipeline: &testcases.CommitTest{
 			Build: kbuild.Options{Repo: h.Dir, Config: "tinyconfig", Fragments: frags},
 			Run: testcases.Options{
 				Test: "natt-esp", Topology: "direct", Crypto: "cbc-aes-sha1", Pattern: "prng",
@@ -154,13 +154,13 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 						os.Remove(p)
 					}
 				}
-				say("%s %s: %s (%s)", commit[:12], map[bool]string{true: "built", false: "cached"}[r.Artifact != nil && !r.Artifact.CacheHit], rep.Verdict, rep.Reason)
-			} else if r.BuildError != nil {
-				say("%s: does not build: %v", commit[:12], r.BuildError)
+				say("%s %s: %s (%s)", gitrepo.Short(commit), map[bool]string{true: "built", false: "cached"}[r.Artifact != nil && !r.Artifact.CacheHit], r.Verdict, r.Reason)
+			} else {
+				say("%s: %s: %s", gitrepo.Short(commit), r.Verdict, r.Reason)
 			}
 		},
 	}
-	spec := bisect.Spec{
+	spec := bisect.JobSpec{
 		Repo: h.Dir, Good: h.Good, Bad: h.Bad, GoodRef: "refs/demo/good", BadRef: "refs/heads/demo",
 		Options: bisect.Options{
 			Unit: bisect.UnitTime, Confidence: 0.99, RunTime: o.RunTime,
@@ -172,7 +172,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	defer job.Close()
-	say("bisecting %d commits (good %s, bad %s), job %s", len(h.Commits), h.Good[:12], h.Bad[:12], o.JobDir)
+	say("bisecting %d commits (good %s, bad %s), job %s", len(h.Commits), gitrepo.Short(h.Good), gitrepo.Short(h.Bad), o.JobDir)
 	br, err := job.Run(ctx, tester, func(p bisect.Progress) {
 		if p.Message != "" {
 			say("%s", p.Message)

@@ -2,9 +2,11 @@
 package fsutil
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -17,6 +19,27 @@ import (
 // a torn one, and a failed write (a full disk) leaves path as it was and no
 // temporary file behind. The file gets mode perm.
 func WriteFile(path string, data []byte, perm os.FileMode) error {
+	return writeFrom(path, bytes.NewReader(data), perm)
+}
+
+// CopyFile copies src to dst with WriteFile's guarantees: dst is replaced
+// whole or left as it was. The copy gets mode perm.
+func CopyFile(src, dst string, perm os.FileMode) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return fmt.Errorf("copy %s: %w", src, err)
+	}
+	defer in.Close()
+	return writeFrom(dst, in, perm)
+}
+
+// WriteFrom writes what r yields to path with WriteFile's guarantees (for
+// data made as it is written, such as a compressed stream).
+func WriteFrom(path string, r io.Reader, perm os.FileMode) error {
+	return writeFrom(path, r, perm)
+}
+
+func writeFrom(path string, r io.Reader, perm os.FileMode) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-")
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
@@ -28,7 +51,7 @@ func WriteFile(path string, data []byte, perm os.FileMode) error {
 			os.Remove(tmp.Name())
 		}
 	}()
-	if _, err := tmp.Write(data); err != nil {
+	if _, err := io.Copy(tmp, r); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	if err := tmp.Chmod(perm); err != nil {
@@ -44,11 +67,15 @@ func WriteFile(path string, data []byte, perm os.FileMode) error {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	ok = true
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
+	syncDir(filepath.Dir(path))
+	return nil
+}
+
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
 		d.Sync()
 		d.Close()
 	}
-	return nil
 }
 
 // Lock takes an exclusive flock on path (created if needed), waiting while

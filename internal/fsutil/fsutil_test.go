@@ -30,3 +30,28 @@ func TestWriteFile(t *testing.T) {
 		t.Error("write into a missing directory succeeded")
 	}
 }
+
+func TestCopyFile(t *testing.T) {
+	dir := t.TempDir()
+	src, dst := filepath.Join(dir, "src"), filepath.Join(dir, "dst")
+	os.WriteFile(src, []byte("kernel"), 0o600)
+	os.WriteFile(dst, []byte("old, longer content"), 0o644)
+	if err := CopyFile(src, dst, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(dst); string(b) != "kernel" {
+		t.Errorf("copy holds %q", b)
+	}
+	if st, _ := os.Stat(dst); st.Mode().Perm() != 0o640 {
+		t.Errorf("mode %v, want 0640", st.Mode().Perm())
+	}
+	if err := CopyFile(filepath.Join(dir, "missing"), dst, 0o644); err == nil {
+		t.Error("copying a missing file succeeded")
+	}
+	if b, _ := os.ReadFile(dst); string(b) != "kernel" {
+		t.Errorf("a failed copy changed dst: %q", b)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 2 {
+		t.Errorf("temporary files left: %v", ents)
+	}
+}

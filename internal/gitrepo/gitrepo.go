@@ -16,6 +16,15 @@ import (
 	"strings"
 )
 
+// Short abbreviates a commit hash to the 12 digits kbisect prints (as
+// git's --abbrev=12); anything shorter is returned as it is.
+func Short(hash string) string {
+	if len(hash) > 12 {
+		return hash[:12]
+	}
+	return hash
+}
+
 // Repo is a git repository kbisect reads from.
 type Repo struct {
 	// Dir is the repository's top directory (or the git dir of a bare one).

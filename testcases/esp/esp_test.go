@@ -32,11 +32,10 @@ func corruptAt(i int) map[int]pktOpt {
 }
 
 type scenario struct {
-	name    string
-	nat     bool
-	pattern string
-	build   func(s *synth)
-	wire    string
+	name  string
+	nat   bool
+	build func(s *synth)
+	wire  string
 	// missing, when set, must appear in one of Report.Missing.
 	missing string
 	check   func(t *testing.T, s *synth, r *Report)

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/kbisect/kbisect/internal/testenv"
 )
 
 // tsharkPacket is what tshark says about one frame.
@@ -28,10 +30,7 @@ type tsharkPacket struct {
 // ExportForPcap wrote (in a private Wireshark configuration directory).
 func runTshark(t *testing.T, pcap, saFile string) map[int64]tsharkPacket {
 	t.Helper()
-	bin, err := exec.LookPath("tshark")
-	if err != nil {
-		t.Skip("tshark not installed (apt-get install tshark)")
-	}
+	bin := testenv.NeedTshark(t)
 	conf := t.TempDir()
 	sa, err := os.ReadFile(saFile)
 	if err != nil {

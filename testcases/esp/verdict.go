@@ -152,8 +152,7 @@ func (a *analyzer) mergeStreams() {
 		exact  bool
 	}
 	type merged struct {
-		c      conn
-		corrTr bool
+		c conn
 	}
 	m := map[mkey]*merged{}
 	var order []mkey

@@ -108,9 +108,9 @@ func linear(n int) LinearHistory {
 	return h
 }
 
-func testSpec(o Options) Spec {
+func testSpec(o Options) JobSpec {
 	o.RetryBackoff = time.Millisecond
-	return Spec{Repo: "/nonexistent/repo", Good: fmt.Sprintf("%040x", 1), Bad: "bad", Exec: "test", Options: o}
+	return JobSpec{Repo: "/nonexistent/repo", Good: fmt.Sprintf("%040x", 1), Bad: "bad", Exec: "test", Options: o}
 }
 
 // checkJournal verifies the journal's invariants: run numbers are unique,

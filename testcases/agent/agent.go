@@ -1,7 +1,7 @@
-// Package guest holds the guest sides of kbisect's testcases, run by the
+// Package agent holds the guest sides of kbisect's testcases, run by the
 // agent inside each test guest. It is compiled into the agent, so it imports
 // nothing of the host side.
-package guest
+package agent
 
 import (
 	"context"

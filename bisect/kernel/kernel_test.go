@@ -1,0 +1,83 @@
+package kernel
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/kbisect/kbisect/bisect"
+	"github.com/kbisect/kbisect/kbuild"
+	"github.com/kbisect/kbisect/testcases"
+)
+
+// fakePipeline returns a canned result.
+type fakePipeline struct {
+	res      *testcases.CommitResult
+	rev      string
+	duration time.Duration
+}
+
+func (f *fakePipeline) Test(ctx context.Context, rev string, d time.Duration) *testcases.CommitResult {
+	f.rev, f.duration = rev, d
+	return f.res
+}
+
+// TestOutcomes checks the mapping from the commit pipeline's verdicts to
+// the search's outcomes: what counts as built, the time a run used, the
+// evidence, and which failures are errors.
+func TestOutcomes(t *testing.T) {
+	const budget = 5 * time.Minute
+	built := &kbuild.Artifact{Signature: "sig1", Elapsed: 3 * time.Minute}
+	cached := &kbuild.Artifact{Signature: "sig2", CacheHit: true, Elapsed: time.Second}
+	infra := errors.New("build abc: no space left on device")
+	tests := []struct {
+		name    string
+		res     *testcases.CommitResult
+		want    bisect.Outcome
+		wantErr error
+	}{
+		{"fail stops early", &testcases.CommitResult{Verdict: testcases.Fail, Reason: "corruption", Artifact: built,
+			Report: &testcases.Report{Verdict: testcases.Fail, TestSeconds: 42}},
+			bisect.Outcome{Verdict: bisect.Fail, Reason: "corruption", Built: true, BuildTime: 3 * time.Minute, Signature: "sig1", Elapsed: 42 * time.Second}, nil},
+		{"pass uses the budget", &testcases.CommitResult{Verdict: testcases.Pass, Reason: "ok", Artifact: cached,
+			Report: &testcases.Report{Verdict: testcases.Pass, TestSeconds: 299}},
+			bisect.Outcome{Verdict: bisect.Pass, Reason: "ok", Signature: "sig2", Elapsed: budget}, nil},
+		{"does not build", &testcases.CommitResult{Verdict: testcases.Skip, Reason: "build of abc failed: x.c: error: y", Err: &kbuild.BuildError{}},
+			bisect.Outcome{Verdict: bisect.Skip, Reason: "build of abc failed: x.c: error: y", Built: true}, nil},
+		{"panics", &testcases.CommitResult{Verdict: testcases.Skip, Reason: "the kernel panics: z", Artifact: cached,
+			Report: &testcases.Report{Verdict: testcases.Error}},
+			bisect.Outcome{Verdict: bisect.Skip, Reason: "the kernel panics: z", Signature: "sig2", Elapsed: budget}, nil},
+		{"run error has evidence", &testcases.CommitResult{Verdict: testcases.Error, Reason: "timed out", Artifact: cached,
+			Report: &testcases.Report{Verdict: testcases.Error}},
+			bisect.Outcome{Verdict: bisect.Error, Reason: "timed out", Signature: "sig2", Elapsed: budget}, nil},
+		{"host failure is an error", &testcases.CommitResult{Verdict: testcases.Error, Reason: infra.Error(), Err: infra},
+			bisect.Outcome{}, infra},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			fp := &fakePipeline{res: tc.res}
+			var seen *testcases.CommitResult
+			tr := &Tester{Pipeline: fp, OnResult: func(c string, r *testcases.CommitResult) { seen = r }}
+			out, err := tr.Test(context.Background(), "abc", budget)
+			if err != tc.wantErr {
+				t.Fatalf("error %v, want %v", err, tc.wantErr)
+			}
+			if fp.rev != "abc" || fp.duration != budget || seen != tc.res {
+				t.Errorf("pipeline called with %q %v; OnResult saw %v", fp.rev, fp.duration, seen)
+			}
+			if tc.res.Report != nil {
+				var r testcases.Report
+				if json.Unmarshal(out.Evidence, &r) != nil || r.Verdict != tc.res.Report.Verdict {
+					t.Errorf("evidence %s", out.Evidence)
+				}
+			}
+			out.Evidence = nil
+			if !reflect.DeepEqual(out, tc.want) {
+				t.Errorf("outcome\n%+v, want\n%+v", out, tc.want)
+			}
+		})
+	}
+}

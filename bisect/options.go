@@ -1,0 +1,138 @@
+package bisect
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kbisect/kbisect/internal/cachedir"
+)
+
+// FormatVersion is the version of the job directory format.
+const FormatVersion = 1
+
+// JobSpec identifies a bisection and says how to run it. It is the first
+// record of the journal; resume needs nothing else.
+type JobSpec struct {
+	Version int    `json:"version"`
+	Repo    string `json:"repo"`
+	Good    string `json:"good"`
+	Bad     string `json:"bad"`
+	GoodRef string `json:"good_ref,omitempty"`
+	BadRef  string `json:"bad_ref,omitempty"`
+	// Exec is the --exec command; empty for the kernel pipeline.
+	Exec string `json:"exec,omitempty"`
+	// TestArgs are the kernel test's command-line flags, kept opaque.
+	TestArgs []string `json:"test_args,omitempty"`
+	// Cwd is where the bisection was started (relative paths in TestArgs
+	// are relative to it).
+	Cwd     string  `json:"cwd,omitempty"`
+	Options Options `json:"options"`
+}
+
+// DefaultDir is the job directory of a bisection when none is given: under
+// kbisect's cache, named after the repository and a hash of what makes
+// the bisection (so that the same command finds its job again).
+func (s JobSpec) DefaultDir() string {
+	h := sha256.Sum256([]byte(s.Repo + "\x00" + s.Good + "\x00" + s.Bad + "\x00" + s.Exec + "\x00" + strings.Join(s.TestArgs, "\x00")))
+	return filepath.Join(cachedir.Dir("bisect"), filepath.Base(s.Repo)+"-"+hex.EncodeToString(h[:6]))
+}
+
+// ParseBudget reads a budget: a number of runs ("200") or a test time
+// ("30m", "2h").
+func ParseBudget(s string) (runs int, d time.Duration, err error) {
+	s = strings.TrimSpace(s)
+	if n, err := strconv.Atoi(s); err == nil {
+		if n < 1 {
+			return 0, 0, fmt.Errorf("budget %s: give at least 1 run, or a duration such as 30m", s)
+		}
+		return n, 0, nil
+	}
+	d, err = time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return 0, 0, fmt.Errorf("budget %q: give a number of runs (200) or a test time (30m, 2h)", s)
+	}
+	return 0, d, nil
+}
+
+// Options are the settings of a bisection.
+type Options struct {
+	// Strategy is "bayes" (default) or "classic[:K]"; see ParseStrategy.
+	Strategy   string  `json:"strategy"`
+	Confidence float64 `json:"confidence"`
+	Unit       Unit    `json:"unit"`
+	// BudgetRuns or Budget bound the test given to bad to show a failure
+	// before the search (the endpoint check). In runs mode a time Budget
+	// is also capped at 1000 runs.
+	BudgetRuns int           `json:"budget_runs,omitempty"`
+	Budget     time.Duration `json:"budget,omitempty"`
+	// RunTime and MaxRunTime bound the length of one run in time mode.
+	RunTime    time.Duration `json:"run_time,omitempty"`
+	MaxRunTime time.Duration `json:"max_run_time,omitempty"`
+	// Timeout is the time limit of one run in runs mode (0: none).
+	Timeout time.Duration `json:"timeout,omitempty"`
+	// BuildCost is the cost of a build in runs (runs mode) or minutes (time
+	// mode); 0 means measured from the builds done.
+	BuildCost float64 `json:"build_cost,omitempty"`
+	// Parallel is the number of tests in flight at once.
+	Parallel int `json:"parallel,omitempty"`
+	// Retries is how many infrastructure errors in a row are retried
+	// before the bisection stops.
+	Retries      int           `json:"retries,omitempty"`
+	RetryBackoff time.Duration `json:"retry_backoff,omitempty"`
+	// MaxRuns and MaxTime stop the search (inconclusive) when reached.
+	MaxRuns int           `json:"max_runs,omitempty"`
+	MaxTime time.Duration `json:"max_time,omitempty"`
+	// VerifyRevert tests bad with the culprit reverted once it is found.
+	VerifyRevert bool        `json:"verify_revert,omitempty"`
+	Model        ModelParams `json:"model"`
+}
+
+func (o *Options) defaults() {
+	if o.Strategy == "" {
+		o.Strategy = "bayes"
+	}
+	if o.Confidence <= 0 || o.Confidence >= 1 {
+		o.Confidence = 0.99
+	}
+	if o.Unit == "" {
+		o.Unit = UnitRuns
+	}
+	if o.BudgetRuns <= 0 && o.Budget <= 0 {
+		o.Budget = 30 * time.Minute
+	}
+	if o.RunTime <= 0 {
+		o.RunTime = time.Minute
+	}
+	if o.MaxRunTime < o.RunTime {
+		o.MaxRunTime = 16 * o.RunTime
+	}
+	if o.Parallel < 1 {
+		o.Parallel = 1
+	}
+	if o.Retries <= 0 {
+		o.Retries = 3
+	}
+	if o.RetryBackoff <= 0 {
+		o.RetryBackoff = time.Second
+	}
+}
+
+// Validate checks the options.
+func (o *Options) Validate() error {
+	o.defaults()
+	if _, err := ParseStrategy(o.Strategy); err != nil {
+		return err
+	}
+	if o.Unit != UnitRuns && o.Unit != UnitTime {
+		return fmt.Errorf("unknown unit %q: use runs or time", o.Unit)
+	}
+	if o.Parallel > 64 {
+		return fmt.Errorf("%d tests in parallel: at most 64", o.Parallel)
+	}
+	return nil
+}

@@ -1,0 +1,314 @@
+package bisect
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"time"
+)
+
+// Progress reports one event of a running bisection.
+type Progress struct {
+	Phase    string // "endpoint", "search", "revert"
+	Seq      int
+	Commit   Commit
+	Pos, N   int
+	Verdict  Verdict
+	Elapsed  time.Duration
+	Err      error
+	Best     Commit
+	BestP    float64
+	Runs     int
+	Builds   int
+	Message  string
+	Finished *Result
+}
+
+// String is the event as one line of progress.
+func (p Progress) String() string {
+	if p.Err != nil {
+		return fmt.Sprintf("[%d] %s %s: error (retried): %v", p.Seq, p.Phase, p.Commit.Short(), p.Err)
+	}
+	return fmt.Sprintf("[%d] %-8s %s %-4s %6.1fs | best %s %5.1f%% | %d runs, %d builds",
+		p.Seq, p.Phase, p.Commit.Short(), p.Verdict, p.Elapsed.Seconds(), p.Best.Short(), 100*p.BestP, p.Runs, p.Builds)
+}
+
+type runDone struct {
+	worker int
+	seq    int
+	req    Request
+	commit string
+	revert bool
+	out    Outcome
+	err    error
+	wall   time.Duration
+	budget time.Duration
+}
+
+// Run runs (or continues) the bisection with tester until it concludes or
+// ctx is cancelled (then it returns ErrInterrupted with the journal
+// consistent). progress, if not nil, is called after every run.
+func (j *Job) Run(ctx context.Context, tester Tester, progress func(Progress)) (*Result, error) {
+	if j.journal == nil {
+		return nil, fmt.Errorf("job %s is open read-only", j.Dir)
+	}
+	if j.finished != nil && j.finished.Status != StatusError {
+		return j.finished, nil
+	}
+	if len(j.records) > 1 {
+		if err := j.append(Record{Type: RecResume, PID: os.Getpid()}); err != nil {
+			return nil, err
+		}
+	}
+	j.finished = nil
+	o := j.Spec.Options
+	results := make(chan runDone)
+	inflight := make(map[int]Request)
+	var free []int
+	for w := o.Parallel - 1; w >= 0; w-- {
+		free = append(free, w)
+	}
+	consecutive := 0
+	var lastErr string
+	var backoff <-chan time.Time
+	var pendingConcl *Conclusion
+	runCtx, cancelRuns := context.WithCancel(ctx)
+	defer cancelRuns()
+	cancelled := ctx.Done()
+
+	start := func(w int, req Request, revert bool) error {
+		seq := j.nextSeq
+		commit := j.commits[req.Pos].Hash
+		budget := o.Timeout
+		if o.Unit == UnitTime {
+			budget = time.Duration(req.Exposure * float64(time.Minute)).Round(time.Millisecond)
+		}
+		if err := j.append(Record{Type: RecBegin, Seq: seq, Worker: w, Commit: commit, Budget: budget.Seconds()}); err != nil {
+			return err
+		}
+		inflight[w] = req
+		go func() {
+			rctx := withRunInfo(runCtx, RunInfo{Seq: seq, Worker: w, JobDir: j.Dir})
+			t0 := time.Now()
+			var out Outcome
+			var err error
+			if revert {
+				out, err = tester.(RevertTester).TestRevert(rctx, commit, j.commits[len(j.commits)-1].Hash, budget)
+			} else {
+				out, err = tester.Test(rctx, commit, budget)
+			}
+			results <- runDone{worker: w, seq: seq, req: req, commit: commit, revert: revert, out: out, err: err, wall: time.Since(t0), budget: budget}
+		}()
+		return nil
+	}
+
+	for {
+		// Schedule while workers are free.
+		for ctx.Err() == nil && backoff == nil && pendingConcl == nil && len(free) > 0 {
+			var pend []Request
+			for _, r := range inflight {
+				pend = append(pend, r)
+			}
+			req, concl, revert := j.next(pend)
+			if concl != nil {
+				pendingConcl = concl
+				break
+			}
+			if req.Pos < 0 {
+				break
+			}
+			w := free[len(free)-1]
+			free = free[:len(free)-1]
+			if err := start(w, req, revert); err != nil {
+				cancelRuns()
+				j.drain(results, inflight)
+				return nil, err
+			}
+		}
+		if len(inflight) == 0 {
+			if ctx.Err() != nil {
+				j.append(Record{Type: RecInterrupt})
+				return nil, fmt.Errorf("%s: %w", j.Dir, ErrInterrupted)
+			}
+			if pendingConcl != nil {
+				c := pendingConcl
+				pendingConcl = nil
+				if c.Status != StatusError {
+					// Runs that were in flight may have changed the
+					// answer: ask again.
+					req, again, _ := j.next(nil)
+					if again == nil {
+						if req.Pos < 0 {
+							return nil, fmt.Errorf("bisection %s: nothing to run and no conclusion (bug)", j.Dir)
+						}
+						continue
+					}
+					c = again
+				}
+				if done, err := j.afterConclusion(ctx, c, tester); err != nil {
+					return nil, err
+				} else if done != nil {
+					if progress != nil {
+						progress(Progress{Phase: "done", Finished: done, Runs: j.runs, Builds: j.builds})
+					}
+					return done, nil
+				}
+				continue // merge expanded, or revert check begins
+			}
+			if backoff == nil {
+				return nil, fmt.Errorf("bisection %s: nothing to run and no conclusion (bug)", j.Dir)
+			}
+		}
+		select {
+		case d := <-results:
+			delete(inflight, d.worker)
+			free = append(free, d.worker)
+			if ctx.Err() != nil && (d.err != nil || d.out.Verdict == Error) {
+				continue // lost in flight: the run was cut short
+			}
+			rec := Record{Seq: d.seq, Worker: d.worker, Commit: d.commit, Budget: d.budget.Seconds(),
+				Wall: d.wall.Seconds(), Elapsed: d.out.Elapsed.Seconds(), Built: d.out.Built,
+				BuildTime: d.out.BuildTime.Seconds(), Signature: d.out.Signature, Reason: d.out.Reason,
+				Evidence: d.out.Evidence, Verdict: d.out.Verdict}
+			if d.err != nil || d.out.Verdict == Error || (d.out.Verdict != Pass && d.out.Verdict != Fail && d.out.Verdict != Skip) {
+				rec.Type = RecInfra
+				if d.err != nil {
+					rec.Error = d.err.Error()
+				} else if d.out.Verdict == Error {
+					rec.Error = "test reported an error: " + d.out.Reason
+				} else {
+					rec.Error = fmt.Sprintf("test returned verdict %q", d.out.Verdict)
+				}
+				rec.Verdict = ""
+				if err := j.append(rec); err != nil {
+					return nil, err
+				}
+				consecutive++
+				lastErr = rec.Error
+				if progress != nil {
+					progress(Progress{Phase: j.phase(d.revert), Seq: d.seq, Commit: j.commitOf(d.commit), Err: errors.New(rec.Error), Runs: j.runs, Builds: j.builds})
+				}
+				if consecutive > o.Retries {
+					pendingConcl = &Conclusion{Status: StatusError, Pos: -1,
+						Reason: fmt.Sprintf("infrastructure errors dominate: %d in a row, the last: %s", consecutive, lastErr)}
+					continue
+				}
+				wait := o.RetryBackoff * time.Duration(1<<min(consecutive-1, 6))
+				backoff = time.After(min(wait, time.Minute))
+				continue
+			}
+			consecutive = 0
+			rec.Type = RecRun
+			if d.revert {
+				rec.Type = RecRevert
+			}
+			if err := j.append(rec); err != nil {
+				return nil, err
+			}
+			j.updateCosts()
+			if progress != nil {
+				best, p := j.core.Search.Best()
+				progress(Progress{Phase: j.phase(d.revert), Seq: d.seq, Commit: j.commitOf(d.commit), Pos: j.index[d.commit], N: len(j.commits),
+					Verdict: d.out.Verdict, Elapsed: d.out.Elapsed, Best: j.commits[best], BestP: p, Runs: j.runs, Builds: j.builds})
+			}
+		case <-backoff:
+			backoff = nil
+		case <-cancelled:
+			// Stop the runs in flight; their results are discarded.
+			cancelRuns()
+			cancelled, backoff = nil, nil
+		}
+	}
+}
+
+func (j *Job) drain(results chan runDone, inflight map[int]Request) {
+	for len(inflight) > 0 {
+		d := <-results
+		delete(inflight, d.worker)
+	}
+}
+
+func (j *Job) commitOf(h string) Commit {
+	if i, ok := j.index[h]; ok {
+		return j.commits[i]
+	}
+	return Commit{Hash: h}
+}
+
+func (j *Job) phase(revert bool) string {
+	if revert {
+		return "revert"
+	}
+	if _, f, _ := j.core.Search.Stat(len(j.commits) - 1); f == 0 {
+		return "endpoint"
+	}
+	return "search"
+}
+
+// next is Core.Next with the engine's own limits, and the revert check.
+func (j *Job) next(pending []Request) (Request, *Conclusion, bool) {
+	o := j.Spec.Options
+	s := j.core.Search
+	bad := len(j.commits) - 1
+	if _, f, _ := s.Stat(bad); f == 0 && o.Unit == UnitRuns && o.BudgetRuns <= 0 && o.Budget > 0 && j.badTime >= o.Budget.Minutes() {
+		// Runs mode with a time budget for the endpoint.
+		perHour := -math.Log(0.05) / j.badTime * 60
+		runs, _, _ := s.Stat(bad)
+		return Request{}, &Conclusion{Status: StatusNoRegression, Pos: bad, Lo: bad, Hi: bad,
+			Reason: fmt.Sprintf("bad did not fail in %s of testing (%d runs): it fails at a rate below %.2g per hour, or %.2g%% of runs (95%% confidence); raise --budget, or check the test", fmtMinutes(j.badTime), runs, perHour, 100*(1-math.Pow(0.05, 1/float64(max(runs, 1)))))}, false
+	}
+	if j.revertPhase() {
+		return j.nextRevert(pending)
+	}
+	if f := j.fails(bad); f > 0 {
+		if o.MaxRuns > 0 && j.runs >= o.MaxRuns {
+			pos, p := s.Best()
+			return Request{}, &Conclusion{Status: StatusInconclusive, Pos: pos, Lo: pos, Hi: pos, Confidence: p,
+				Reason: fmt.Sprintf("the limit of %d runs reached before any commit reached %.3g", o.MaxRuns, o.Confidence)}, false
+		}
+		if o.MaxTime > 0 && j.testMin >= o.MaxTime.Minutes() {
+			pos, p := s.Best()
+			return Request{}, &Conclusion{Status: StatusInconclusive, Pos: pos, Lo: pos, Hi: pos, Confidence: p,
+				Reason: fmt.Sprintf("the limit of %s of testing reached before any commit reached %.3g", o.MaxTime, o.Confidence)}, false
+		}
+	}
+	req, c := j.core.Next(pending)
+	return req, c, false
+}
+
+func (j *Job) fails(pos int) int {
+	_, f, _ := j.core.Search.Stat(pos)
+	return int(f)
+}
+
+// afterConclusion expands a merge culprit, starts the revert check, or
+// finishes the bisection. It returns the result when finished.
+func (j *Job) afterConclusion(ctx context.Context, c *Conclusion, tester Tester) (*Result, error) {
+	if c.Status == StatusFound && !j.revertPhase() {
+		culprit := j.commits[c.Pos]
+		if culprit.IsMerge() && !j.expanded[culprit.Hash] {
+			side, err := j.hist.Expand(ctx, culprit)
+			if err != nil {
+				return nil, err
+			}
+			if err := j.append(Record{Type: RecExpand, Commit: culprit.Hash, Expanded: side}); err != nil {
+				return nil, err
+			}
+			if len(side) > 0 {
+				return nil, nil
+			}
+		}
+		if j.Spec.Options.VerifyRevert {
+			if _, ok := tester.(RevertTester); ok {
+				j.revertCulprit = c
+				return nil, nil
+			}
+		}
+	}
+	if j.revertPhase() && c.Status == "" {
+		c = j.revertCulprit
+	}
+	return j.finish(c, tester)
+}

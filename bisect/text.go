@@ -1,0 +1,113 @@
+package bisect
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+)
+
+// WriteResult writes r, a result of this job, for people: the culprit and
+// the confidence, or why there is none.
+func (j *Job) WriteResult(w io.Writer, r *Result) {
+	test := (time.Duration(r.TestSeconds) * time.Second).String()
+	switch r.Status {
+	case StatusFound:
+		c := j.commitOf(r.Culprit)
+		fmt.Fprintf(w, "first bad commit: %s %s\n", c.Hash, c.Subject)
+		fmt.Fprintf(w, "confidence %.4g after %d runs (%d builds, %s of test); detection rate %.3g %s\n", r.Confidence, r.Runs, r.Builds, test, r.Rate, r.RateUnit)
+		if len(r.Flags) > 0 {
+			fmt.Fprintf(w, "warning: %s\n", flagText(r.Flags))
+		}
+		if r.Revert != nil {
+			fmt.Fprintf(w, "revert check: %s: %s\n", r.Revert.Verdict, r.Revert.Reason)
+		}
+	case StatusNoRegression:
+		fmt.Fprintf(w, "no regression in the range: %s\n", r.Reason)
+	case StatusInconclusive:
+		fmt.Fprintf(w, "inconclusive: %s\n", r.Reason)
+		if len(r.Candidates) > 0 {
+			fmt.Fprintf(w, "candidates (probability %.4g together):\n", r.Confidence)
+			for _, h := range r.Candidates {
+				c := j.commitOf(h)
+				fmt.Fprintf(w, "  %s %s\n", c.Hash, c.Subject)
+			}
+		}
+	default:
+		fmt.Fprintf(w, "stopped: %s\n", r.Reason)
+	}
+}
+
+func flagText(flags []string) string {
+	var out []string
+	for _, f := range flags {
+		switch {
+		case f == "merge":
+			out = append(out, "the culprit is a merge: the bug comes from combining its parents")
+		case strings.HasPrefix(f, "tag:"):
+			out = append(out, "the culprit is the tagged release "+strings.TrimPrefix(f, "tag:"))
+		case f == "same-binary-as-parent":
+			out = append(out, "the culprit builds to the same binary as its parent: the difference in verdicts cannot come from it; suspect noise or the environment")
+		default:
+			out = append(out, f)
+		}
+	}
+	return strings.Join(out, "; ")
+}
+
+// WriteStatusJSON writes the status (see Status) with the five most
+// probable culprits, as one line of JSON.
+func (j *Job) WriteStatusJSON(w io.Writer) error {
+	return json.NewEncoder(w).Encode(struct {
+		*Result
+		Top []TopCommit `json:"top"`
+	}{j.Status(), j.Top(5)})
+}
+
+// WriteStatus writes the state of the bisection for people: the range,
+// the test, the status, the runs and time spent, the most probable
+// culprits and the last runs.
+func (j *Job) WriteStatus(w io.Writer) {
+	r := j.Status()
+	n := len(j.commits) - 1
+	fmt.Fprintf(w, "job:      %s\n", j.Dir)
+	fmt.Fprintf(w, "repo:     %s\n", j.Spec.Repo)
+	fmt.Fprintf(w, "range:    good %s .. bad %s (%d commits)\n", DescribeCommit(j.commits[0]), DescribeCommit(j.commits[n]), n)
+	if j.Spec.Exec != "" {
+		fmt.Fprintf(w, "test:     --exec %s\n", j.Spec.Exec)
+	} else {
+		fmt.Fprintf(w, "test:     kernel pipeline %s\n", strings.Join(j.Spec.TestArgs, " "))
+	}
+	fmt.Fprintf(w, "status:   %s", r.Status)
+	if r.Reason != "" {
+		fmt.Fprintf(w, ": %s", r.Reason)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "runs:     %d (%d builds, %d skipped, %d infrastructure errors, %d lost)\n", r.Runs, r.Builds, r.Skips, r.InfraErrors, r.LostRuns)
+	fmt.Fprintf(w, "time:     %s of test, %s of builds\n", time.Duration(r.TestSeconds*float64(time.Second)).Round(time.Second), time.Duration(r.BuildSecs*float64(time.Second)).Round(time.Second))
+	fmt.Fprintf(w, "rate:     %.3g %s (estimated)\n", r.Rate, r.RateUnit)
+	fmt.Fprintln(w, "posterior (first bad commit):")
+	for _, t := range j.Top(5) {
+		fmt.Fprintf(w, "  %6.2f%%  %s\n", 100*t.P, DescribeCommit(t.Commit))
+	}
+	var last []Record
+	for _, rec := range j.records {
+		if rec.Type == RecRun || rec.Type == RecInfra || rec.Type == RecRevert {
+			last = append(last, rec)
+		}
+	}
+	if len(last) > 5 {
+		last = last[len(last)-5:]
+	}
+	if len(last) > 0 {
+		fmt.Fprintln(w, "last runs:")
+	}
+	for _, rec := range last {
+		v := string(rec.Verdict)
+		if rec.Type == RecInfra {
+			v = "error: " + rec.Error
+		}
+		fmt.Fprintf(w, "  #%d %s %.12s %s (%.1fs)\n", rec.Seq, rec.Time.Local().Format("15:04:05"), rec.Commit, v, rec.Elapsed)
+	}
+}

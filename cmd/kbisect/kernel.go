@@ -1,0 +1,122 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/kbisect/kbisect/internal/bisectrun"
+	"github.com/kbisect/kbisect/kbuild"
+	"github.com/kbisect/kbisect/testcases"
+)
+
+// kernelFlags are the flags of the kernel test of a commit: its config and
+// the run options (test, wire, hypervisor, executor).
+type kernelFlags struct {
+	run runFlags
+	cf  configFlags
+}
+
+func (k *kernelFlags) register(fl *pflag.FlagSet) {
+	k.run.register(fl, false)
+	k.cf.register(fl, "config", "tinyconfig", "kernel config: your .config, or defconfig/tinyconfig")
+}
+
+// pipeline makes the commit pipeline the flags ask for, for the kernel
+// tree repo: the one constructor of kbisect test, bisect (start and
+// resume) and validate. Runs report to progress and builds log to
+// buildLog (either may be nil); release frees the executor. ctx is not
+// kept.
+func (k *kernelFlags) pipeline(ctx context.Context, repo string, progress func(string), buildLog io.Writer) (ct *testcases.CommitTest, release func(), err error) {
+	frags, err := k.cf.selectFragments(k.run.opts.Hypervisor)
+	if err != nil {
+		return nil, nil, err
+	}
+	o, err := k.run.options("", "")
+	if err != nil {
+		return nil, nil, err
+	}
+	o.Progress = progress
+	exec, release, err := k.run.exec.executor(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &testcases.CommitTest{
+		Build:   kbuild.Options{Repo: repo, Config: k.cf.config, Fragments: frags, Log: buildLog},
+		Run:     o,
+		RunRoot: o.RunDir,
+		Exec:    exec,
+	}, release, nil
+}
+
+func newTestCmd() *cobra.Command {
+	var (
+		k       kernelFlags
+		repo    string
+		rev     string
+		runs    int
+		jsonOut bool
+	)
+	cmd := &cobra.Command{
+		Use:   "test [--repo R] [--rev X] --config C [run flags]",
+		Short: "Build and test one commit; usable as `git bisect run kbisect test ...`",
+		Long: `test builds --rev (default HEAD) of --repo (default: the current directory)
+in kbisect's own checkout, with your config, and runs the test on it up to
+--runs times, stopping at the first failure. Exit status, as git bisect run
+reads it: 0 good (every run passed), 1 bad (a run failed), 125 skip (the
+commit does not build or its kernel does not boot), 128 abort (the host
+failed: no disk, no QEMU, a timeout).
+
+  git bisect start BAD GOOD
+  git bisect run kbisect test --config ~/my.config --duration 2m --runs 3`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			abort := func(err error) error { return &exitError{code: bisectrun.ExitAbort, err: err} }
+			if runs < 1 {
+				return abort(fmt.Errorf("--runs %d: give at least 1", runs))
+			}
+			progress := progressFunc(jsonOut)
+			var buildLog io.Writer
+			if progress != nil {
+				buildLog = os.Stderr
+			}
+			ct, release, err := k.pipeline(cmd.Context(), repo, progress, buildLog)
+			if err != nil {
+				return abort(err)
+			}
+			defer release()
+			res := ct.BuildCommit(cmd.Context(), rev)
+			for i := 1; i <= runs && res.Artifact != nil && res.Verdict != testcases.Fail; i++ {
+				res = ct.RunKernel(cmd.Context(), res.Artifact, ct.Run.Duration, "")
+				if res.Report != nil {
+					printReport(cmd.OutOrStdout(), res.Report, jsonOut)
+				}
+				if res.Verdict != testcases.Pass {
+					break
+				}
+			}
+			switch res.Verdict {
+			case testcases.Pass:
+				return nil
+			case testcases.Fail:
+				return &exitError{code: bisectrun.ExitBad}
+			case testcases.Skip:
+				fmt.Fprintf(os.Stderr, "kbisect test: skip: %s\n", res.Reason)
+				return &exitError{code: bisectrun.ExitSkip}
+			default:
+				return abort(fmt.Errorf("infrastructure failure: %s", res.Reason))
+			}
+		},
+	}
+	k.register(cmd.Flags())
+	fl := cmd.Flags()
+	fl.StringVar(&repo, "repo", ".", "kernel git repository (only read)")
+	fl.StringVar(&rev, "rev", "HEAD", "commit to test")
+	fl.IntVar(&runs, "runs", 1, "test up to this many times; any failure makes the commit bad")
+	fl.BoolVar(&jsonOut, "json", false, "print each run's JSON")
+	return cmd
+}

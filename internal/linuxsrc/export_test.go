@@ -1,0 +1,7 @@
+package linuxsrc
+
+// Internals for the external tests (real_test.go).
+var (
+	ReadInfo = readInfo
+	GitOut   = gitOut
+)
