@@ -27,12 +27,18 @@ func (j *Job) boundary() (int, bool) {
 		switch {
 		case r.Status == StatusFound:
 			if p, ok := j.index[r.Culprit]; ok {
+				if j.Spec.IsFix() {
+					p++ // the fix; the search's first bad commit is after it
+				}
 				return p, true
 			}
 		case r.Status == StatusNoRegression:
 			return -1, false
 		case len(r.Candidates) > 0:
 			if p, ok := j.index[r.Candidates[0]]; ok {
+				if j.Spec.IsFix() {
+					p++
+				}
 				return p, true
 			}
 		}
@@ -92,12 +98,20 @@ func (j *Job) Tested() []CommitSummary {
 // WriteLog writes the bisection as a `git bisect` log: `git bisect replay`
 // accepts it. Every tested commit is marked as the bisection settles it
 // (bad from the culprit on, good before it), whatever its single runs
-// said; a comment gives its runs and failures.
+// said; a comment gives its runs and failures. A fix bisection is written
+// with git's terms old=broken and new=fixed: git bisect then names the
+// first fixed commit.
 func (j *Job) WriteLog(w io.Writer) error {
 	var b strings.Builder
 	good, bad := j.commits[0], j.commits[len(j.commits)-1]
+	termGood, termBad := "good", "bad"
 	fmt.Fprintf(&b, "# kbisect bisect log of %s\n", j.Dir)
-	b.WriteString("git bisect start\n")
+	if j.Spec.IsFix() {
+		termGood, termBad = "fixed", "broken"
+		b.WriteString("git bisect start '--term-old=broken' '--term-new=fixed'\n")
+	} else {
+		b.WriteString("git bisect start\n")
+	}
 	tested := j.Tested()
 	stats := make(map[string]CommitSummary)
 	for _, t := range tested {
@@ -113,12 +127,12 @@ func (j *Job) WriteLog(w io.Writer) error {
 		}
 		return fmt.Sprintf(" (%d runs, %d failed)", t.Runs, t.Fails)
 	}
-	fmt.Fprintf(&b, "# bad: [%s] %s%s\n", bad.Hash, oneLine(bad.Subject), note(bad.Hash))
-	fmt.Fprintf(&b, "git bisect bad %s\n", bad.Hash)
-	fmt.Fprintf(&b, "# good: [%s] %s%s\n", good.Hash, oneLine(good.Subject), note(good.Hash))
-	fmt.Fprintf(&b, "git bisect good %s\n", good.Hash)
+	fmt.Fprintf(&b, "# %s: [%s] %s%s\n", termBad, bad.Hash, oneLine(bad.Subject), note(bad.Hash))
+	fmt.Fprintf(&b, "git bisect %s %s\n", termBad, bad.Hash)
+	fmt.Fprintf(&b, "# %s: [%s] %s%s\n", termGood, good.Hash, oneLine(good.Subject), note(good.Hash))
+	fmt.Fprintf(&b, "git bisect %s %s\n", termGood, good.Hash)
 	if r := j.finished; r != nil && r.Status == StatusNoRegression {
-		fmt.Fprintf(&b, "# no regression in the range: %s\n", oneLine(r.Reason))
+		fmt.Fprintf(&b, "# nothing to find in the range: %s\n", oneLine(r.Reason))
 		_, err := io.WriteString(w, b.String())
 		return err
 	}
@@ -127,20 +141,23 @@ func (j *Job) WriteLog(w io.Writer) error {
 			continue
 		}
 		h := t.Commit.Hash
-		switch t.Verdict {
-		case "skip":
-			fmt.Fprintf(&b, "# skip: [%s] %s%s\n", h, oneLine(t.Commit.Subject), note(h))
-			fmt.Fprintf(&b, "git bisect skip %s\n", h)
-		case "bad", "good":
-			fmt.Fprintf(&b, "# %s: [%s] %s%s\n", t.Verdict, h, oneLine(t.Commit.Subject), note(h))
-			fmt.Fprintf(&b, "git bisect %s %s\n", t.Verdict, h)
+		term := map[string]string{"bad": termBad, "good": termGood, "skip": "skip"}[t.Verdict]
+		if term == "" {
+			continue
 		}
+		fmt.Fprintf(&b, "# %s: [%s] %s%s\n", term, h, oneLine(t.Commit.Subject), note(h))
+		fmt.Fprintf(&b, "git bisect %s %s\n", term, h)
+	}
+	what := "first bad commit"
+	if j.Spec.IsFix() {
+		what = "first fixed commit"
 	}
 	if r := j.finished; r != nil && r.Status == StatusFound {
-		fmt.Fprintf(&b, "# first bad commit: [%s] %s (confidence %.4g)\n", r.Culprit, oneLine(r.Subject), r.Confidence)
+		fmt.Fprintf(&b, "# %s: [%s] %s (confidence %.4g)\n", what, r.Culprit, oneLine(r.Subject), r.Confidence)
 	} else if pos, ok := j.boundary(); ok {
 		_, p := j.core.Search.Best()
-		fmt.Fprintf(&b, "# most probable first bad commit so far: [%s] %s (%.3g)\n", j.commits[pos].Hash, oneLine(j.commits[pos].Subject), p)
+		c := j.commits[j.answer(pos)]
+		fmt.Fprintf(&b, "# most probable %s so far: [%s] %s (%.3g)\n", what, c.Hash, oneLine(c.Subject), p)
 	}
 	_, err := io.WriteString(w, b.String())
 	return err

@@ -75,8 +75,10 @@ func LoadHistory(ctx context.Context, repo *gitrepo.Repo, good, bad string) (*Gi
 }
 
 // ResolveRange resolves good and bad in repo and checks that they make a
-// range: distinct, and good an ancestor of bad.
-func ResolveRange(ctx context.Context, repo *gitrepo.Repo, good, bad string) (string, string, error) {
+// range for what the bisection looks for (FindRegression or FindFix):
+// distinct, and good an ancestor of bad (a regression) or bad an ancestor
+// of good (a fix).
+func ResolveRange(ctx context.Context, repo *gitrepo.Repo, good, bad, find string) (string, string, error) {
 	if good == "" || bad == "" {
 		return "", "", fmt.Errorf("give both --good and --bad (a commit, tag or branch each)")
 	}
@@ -89,19 +91,55 @@ func ResolveRange(ctx context.Context, repo *gitrepo.Repo, good, bad string) (st
 		return "", "", fmt.Errorf("--bad: %w", err)
 	}
 	if g == b {
-		return "", "", fmt.Errorf("--good %s and --bad %s are the same commit %s: give a good commit older than the bad one", good, bad, gitrepo.Short(g))
+		return "", "", fmt.Errorf("--good %s and --bad %s are the same commit %s: give two commits, one where the bug shows and one where it does not", good, bad, gitrepo.Short(g))
 	}
-	anc, err := repo.IsAncestor(ctx, g, b)
+	old, new := g, b
+	if find == FindFix {
+		old, new = b, g
+	}
+	anc, err := repo.IsAncestor(ctx, old, new)
 	if err != nil {
 		return "", "", err
 	}
-	if !anc {
-		if rev, _ := repo.IsAncestor(ctx, b, g); rev {
-			return "", "", fmt.Errorf("--good %s is a descendant of --bad %s: are they swapped? (to find a fix, swap them and read \"bad\" as \"fixed\")", good, bad)
-		}
-		return "", "", fmt.Errorf("--good %s (%s) is not an ancestor of --bad %s (%s): give a good commit from bad's history", good, gitrepo.Short(g), bad, gitrepo.Short(b))
+	if anc {
+		return g, b, nil
 	}
-	return g, b, nil
+	swapped, _ := repo.IsAncestor(ctx, new, old)
+	switch {
+	case find == FindFix && swapped:
+		return "", "", fmt.Errorf("--bad %s is a descendant of --good %s: to find a fix, --bad is the older commit where the bug shows and --good a newer one where it is gone (or drop --find fix to find a regression)", bad, good)
+	case find == FindFix:
+		return "", "", fmt.Errorf("--bad %s (%s) is not an ancestor of --good %s (%s): to find a fix, give a bad commit from good's history", bad, gitrepo.Short(b), good, gitrepo.Short(g))
+	case swapped:
+		return "", "", fmt.Errorf("--good %s is a descendant of --bad %s: are they swapped? (to find where the bug went away, add --find fix)", good, bad)
+	}
+	return "", "", fmt.Errorf("--good %s (%s) is not an ancestor of --bad %s (%s): give a good commit from bad's history", good, gitrepo.Short(g), bad, gitrepo.Short(b))
+}
+
+// LoadJobHistory returns the history a bisection of spec searches: from
+// good to bad along bad's first parents for a regression; for a fix, from
+// bad to good reversed (good first), so that the search's "first bad
+// commit" is the last commit with the bug.
+func LoadJobHistory(ctx context.Context, repo *gitrepo.Repo, spec JobSpec) (History, error) {
+	if !spec.IsFix() {
+		return LoadHistory(ctx, repo, spec.Good, spec.Bad)
+	}
+	h, err := LoadHistory(ctx, repo, spec.Bad, spec.Good)
+	if err != nil {
+		return nil, err
+	}
+	return reversed(h.Commits()), nil
+}
+
+// reversed is a history searched from its newest commit back: a fix
+// bisection. Merges are not expanded there: a fix that came in through a
+// merge is named as that merge.
+func reversed(c []Commit) LinearHistory {
+	out := make(LinearHistory, len(c))
+	for i := range c {
+		out[len(c)-1-i] = c[i]
+	}
+	return out
 }
 
 func (h *GitHistory) loadTags(ctx context.Context) error {

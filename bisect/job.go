@@ -177,7 +177,7 @@ func ResumeDir(ctx context.Context, dir string) (*Job, error) {
 	if err != nil {
 		return nil, fmt.Errorf("resume %s: %w", dir, err)
 	}
-	hist, err := LoadHistory(ctx, repo, spec.Good, spec.Bad)
+	hist, err := LoadJobHistory(ctx, repo, spec)
 	if err != nil {
 		return nil, fmt.Errorf("resume %s: %w", dir, err)
 	}

@@ -558,3 +558,64 @@ func TestParseStrategy(t *testing.T) {
 		}
 	}
 }
+
+// TestJobFindsFix runs many fix bisections against an oracle whose commits
+// before the fix fail at a rate unknown to the search (runs and time
+// units): the fix named must be the true one in at least the share the
+// confidence promises, and the confidence must not overstate it.
+func TestJobFindsFix(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		rate     float64
+		timeMode bool
+	}{
+		{"runs p=0.5", 0.5, false},
+		{"runs p=0.1", 0.1, false},
+		{"time 0.3/min", 0.3, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			const n, trials = 64, 60
+			right, sumConf := 0, 0.0
+			for k := 0; k < trials; k++ {
+				chron := linear(n) // oldest first, as git lists the range
+				fix := 1 + int(uint64(k*37+11)%uint64(n-1))
+				// The search runs from good (newest) back to bad (oldest).
+				hist := reversed(chron)
+				o := Options{Confidence: 0.99}
+				if tc.timeMode {
+					o.Unit, o.RunTime = UnitTime, time.Minute
+				}
+				spec := testSpec(o)
+				spec.Find, spec.Good, spec.Bad = FindFix, chron[n-1].Hash, chron[0].Hash
+				job, err := Create(t.TempDir(), spec, hist)
+				if err != nil {
+					t.Fatal(err)
+				}
+				// In search order the bug shows from position n-fix on.
+				f := newFake(hist, n-fix, tc.rate, uint64(k+100))
+				f.time = tc.timeMode
+				res, err := job.Run(context.Background(), f, nil)
+				job.Close()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if res.Status != StatusFound || res.Find != FindFix {
+					t.Fatalf("trial %d: %s (%s), want a fix found", k, res.Status, res.Reason)
+				}
+				sumConf += res.Confidence
+				if res.Culprit == chron[fix].Hash {
+					right++
+				}
+			}
+			share, mean := float64(right)/trials, sumConf/trials
+			t.Logf("%d of %d right, mean confidence %.3f", right, trials, mean)
+			if share < 0.95 {
+				t.Errorf("the fix was named right in %d of %d trials, want >= 95%%", right, trials)
+			}
+			if mean-share > 0.05 {
+				t.Errorf("mean confidence %.3f overstates the share right %.3f", mean, share)
+			}
+		})
+	}
+}
+

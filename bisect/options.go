@@ -24,6 +24,10 @@ type JobSpec struct {
 	Bad     string `json:"bad"`
 	GoodRef string `json:"good_ref,omitempty"`
 	BadRef  string `json:"bad_ref,omitempty"`
+	// Find is what the bisection looks for: FindRegression (empty) or
+	// FindFix. Good and Bad keep their meaning in both: the bug does not
+	// show on Good and shows on Bad. For a fix, Bad is the older commit.
+	Find string `json:"find,omitempty"`
 	// Exec is the --exec command; empty for the kernel pipeline.
 	Exec string `json:"exec,omitempty"`
 	// TestArgs are the kernel test's command-line flags, kept opaque.
@@ -34,11 +38,32 @@ type JobSpec struct {
 	Options Options `json:"options"`
 }
 
+// What a bisection looks for (JobSpec.Find).
+const (
+	// FindRegression looks for the first commit on which the bug shows:
+	// good is an ancestor of bad.
+	FindRegression = "regression"
+	// FindFix looks for the first commit on which the bug no longer shows:
+	// bad is an ancestor of good. A failure still proves the bug is there
+	// and a pass is still weak evidence that it is not, so the search runs
+	// over the range from good back to bad: the model's "first bad commit"
+	// is then the last commit with the bug, and the fix is the commit after
+	// it.
+	FindFix = "fix"
+)
+
+// IsFix says whether the bisection looks for a fix.
+func (s JobSpec) IsFix() bool { return s.Find == FindFix }
+
 // DefaultDir is the job directory of a bisection when none is given: under
 // kbisect's cache, named after the repository and a hash of what makes
 // the bisection (so that the same command finds its job again).
 func (s JobSpec) DefaultDir() string {
-	h := sha256.Sum256([]byte(s.Repo + "\x00" + s.Good + "\x00" + s.Bad + "\x00" + s.Exec + "\x00" + strings.Join(s.TestArgs, "\x00")))
+	key := s.Repo + "\x00" + s.Good + "\x00" + s.Bad + "\x00" + s.Exec + "\x00" + strings.Join(s.TestArgs, "\x00")
+	if s.IsFix() {
+		key += "\x00fix"
+	}
+	h := sha256.Sum256([]byte(key))
 	return filepath.Join(cachedir.Dir("bisect"), filepath.Base(s.Repo)+"-"+hex.EncodeToString(h[:6]))
 }
 

@@ -62,14 +62,16 @@ type Report struct {
 	Runs []Record `json:"runs"`
 }
 
-// Top returns the k most probable first bad commits.
+// Top returns the k most probable first bad commits (first fixed commits
+// for a fix).
 func (j *Job) Top(k int) []TopCommit {
 	var out []TopCommit
 	for _, pp := range j.core.Top(k) {
 		if pp.P <= 0 {
 			break
 		}
-		out = append(out, TopCommit{Commit: j.commits[pp.Pos], Pos: pp.Pos, P: pp.P})
+		pos := j.answer(pp.Pos)
+		out = append(out, TopCommit{Commit: j.commits[pos], Pos: pos, P: pp.P})
 	}
 	return out
 }
@@ -149,9 +151,9 @@ func (j *Job) summaryLines() [][2]string {
 	add("status", r.Status)
 	if r.Culprit != "" {
 		c := j.commitOf(r.Culprit)
-		label := "culprit"
+		label := j.culpritLabel()
 		if r.Status != StatusFound {
-			label = "most probable"
+			label = "most probable " + label
 		}
 		add(label, DescribeCommit(c))
 		add("confidence", fmt.Sprintf("%.4g", r.Confidence))

@@ -8,7 +8,11 @@ import (
 
 // Result is the answer of a bisection.
 type Result struct {
-	Status     string  `json:"status"`
+	Status string `json:"status"`
+	// Find is what was looked for (FindRegression or FindFix); Culprit is
+	// the commit found: the first on which the bug shows, or for a fix the
+	// first on which it no longer does.
+	Find       string  `json:"find"`
 	Culprit    string  `json:"culprit,omitempty"`
 	Subject    string  `json:"subject,omitempty"`
 	Confidence float64 `json:"confidence"`
@@ -60,7 +64,10 @@ func (j *Job) result(c *Conclusion) *Result {
 		Runs: j.runs, Builds: j.builds, Skips: j.skips, InfraErrors: j.infra, LostRuns: j.lost + len(j.open),
 		TestSeconds: j.testMin * 60, BuildSecs: j.buildMin * 60,
 		Rate: s.RateEstimate(), Strategy: j.Spec.Options.Strategy,
-		Good: j.Spec.Good, Bad: j.Spec.Bad, Job: j.Dir,
+		Good: j.Spec.Good, Bad: j.Spec.Bad, Job: j.Dir, Find: FindRegression,
+	}
+	if j.Spec.IsFix() {
+		res.Find = FindFix
 	}
 	res.RateUnit = "per run"
 	if j.Spec.Options.Unit == UnitTime {
@@ -69,21 +76,22 @@ func (j *Job) result(c *Conclusion) *Result {
 	if c == nil {
 		pos, p := s.Best()
 		res.Status = "running"
-		res.Culprit, res.Subject, res.Confidence = j.commits[pos].Hash, j.commits[pos].Subject, p
+		cu := j.commits[j.answer(pos)]
+		res.Culprit, res.Subject, res.Confidence = cu.Hash, cu.Subject, p
 		return res
 	}
 	res.Status, res.Reason, res.Confidence = c.Status, c.Reason, c.Confidence
 	if c.Pos < 0 {
 		pos, p := s.Best()
 		res.Confidence = p
-		res.Candidates = []string{j.commits[pos].Hash}
+		res.Candidates = []string{j.commits[j.answer(pos)].Hash}
 		return res
 	}
 	switch c.Status {
 	case StatusFound:
-		cu := j.commits[c.Pos]
+		cu := j.commits[j.answer(c.Pos)]
 		res.Culprit, res.Subject = cu.Hash, cu.Subject
-		res.Flags = j.flags(c.Pos)
+		res.Flags = j.flags(j.answer(c.Pos))
 		if j.Spec.Options.VerifyRevert {
 			if runs, fails, skips, minutes, reason := j.revertRuns(cu.Hash); runs+skips > 0 {
 				rr := &RevertResult{Runs: runs, Fails: fails, Minutes: minutes}
@@ -105,13 +113,23 @@ func (j *Job) result(c *Conclusion) *Result {
 	default:
 		if c.Lo < c.Hi {
 			for i := c.Lo; i <= c.Hi; i++ {
-				res.Candidates = append(res.Candidates, j.commits[i].Hash)
+				res.Candidates = append(res.Candidates, j.commits[j.answer(i)].Hash)
 			}
 		} else if c.Pos > 0 {
-			res.Candidates = []string{j.commits[c.Pos].Hash}
+			res.Candidates = []string{j.commits[j.answer(c.Pos)].Hash}
 		}
 	}
 	return res
+}
+
+// answer is the position of the commit to name when the search's first
+// bad commit is at pos: that commit, or for a fix the one after it in time
+// (the search runs from good, the newest, back to bad).
+func (j *Job) answer(pos int) int {
+	if j.Spec.IsFix() && pos > 0 {
+		return pos - 1
+	}
+	return pos
 }
 
 func (j *Job) fmtExposure(x float64) string {
@@ -131,8 +149,12 @@ func (j *Job) flags(pos int) []string {
 	for _, t := range c.Tags {
 		out = append(out, "tag:"+t)
 	}
-	if pos > 0 {
-		if a, b := j.sig[c.Hash], j.sig[j.commits[pos-1].Hash]; a != "" && a == b {
+	parent := pos - 1 // in time; a fix search runs backwards
+	if j.Spec.IsFix() {
+		parent = pos + 1
+	}
+	if parent >= 0 && parent < len(j.commits) {
+		if a, b := j.sig[c.Hash], j.sig[j.commits[parent].Hash]; a != "" && a == b {
 			out = append(out, "same-binary-as-parent")
 		}
 	}

@@ -15,7 +15,7 @@ func (j *Job) WriteResult(w io.Writer, r *Result) {
 	switch r.Status {
 	case StatusFound:
 		c := j.commitOf(r.Culprit)
-		fmt.Fprintf(w, "first bad commit: %s %s\n", c.Hash, c.Subject)
+		fmt.Fprintf(w, "%s: %s %s\n", j.culpritLabel(), c.Hash, c.Subject)
 		fmt.Fprintf(w, "confidence %.4g after %d runs (%d builds, %s of test); detection rate %.3g %s\n", r.Confidence, r.Runs, r.Builds, test, r.Rate, r.RateUnit)
 		if len(r.Flags) > 0 {
 			fmt.Fprintf(w, "warning: %s\n", flagText(r.Flags))
@@ -24,6 +24,10 @@ func (j *Job) WriteResult(w io.Writer, r *Result) {
 			fmt.Fprintf(w, "revert check: %s: %s\n", r.Revert.Verdict, r.Revert.Reason)
 		}
 	case StatusNoRegression:
+		if j.Spec.IsFix() {
+			fmt.Fprintf(w, "no fix in the range: %s\n", r.Reason)
+			break
+		}
 		fmt.Fprintf(w, "no regression in the range: %s\n", r.Reason)
 	case StatusInconclusive:
 		fmt.Fprintf(w, "inconclusive: %s\n", r.Reason)
@@ -37,6 +41,14 @@ func (j *Job) WriteResult(w io.Writer, r *Result) {
 	default:
 		fmt.Fprintf(w, "stopped: %s\n", r.Reason)
 	}
+}
+
+// culpritLabel names what the bisection finds.
+func (j *Job) culpritLabel() string {
+	if j.Spec.IsFix() {
+		return "first fixed commit"
+	}
+	return "first bad commit"
 }
 
 func flagText(flags []string) string {
@@ -73,7 +85,11 @@ func (j *Job) WriteStatus(w io.Writer) {
 	n := len(j.commits) - 1
 	fmt.Fprintf(w, "job:      %s\n", j.Dir)
 	fmt.Fprintf(w, "repo:     %s\n", j.Spec.Repo)
-	fmt.Fprintf(w, "range:    good %s .. bad %s (%d commits)\n", DescribeCommit(j.commits[0]), DescribeCommit(j.commits[n]), n)
+	if j.Spec.IsFix() {
+		fmt.Fprintf(w, "range:    bad %s .. good %s (%d commits; looking for the fix)\n", DescribeCommit(j.commits[n]), DescribeCommit(j.commits[0]), n)
+	} else {
+		fmt.Fprintf(w, "range:    good %s .. bad %s (%d commits)\n", DescribeCommit(j.commits[0]), DescribeCommit(j.commits[n]), n)
+	}
 	if j.Spec.Exec != "" {
 		fmt.Fprintf(w, "test:     --exec %s\n", j.Spec.Exec)
 	} else {
@@ -87,7 +103,7 @@ func (j *Job) WriteStatus(w io.Writer) {
 	fmt.Fprintf(w, "runs:     %d (%d builds, %d skipped, %d infrastructure errors, %d lost)\n", r.Runs, r.Builds, r.Skips, r.InfraErrors, r.LostRuns)
 	fmt.Fprintf(w, "time:     %s of test, %s of builds\n", time.Duration(r.TestSeconds*float64(time.Second)).Round(time.Second), time.Duration(r.BuildSecs*float64(time.Second)).Round(time.Second))
 	fmt.Fprintf(w, "rate:     %.3g %s (estimated)\n", r.Rate, r.RateUnit)
-	fmt.Fprintln(w, "posterior (first bad commit):")
+	fmt.Fprintf(w, "posterior (%s):\n", j.culpritLabel())
 	for _, t := range j.Top(5) {
 		fmt.Fprintf(w, "  %6.2f%%  %s\n", 100*t.P, DescribeCommit(t.Commit))
 	}

@@ -125,7 +125,7 @@ func TestOldKernelsQEMU(t *testing.T) {
 			}
 			r := runOld(t, o)
 			if r.Verdict != testcases.Pass || r.Wire.Verdict != "clean" {
-				t.Fatalf("verdict %s, wire %s (%s): want a clean pass", r.Verdict, r.Wire.Verdict, r.Reason)
+				t.Fatalf("verdict %s (%s), wire %s (%s; missing %q): want a clean pass", r.Verdict, r.Reason, r.Wire.Verdict, r.Wire.Detail, r.Wire.Missing)
 			}
 			if want[1] == "" {
 				want[1] = r.Guests[1].KernelRelease // Debian's, whatever its ABI number

@@ -366,13 +366,19 @@ func ExtractVmlinux(ctx context.Context, bzImage, dst string) error {
 	if err != nil {
 		return fmt.Errorf("extract vmlinux from %s: %w", bzImage, err)
 	}
-	// The build appends the decompressed size as 4 little-endian bytes.
+	// The payload ends with the decompressed size as 4 little-endian bytes:
+	// gzip's own trailer (ISIZE) for gzip, appended by the build
+	// (size_append) for the other compressions, which it is not part of.
 	sizeBuf := make([]byte, 4)
 	if _, err := f.ReadAt(sizeBuf, off+length-4); err != nil {
 		return fmt.Errorf("extract vmlinux from %s: %w", bzImage, err)
 	}
 	wantSize := int64(binary.LittleEndian.Uint32(sizeBuf))
-	payload := io.NewSectionReader(f, off, length-4)
+	stream := length
+	if ki.Compression != "gzip" {
+		stream -= 4
+	}
+	payload := io.NewSectionReader(f, off, stream)
 
 	tmp, err := os.CreateTemp(filepath.Dir(dst), ".vmlinux-*")
 	if err != nil {

@@ -2,7 +2,9 @@ package vm
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -156,5 +158,58 @@ func TestELFWithoutPVH(t *testing.T) {
 	_, err = Start(context.Background(), Config{Name: "nopvh", Kernel: path})
 	if err == nil || !strings.Contains(err.Error(), "without the PVH entry note") {
 		t.Errorf("Start = %v, want the PVH error", err)
+	}
+}
+
+// TestGzipPayload: a bzImage whose payload is gzip (old kernels, and
+// kbisect's lean builds) ends with gzip's own size trailer, which is part
+// of the stream: extracting it must keep it (it once cut it off, so no old
+// kernel could be looked into and PVH was not refused before booting).
+// The image is Debian's with its vmlinux put back in gzip-compressed.
+func TestGzipPayload(t *testing.T) {
+	k := testKernel(t)
+	vmlinux, ok, err := PVHImage(context.Background(), k)
+	if err != nil || !ok {
+		testenv.Missing(t, fmt.Sprintf("no vmlinux to start from (Debian's kernel has one): %v", err))
+	}
+	elfData, err := os.ReadFile(vmlinux)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := os.ReadFile(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(elfData)
+	zw.Close()
+	setup := int(img[offSetupSects])
+	if setup == 0 {
+		setup = 4
+	}
+	start := (setup+1)*512 + int(binary.LittleEndian.Uint32(img[offPayloadOffset:]))
+	out := append(append([]byte(nil), img[:start]...), gz.Bytes()...)
+	binary.LittleEndian.PutUint32(out[offPayloadLength:], uint32(gz.Len()))
+	path := filepath.Join(t.TempDir(), "bzImage-gzip")
+	if err := os.WriteFile(path, out, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ki, err := InspectKernel(path)
+	if err != nil || ki.Compression != "gzip" {
+		t.Fatalf("InspectKernel: %+v, %v; want a gzip bzImage", ki, err)
+	}
+	dst := filepath.Join(t.TempDir(), "vmlinux")
+	if err := ExtractVmlinux(context.Background(), path, dst); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(dst); !bytes.Equal(got, elfData) {
+		t.Errorf("extracted %d bytes, want the %d of the vmlinux put in", len(got), len(elfData))
+	}
+	// Debian's kernel is a Xen PV and PVH kernel: both are accepted.
+	for _, gt := range []string{XenPV, XenPVH} {
+		if img, err := XenBootImage(context.Background(), path, gt); err != nil || !strings.HasSuffix(img, ".elf.gz") {
+			t.Errorf("XenBootImage(%s) = %q, %v; want the gzip-compressed vmlinux", gt, img, err)
+		}
 	}
 }

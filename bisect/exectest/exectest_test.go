@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kbisect/kbisect/internal/gitrepo"
 	"github.com/kbisect/kbisect/internal/testenv"
 
 	"github.com/kbisect/kbisect/bisect"
@@ -121,7 +122,7 @@ func TestBisectRealRepo(t *testing.T) {
 
 	repo := openRepo(t, repoDir)
 	ctx := context.Background()
-	good, bad, err := bisect.ResolveRange(ctx, repo, hashes[0], hashes[n-1])
+	good, bad, err := bisect.ResolveRange(ctx, repo, hashes[0], hashes[n-1], bisect.FindRegression)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,7 +218,7 @@ func TestBisectMerge(t *testing.T) {
 	}
 	repo := openRepo(t, dir)
 	ctx := context.Background()
-	good, bad, err := bisect.ResolveRange(ctx, repo, main[0], "main")
+	good, bad, err := bisect.ResolveRange(ctx, repo, main[0], "main", bisect.FindRegression)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,5 +261,76 @@ exit 0`)
 	}
 	if !expanded {
 		t.Errorf("the merge was not expanded into its %d commits", len(side))
+	}
+}
+
+// TestBisectFix looks for a fix: the bug (a sporadic failure) is in the
+// older commits and one commit removes it. --find fix names that commit
+// with the confidence asked, on a real repository, and the log it writes
+// (with git's terms broken/fixed) replays in git to the same commit.
+func TestBisectFix(t *testing.T) {
+	const n, fix = 120, 71
+	repoDir, hashes := makeFixRepo(t, n, fix)
+	repo := openRepo(t, repoDir)
+	ctx := context.Background()
+	// The newest commit is good (fixed), the oldest bad (the bug shows).
+	if _, _, err := bisect.ResolveRange(ctx, repo, hashes[0], hashes[n-1], bisect.FindFix); err == nil || !strings.Contains(err.Error(), "to find a fix, --bad is the older commit") {
+		t.Errorf("swapped range: %v", err)
+	}
+	good, bad, err := bisect.ResolveRange(ctx, repo, hashes[n-1], hashes[0], bisect.FindFix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := bisect.JobSpec{Repo: repo.Dir, Good: good, Bad: bad, Find: bisect.FindFix,
+		Options: bisect.Options{Confidence: 0.99}}
+	hist, err := bisect.LoadJobHistory(ctx, repo, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := hist.Commits(); c[0].Hash != good || c[len(c)-1].Hash != bad {
+		t.Fatalf("history runs %s .. %s, want good %s first and bad %s last", c[0].Short(), c[len(c)-1].Short(), gitrepo.Short(good), gitrepo.Short(bad))
+	}
+	// Fails 30% of the runs while the bug is there.
+	spec.Exec = testenv.WriteScript(t, t.TempDir(), "flaky.sh", `
+if [ -f bug ]; then
+	r=$(od -An -N2 -tu2 /dev/urandom | tr -d ' ')
+	[ "$r" -lt 19660 ] && { echo "corruption"; exit 1; }
+fi
+exit 0`)
+	jobDir := t.TempDir()
+	job, err := bisect.Create(jobDir, spec, hist)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer job.Close()
+	res, err := job.Run(ctx, New(repo, spec.Exec, jobDir, 1), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Status != bisect.StatusFound || res.Culprit != hashes[fix-1] || res.Find != bisect.FindFix {
+		t.Fatalf("got %s %s (%s), want the fix %s", res.Status, res.Culprit, res.Find, hashes[fix-1])
+	}
+	if res.Confidence < 0.99 {
+		t.Errorf("confidence %.4f, want >= 0.99", res.Confidence)
+	}
+	var text bytes.Buffer
+	job.WriteResult(&text, res)
+	if !strings.HasPrefix(text.String(), "first fixed commit: "+hashes[fix-1]) {
+		t.Errorf("result text:\n%s", text.String())
+	}
+	var log bytes.Buffer
+	if err := job.WriteLog(&log); err != nil {
+		t.Fatal(err)
+	}
+	logFile := filepath.Join(t.TempDir(), "bisect.log")
+	os.WriteFile(logFile, log.Bytes(), 0o644)
+	clone := filepath.Join(t.TempDir(), "clone")
+	gitT(t, "", "clone", "-q", repoDir, clone)
+	out, err := exec.Command("git", "-C", clone, "bisect", "replay", logFile).CombinedOutput()
+	if err != nil {
+		t.Fatalf("git bisect replay: %v\n%s\nlog:\n%s", err, out, log.String())
+	}
+	if !strings.Contains(string(out), hashes[fix-1]+" is the first fixed commit") {
+		t.Errorf("git bisect replay did not name %s:\n%s\nlog:\n%s", hashes[fix-1], out, log.String())
 	}
 }

@@ -19,6 +19,18 @@ import (
 // hashes, oldest first.
 func makeRepo(t testing.TB, n, culprit int) (string, []string) {
 	t.Helper()
+	return makeHistory(t, n, culprit, false)
+}
+
+// makeFixRepo is makeRepo for a fix: the file "bug" is there from the
+// first commit and commit fix (1-based) removes it.
+func makeFixRepo(t testing.TB, n, fix int) (string, []string) {
+	t.Helper()
+	return makeHistory(t, n, fix, true)
+}
+
+func makeHistory(t testing.TB, n, culprit int, fix bool) (string, []string) {
+	t.Helper()
 	dir := filepath.Join(t.TempDir(), "repo")
 	gitT(t, "", "init", "-q", "-b", "main", dir)
 	var b bytes.Buffer
@@ -28,9 +40,14 @@ func makeRepo(t testing.TB, n, culprit int) (string, []string) {
 		if i > 1 {
 			fmt.Fprintf(&b, "from :%d\n", i-1)
 		}
-		if i == culprit {
+		switch {
+		case fix && i == 1:
 			b.WriteString("M 644 inline bug\ndata 2\n1\n")
-		} else {
+		case fix && i == culprit:
+			b.WriteString("D bug\n")
+		case !fix && i == culprit:
+			b.WriteString("M 644 inline bug\ndata 2\n1\n")
+		default:
 			d := fmt.Sprintf("%d\n", i)
 			fmt.Fprintf(&b, "M 644 inline n\ndata %d\n%s", len(d), d)
 		}

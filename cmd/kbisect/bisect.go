@@ -34,6 +34,7 @@ const exitInterrupted = 130
 type bisectFlags struct {
 	repo, good, bad, exec string
 	budget, unit, job     string
+	find                  string
 	opts                  bisect.Options
 	asJSON                bool
 	kernel                kernelFlags
@@ -59,6 +60,12 @@ repository is never touched), as git bisect run does: exit 0 good, 125 skip,
 The command sees KBISECT_COMMIT, KBISECT_RUN, KBISECT_WORKER, KBISECT_JOB and
 KBISECT_BUDGET. Without --exec the test is the kernel pipeline (build + run).
 
+--find fix looks for the commit that made the bug go away instead (what to
+backport): --bad is then the older commit, where the bug shows, and --good a
+newer one where it does not. A fail still proves the bug there and a pass is
+still weak evidence, so the search runs from good back to bad and names the
+first commit without the bug.
+
 Before searching, bad must fail within --budget (a number of runs, e.g. 200,
 or test time, e.g. 30m). The job directory (--job) holds an fsynced journal:
 after a crash, kbisect bisect resume DIR loses at most the runs in flight.
@@ -74,6 +81,7 @@ infrastructure errors, 130 interrupted (resumable), 2 bad input.`,
 	f.StringVar(&bf.repo, "repo", ".", "git repository to bisect (never modified)")
 	f.StringVar(&bf.good, "good", "", "a commit without the bug")
 	f.StringVar(&bf.bad, "bad", "", "a commit with the bug")
+	f.StringVar(&bf.find, "find", bisect.FindRegression, "what to look for: regression (the first commit with the bug; good is older) or fix (the first commit without it; bad is older)")
 	f.StringVar(&bf.exec, "exec", "", "command that tests the checked-out tree (exit codes as git bisect run)")
 	f.StringVar(&o.Strategy, "strategy", "bayes", "bayes, or classic[:K] (git bisect, K passes make a commit good)")
 	f.Float64Var(&o.Confidence, "confidence", 0.99, "stop when one commit is the first bad one with this probability")
@@ -228,11 +236,17 @@ func runBisect(cmd *cobra.Command, bf *bisectFlags) error {
 	if err != nil {
 		return err
 	}
-	good, bad, err := bisect.ResolveRange(ctx, repo, bf.good, bf.bad)
+	if bf.find != bisect.FindRegression && bf.find != bisect.FindFix {
+		return fmt.Errorf("--find %q: use regression or fix", bf.find)
+	}
+	good, bad, err := bisect.ResolveRange(ctx, repo, bf.good, bf.bad, bf.find)
 	if err != nil {
 		return err
 	}
 	spec := bisect.JobSpec{Repo: repo.Dir, Good: good, Bad: bad, GoodRef: bf.good, BadRef: bf.bad, Options: o}
+	if bf.find == bisect.FindFix {
+		spec.Find = bisect.FindFix
+	}
 	spec.Cwd, _ = os.Getwd()
 	if bf.exec != "" {
 		if spec.Exec, err = bisectrun.Check(bf.exec, repo.Dir); err != nil {
@@ -241,7 +255,7 @@ func runBisect(cmd *cobra.Command, bf *bisectFlags) error {
 	} else {
 		spec.TestArgs = kernelArgs(cmd.Flags(), bf.kernelNames)
 	}
-	hist, err := bisect.LoadHistory(ctx, repo, good, bad)
+	hist, err := bisect.LoadJobHistory(ctx, repo, spec)
 	if err != nil {
 		return err
 	}
