@@ -72,6 +72,11 @@ func (j *Job) result(c *Conclusion) *Result {
 	res.RateUnit = "per run"
 	if j.Spec.Options.Unit == UnitTime {
 		res.RateUnit = "per minute"
+		if j.Spec.Exec == "" {
+			// The kernel pipeline counts exposure in traffic
+			// (testcases.Report.Exposure).
+			res.RateUnit = "per minute of traffic"
+		}
 	}
 	if c == nil {
 		pos, p := s.Best()

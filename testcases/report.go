@@ -1,6 +1,7 @@
 package testcases
 
 import (
+	"time"
 	"github.com/kbisect/kbisect/testcases/proto"
 )
 
@@ -123,6 +124,24 @@ type Wire struct {
 	Corruptions    int   `json:"corruptions"`
 	ChecksumErrors int64 `json:"checksum_errors"`
 	Undecryptable  int64 `json:"undecryptable"`
+}
+
+// ExposureMbit is the throughput that turns a run's traffic into exposure
+// (see Report.Exposure): a run that checked one minute of traffic at this
+// rate counts one minute.
+const ExposureMbit = 20
+
+// Exposure is how much the run exposed the kernels to the bug: the bytes
+// the receiver checked (up to the first corruption when the run stopped
+// there), as minutes of traffic at ExposureMbit. The corruption this test
+// looks for comes with the packets pushed through the buggy path, not with
+// the wall time, which a loaded machine, nested Xen or a slow kernel
+// stretches tenfold: counted in time, a slow run would look like more
+// evidence than it is.
+func (r *Report) Exposure() time.Duration {
+	const bytesPerMinute = ExposureMbit * 1e6 / 8 * 60
+	b := max(r.BytesVerified, 1500) // a corruption in the first packet
+	return time.Duration(float64(b) / bytesPerMinute * float64(time.Minute))
 }
 
 // KernelPanicked says whether a guest's kernel panicked: for an error

@@ -379,12 +379,13 @@ func (e *engine) exposureRate() float64 {
 	return x / w.Minutes()
 }
 
-// exposureText says how much exposure x is: minutes of test or runs.
+// exposureText says how much exposure x is: runs, or minutes of traffic
+// (testcases.Report.Exposure).
 func (e *engine) exposureText(x float64) string {
 	if e.trials {
 		return fmt.Sprintf("%.0f runs", math.Ceil(x))
 	}
-	return fmt.Sprintf("%.1f min of test", x)
+	return fmt.Sprintf("%.1f min of traffic", x)
 }
 
 // needText says how much more exposure x is needed.
@@ -392,7 +393,7 @@ func (e *engine) needText(x float64) string {
 	if e.trials {
 		return fmt.Sprintf("%.0f more runs", math.Ceil(x))
 	}
-	return fmt.Sprintf("%.1f more minutes of test", x)
+	return fmt.Sprintf("%.1f more minutes of traffic", x)
 }
 
 // rateUnits converts a rate per unit of exposure to what the report shows:

@@ -85,12 +85,8 @@ func (k *kernelTester) run(ctx context.Context, row *Row) (runResult, error) {
 		return runResult{}, res.Err
 	}
 	r := res.Report
-	// The receiver's time includes waiting for the sender and draining:
-	// traffic, and so exposure to the bug, lasts at most the duration.
-	out := runResult{wall: time.Since(start), exposure: min(r.TestSeconds/60, duration.Minutes()), reason: res.Reason}
-	if out.exposure <= 0 {
-		out.exposure = duration.Minutes()
-	}
+	// Exposure in traffic, not wall time (see testcases.Report.Exposure).
+	out := runResult{wall: time.Since(start), exposure: r.Exposure().Minutes(), reason: res.Reason}
 	switch res.Verdict {
 	case testcases.Pass:
 		out.outcome = pass

@@ -115,7 +115,9 @@ type Report struct {
 	PriorFix    float64 `json:"prior_fix"`
 	// RunSeconds is the duration of one kernel test run (0 for --exec).
 	RunSeconds float64 `json:"run_seconds,omitempty"`
-	// Unit is the unit of exposure: "minute" (of test) or "run" (--exec).
+	// Unit is the unit of exposure: "minute" (of test traffic: the bytes a
+	// run checked, as minutes at testcases.ExposureMbit) or "run"
+	// (--exec).
 	Unit string `json:"unit"`
 	// RateUnit is the unit of failure rates: "per hour", or for --exec
 	// "per run" (the probability that a run fails).

@@ -53,9 +53,11 @@ func (t *Tester) Test(ctx context.Context, commit string, budget time.Duration) 
 		out.BuildTime = a.Elapsed
 	}
 	out.Evidence, _ = json.Marshal(r)
-	out.Elapsed = time.Duration(r.TestSeconds * float64(time.Second))
-	if out.Elapsed <= 0 || out.Verdict != bisect.Fail {
-		out.Elapsed = budget
+	// A verdict's exposure is counted in traffic, not wall time (see
+	// testcases.Report.Exposure); a run without one cost its budget.
+	out.Elapsed = budget
+	if out.Verdict == bisect.Pass || out.Verdict == bisect.Fail {
+		out.Elapsed = r.Exposure()
 	}
 	return out, nil
 }

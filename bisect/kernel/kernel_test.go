@@ -26,8 +26,8 @@ func (f *fakePipeline) Test(ctx context.Context, rev string, d time.Duration) *t
 }
 
 // TestOutcomes checks the mapping from the commit pipeline's verdicts to
-// the search's outcomes: what counts as built, the time a run used, the
-// evidence, and which failures are errors.
+// the search's outcomes: what counts as built, the exposure a run gave (its
+// traffic), the evidence, and which failures are errors.
 func TestOutcomes(t *testing.T) {
 	const budget = 5 * time.Minute
 	built := &kbuild.Artifact{Signature: "sig1", Elapsed: 3 * time.Minute}
@@ -39,12 +39,13 @@ func TestOutcomes(t *testing.T) {
 		want    bisect.Outcome
 		wantErr error
 	}{
+		// Exposure is traffic: 150 MB checked is a minute at 20 Mbit/s.
 		{"fail stops early", &testcases.CommitResult{Verdict: testcases.Fail, Reason: "corruption", Artifact: built,
-			Report: &testcases.Report{Verdict: testcases.Fail, TestSeconds: 42}},
+			Report: &testcases.Report{Verdict: testcases.Fail, TestSeconds: 42, BytesVerified: 105e6}},
 			bisect.Outcome{Verdict: bisect.Fail, Reason: "corruption", Built: true, BuildTime: 3 * time.Minute, Signature: "sig1", Elapsed: 42 * time.Second}, nil},
-		{"pass uses the budget", &testcases.CommitResult{Verdict: testcases.Pass, Reason: "ok", Artifact: cached,
-			Report: &testcases.Report{Verdict: testcases.Pass, TestSeconds: 299}},
-			bisect.Outcome{Verdict: bisect.Pass, Reason: "ok", Signature: "sig2", Elapsed: budget}, nil},
+		{"a slow pass counts its traffic", &testcases.CommitResult{Verdict: testcases.Pass, Reason: "ok", Artifact: cached,
+			Report: &testcases.Report{Verdict: testcases.Pass, TestSeconds: 299, BytesVerified: 150e6}},
+			bisect.Outcome{Verdict: bisect.Pass, Reason: "ok", Signature: "sig2", Elapsed: time.Minute}, nil},
 		{"does not build", &testcases.CommitResult{Verdict: testcases.Skip, Reason: "build of abc failed: x.c: error: y", Err: &kbuild.BuildError{}},
 			bisect.Outcome{Verdict: bisect.Skip, Reason: "build of abc failed: x.c: error: y", Built: true}, nil},
 		{"panics", &testcases.CommitResult{Verdict: testcases.Skip, Reason: "the kernel panics: z", Artifact: cached,
