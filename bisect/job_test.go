@@ -618,4 +618,3 @@ func TestJobFindsFix(t *testing.T) {
 		})
 	}
 }
-

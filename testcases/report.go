@@ -1,8 +1,8 @@
 package testcases
 
 import (
-	"time"
 	"github.com/kbisect/kbisect/testcases/proto"
+	"time"
 )
 
 // Verdict is what a run, or the test of a commit, showed.
