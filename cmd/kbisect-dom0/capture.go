@@ -80,7 +80,11 @@ func (cs *captures) capture(vif, path string) error {
 		return err
 	}
 	defer unix.Close(fd)
-	unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 16<<20)
+	// A large socket queue and a writer of its own: writes to the 9p share
+	// stall now and then, and the frames that arrive meanwhile must wait
+	// in memory, not be dropped (with 16 MiB and writes in line, a 20 s
+	// run under load lost 27 of 30,000 frames).
+	unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 64<<20)
 	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Usec: 200000})
 	if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: ifi.Index}); err != nil {
 		return err
@@ -95,30 +99,54 @@ func (cs *captures) capture(vif, path string) error {
 		f.Close()
 		return err
 	}
+	type frame struct {
+		ci   gopacket.CaptureInfo
+		data []byte
+	}
+	frames := make(chan frame, 1<<15)
+	written := make(chan error, 1)
+	go func() {
+		var werr error
+		for fr := range frames {
+			if werr == nil {
+				werr = w.WritePacket(fr.ci, fr.data)
+			}
+		}
+		if err := bw.Flush(); werr == nil {
+			werr = err
+		}
+		if err := f.Close(); werr == nil {
+			werr = err
+		}
+		written <- werr
+	}()
 	buf := make([]byte, snaplen)
-	var frames int
+	var n, queueDrops int
 	for {
 		select {
 		case <-cs.stop:
-			err := bw.Flush()
-			if cerr := f.Close(); err == nil {
-				err = cerr
+			close(frames)
+			err := <-written
+			kernelDrops := -1 // unknown
+			if st, gerr := unix.GetsockoptTpacketStats(fd, unix.SOL_PACKET, unix.PACKET_STATISTICS); gerr == nil {
+				kernelDrops = int(st.Drops)
 			}
-			cs.c.logf("capture %s: %d frames in %s", vif, frames, filepath.Base(path))
+			cs.c.logf("capture %s: %d frames in %s, %d dropped by the socket, %d by the writer", vif, n, filepath.Base(path), kernelDrops, queueDrops)
 			return err
 		default:
 		}
-		n, _, err := unix.Recvfrom(fd, buf, unix.MSG_TRUNC)
+		m, _, err := unix.Recvfrom(fd, buf, unix.MSG_TRUNC)
 		if err != nil {
 			continue // timeout: look at stop again
 		}
-		caplen := min(n, len(buf))
-		ci := gopacket.CaptureInfo{Timestamp: time.Now(), CaptureLength: caplen, Length: n}
-		if err := w.WritePacket(ci, buf[:caplen]); err != nil {
-			f.Close()
-			return err
+		caplen := min(m, len(buf))
+		fr := frame{ci: gopacket.CaptureInfo{Timestamp: time.Now(), CaptureLength: caplen, Length: m}, data: append([]byte(nil), buf[:caplen]...)}
+		select {
+		case frames <- fr:
+			n++
+		default:
+			queueDrops++
 		}
-		frames++
 	}
 }
 
