@@ -1,0 +1,96 @@
+package validate
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/kbisect/kbisect/internal/gitrepo"
+)
+
+func gitC(t *testing.T, dir string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("git", append([]string{"-C", dir}, args...)...)
+	cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=T", "GIT_AUTHOR_EMAIL=t@t", "GIT_COMMITTER_NAME=T", "GIT_COMMITTER_EMAIL=t@t")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("git %v: %v\n%s", args, err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// TestCandidates splits the difference of two releases into candidates,
+// per file and per directory, and checks that each applies on --from with
+// git am and brings --to's version of exactly its files.
+func TestCandidates(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "repo")
+	os.MkdirAll(dir, 0o755)
+	gitC(t, dir, "init", "-q", "-b", "main")
+	write := func(files map[string]string) {
+		for name, body := range files {
+			p := filepath.Join(dir, name)
+			os.MkdirAll(filepath.Dir(p), 0o755)
+			if body == "" {
+				os.Remove(p)
+				continue
+			}
+			os.WriteFile(p, []byte(body), 0o644)
+		}
+		gitC(t, dir, "add", "-A")
+	}
+	write(map[string]string{"arch/x86/kernel/i387.c": "old fpu\n", "arch/x86/xen/enlighten.c": "old xen\n", "net/ipv4/esp4.c": "esp\n", "arch/x86/crypto/Makefile": "obj-y += aes.o\n"})
+	gitC(t, dir, "commit", "-qm", "Linux 3.19")
+	gitC(t, dir, "tag", "v3.19")
+	write(map[string]string{"arch/x86/kernel/i387.c": "new fpu\n", "arch/x86/xen/enlighten.c": "new xen\n", "arch/x86/crypto/Makefile": "obj-y += aes.o sha1.o\n", "arch/x86/crypto/sha1.c": "sha1\n"})
+	gitC(t, dir, "commit", "-qm", "Linux 4.0")
+	gitC(t, dir, "tag", "v4.0")
+	repo, err := gitrepo.Open(context.Background(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		o      CandidateOptions
+		groups string
+	}{
+		{"per file", CandidateOptions{From: "v3.19", To: "v4.0", Paths: []string{"arch/x86"}},
+			"arch/x86/crypto/Makefile arch/x86/crypto/sha1.c arch/x86/kernel/i387.c arch/x86/xen/enlighten.c"},
+		{"per directory", CandidateOptions{From: "v3.19", To: "v4.0", ByDir: true},
+			"arch/x86/crypto arch/x86/kernel arch/x86/xen"},
+		{"reverts", CandidateOptions{From: "v4.0", To: "v3.19", ByDir: true, Paths: []string{"arch/x86/crypto"}},
+			"arch/x86/crypto"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.o.Dir = filepath.Join(t.TempDir(), "cands")
+			cands, err := Candidates(context.Background(), repo, tc.o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var groups []string
+			for _, c := range cands {
+				groups = append(groups, c.Group)
+				// Each applies on From and gives To's version of its files.
+				wt := filepath.Join(t.TempDir(), "wt")
+				gitC(t, dir, "worktree", "add", "-q", "--detach", wt, tc.o.From)
+				gitC(t, wt, "am", "-q", c.Patch)
+				for _, f := range c.Files {
+					want, _ := exec.Command("git", "-C", dir, "show", tc.o.To+":"+f).Output()
+					got, _ := os.ReadFile(filepath.Join(wt, f))
+					if string(got) != string(want) {
+						t.Errorf("%s: %s is %q after the candidate, want %q", c.Group, f, got, want)
+					}
+				}
+				gitC(t, dir, "worktree", "remove", "--force", wt)
+			}
+			if got := strings.Join(groups, " "); got != tc.groups {
+				t.Errorf("groups %q, want %q", got, tc.groups)
+			}
+		})
+	}
+	if _, err := Candidates(context.Background(), repo, CandidateOptions{From: "v3.19", To: "v4.0", Paths: []string{"net"}, Dir: filepath.Join(t.TempDir(), "c")}); err == nil || !strings.Contains(err.Error(), "do not differ in net") {
+		t.Errorf("no difference: %v", err)
+	}
+}
