@@ -185,7 +185,11 @@ func TestOldKernelsXen(t *testing.T) {
 			o := oldOptions(t, tc.sender, tc.receiver)
 			o.Hypervisor, o.Topology, o.XenCPU, o.Append = testcases.HypervisorXen, tc.topology, tc.cpu, tc.append
 			o.Streams, o.Duration = 4, 20*time.Second
-			if tc.want.verdict == testcases.Fail {
+			if tc.want.verdict == testcases.Fail && tc.side == "" {
+				// The bug: stop at its first corruption, which four
+				// streams bring within seconds. Self-tests run to the end,
+				// so that the capture holds the stream's end and can tell
+				// decap from a copy delivered later.
 				o.StopOnFail, o.Duration = true, 2*time.Minute
 			}
 			if tc.inject >= 0 && tc.side != "" {
