@@ -10,7 +10,6 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
-	"golang.org/x/term"
 
 	"github.com/kbisect/kbisect/bisect"
 	"github.com/kbisect/kbisect/bisect/exectest"
@@ -337,19 +336,19 @@ func newTester(ctx context.Context, spec bisect.JobSpec, repo *gitrepo.Repo, dir
 }
 
 func runJob(cmd *cobra.Command, job *bisect.Job, tester bisect.Tester, asJSON, fresh bool) error {
-	var progress func(bisect.Progress)
-	if !asJSON && term.IsTerminal(int(os.Stderr.Fd())) {
-		n := len(job.Commits()) - 1
-		verb := "resuming"
-		if fresh {
-			verb = "bisecting"
-		}
-		fmt.Fprintf(os.Stderr, "kbisect: %s %d commits, good %s .. bad %s; job %s\n", verb, n,
-			bisect.DescribeCommit(job.Commits()[0]), bisect.DescribeCommit(job.Commits()[n]), job.Dir)
-		progress = func(p bisect.Progress) {
-			if p.Finished == nil {
-				fmt.Fprintln(os.Stderr, p)
-			}
+	// One line per run on stderr, whatever stdout is: a bisection may run
+	// for hours in a log or under nohup, and --json keeps stdout for the
+	// result alone.
+	n := len(job.Commits()) - 1
+	verb := "resuming"
+	if fresh {
+		verb = "bisecting"
+	}
+	fmt.Fprintf(os.Stderr, "kbisect: %s %d commits, good %s .. bad %s; job %s\n", verb, n,
+		bisect.DescribeCommit(job.Commits()[0]), bisect.DescribeCommit(job.Commits()[n]), job.Dir)
+	progress := func(p bisect.Progress) {
+		if p.Finished == nil {
+			fmt.Fprintf(os.Stderr, "%s %s\n", time.Now().Format("15:04:05"), p)
 		}
 	}
 	res, err := job.Run(cmd.Context(), tester, progress)
