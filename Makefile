@@ -8,7 +8,7 @@ KBISECT := $(BIN)/kbisect
 # skipping them.
 export KBISECT_REQUIRE_VM := 1
 
-.PHONY: all build setup check test test-lava test-xen demo bench-run bench-xen bench-build bench-sim bench-esp bench-boot bench-netlab bench-vmimage lint clean verify-old
+.PHONY: all build setup check test test-lava test-xen demo bench-run bench-xen bench-build bench-sim bench-esp bench-boot bench-netlab bench-vmimage lint clean verify-old verify-ladder
 
 all: build
 
@@ -88,6 +88,21 @@ bench-vmimage: build
 # natt-esp on a pair of it and a mixed pair with a 6.1 receiver.
 verify-old:
 	@./scripts/verify-old.sh "$(TREE)" "$(REV)"
+
+# The release ladder: DIR holds kernel trees (tarballs, tree directories,
+# git repositories, or REPO@REV entries in DIR/sources). It makes (once) a
+# ladder repository of them, builds every release with tinyconfig and
+# defconfig (each with xen-guest) and runs natt-esp on a QEMU pair and a
+# Xen PV pair of each, then prints the matrix. Cells are kept in
+# $(LADDER_CELLS): a second run goes on where the first stopped.
+LADDER_REPO  ?= $(HOME)/.cache/kbisect/ladder.git
+LADDER_CELLS ?= $(HOME)/.cache/kbisect/ladder-cells.jsonl
+LADDER_TAGS  ?= v*
+verify-ladder: setup build
+	@test -n "$(DIR)" || { echo "verify-ladder: give DIR=a directory of kernel trees"; exit 2; }
+	@test -d "$(LADDER_REPO)" || $(KBISECT) ladder $(DIR) $$(cat $(DIR)/sources 2>/dev/null) -o $(LADDER_REPO)
+	$(KBISECT) matrix --repo $(LADDER_REPO) --tags '$(LADDER_TAGS)' --config tinyconfig --config defconfig \
+	    --hypervisors qemu,xen --duration 20s -o $(LADDER_CELLS)
 
 clean:
 	rm -rf $(BIN)

@@ -42,7 +42,7 @@ func newRootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newRunCmd(), newTestCmd(), newBuildCmd(), newKconfigCmd(), newBisectCmd(),
-		newValidateCmd(), newAnalyzeCmd(), newSimCmd(), newDemoCmd(), newLadderCmd(), newCandidatesCmd())
+		newValidateCmd(), newAnalyzeCmd(), newSimCmd(), newDemoCmd(), newLadderCmd(), newCandidatesCmd(), newMatrixCmd())
 	return root
 }
 

@@ -1,0 +1,105 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kbisect/kbisect/internal/gitrepo"
+	"github.com/kbisect/kbisect/kbuild"
+	"github.com/kbisect/kbisect/kconfigs"
+	"github.com/kbisect/kbisect/testcases"
+)
+
+func newMatrixCmd() *cobra.Command {
+	var (
+		f                  runFlags
+		repo, tags, out    string
+		revs, configs, hvs []string
+		jobs               int
+	)
+	cmd := &cobra.Command{
+		Use:   "matrix --repo R (--rev X ... | --tags GLOB) [--config C ...] [--hypervisors qemu,xen] [-o cells.jsonl]",
+		Short: "Build and test many revisions (a release ladder) with several configs and hypervisors; print the table",
+		Long: `matrix builds every revision with every --config (the default fragments and
+xen-guest merged, so one kernel serves QEMU and Xen), runs the test on a pair
+of it under each hypervisor, and prints a Markdown table: release, fixups
+applied, build minutes, boot seconds, verdict and throughput per hypervisor.
+A revision that does not build says why in its row. With -o, each cell is
+appended to a JSON-lines file as it is done, and a later run with the same
+file skips the cells it has.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			r, err := gitrepo.Open(ctx, repo)
+			if err != nil {
+				return err
+			}
+			if tags != "" {
+				list, err := r.Git(ctx, "for-each-ref", "--sort=creatordate", "--format=%(refname:short)", "refs/tags/"+tags)
+				if err != nil {
+					return err
+				}
+				revs = append(revs, strings.Fields(list)...)
+			}
+			if len(revs) == 0 {
+				return fmt.Errorf("no revisions: give --rev X (repeatable) or --tags GLOB")
+			}
+			m := &testcases.Matrix{Build: kbuild.Options{Repo: r.Dir, Jobs: jobs}, Hypervisors: hvs}
+			for _, c := range configs {
+				frags, err := kconfigs.Select([]string{"xen-guest"}, true, c)
+				if err != nil {
+					return err
+				}
+				m.Configs = append(m.Configs, testcases.MatrixConfig{Name: c, Fragments: frags})
+			}
+			if m.Run, err = f.options("", ""); err != nil {
+				return err
+			}
+			var cells []testcases.MatrixCell
+			have := map[string]bool{}
+			key := func(rev, config, hv string) string { return rev + "\x00" + config + "\x00" + hv }
+			var sink *os.File
+			if out != "" {
+				if data, err := os.ReadFile(out); err == nil {
+					sc := bufio.NewScanner(strings.NewReader(string(data)))
+					for sc.Scan() {
+						var c testcases.MatrixCell
+						if json.Unmarshal(sc.Bytes(), &c) == nil {
+							cells, have[key(c.Rev, c.Config, c.Hypervisor)] = append(cells, c), true
+						}
+					}
+				}
+				if sink, err = os.OpenFile(out, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644); err != nil {
+					return err
+				}
+				defer sink.Close()
+			}
+			err = m.Test(ctx, revs, func(rev, config, hv string) bool { return have[key(rev, config, hv)] }, func(c testcases.MatrixCell) {
+				cells = append(cells, c)
+				fmt.Fprintf(os.Stderr, "matrix: %s (%s) %s on %s: %s: %s\n", c.Rev, c.Release, c.Config, c.Hypervisor, c.Verdict, c.Reason)
+				if sink != nil {
+					b, _ := json.Marshal(c)
+					sink.Write(append(b, '\n'))
+				}
+			})
+			testcases.WriteMatrixMarkdown(cmd.OutOrStdout(), cells, hvs)
+			return err
+		},
+	}
+	fl := cmd.Flags()
+	f.register(fl, false)
+	fl.MarkHidden("hypervisor")
+	fl.StringVar(&repo, "repo", ".", "kernel git repository (only read)")
+	fl.StringArrayVar(&revs, "rev", nil, "revision to test (repeatable, in order)")
+	fl.StringVar(&tags, "tags", "", "test the tags matching this glob, oldest first (e.g. 'v*' of a ladder)")
+	fl.StringArrayVar(&configs, "config", []string{"tinyconfig"}, "base config: tinyconfig, defconfig or a file (repeatable)")
+	fl.StringSliceVar(&hvs, "hypervisors", []string{"qemu"}, "where to run each kernel: qemu, xen")
+	fl.StringVarP(&out, "output", "o", "", "JSON-lines file of the cells: appended to, and its cells not run again")
+	fl.IntVarP(&jobs, "jobs", "j", 0, "parallel make jobs (default: number of CPUs)")
+	return cmd
+}
