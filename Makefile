@@ -93,15 +93,17 @@ verify-old:
 # git repositories, or REPO@REV entries in DIR/sources). It makes (once) a
 # ladder repository of them, builds every release with tinyconfig and
 # defconfig (each with xen-guest) and runs natt-esp on a QEMU pair and a
-# Xen PV pair of each, then prints the matrix. Cells are kept in
-# $(LADDER_CELLS): a second run goes on where the first stopped.
+# Xen PV pair of each, then prints the matrix (LADDER_REVS="v3.0.0 v3.2.4"
+# limits it to those releases). Cells are kept in $(LADDER_CELLS): a second
+# run goes on where the first stopped.
 LADDER_REPO  ?= $(HOME)/.cache/kbisect/ladder.git
 LADDER_CELLS ?= $(HOME)/.cache/kbisect/ladder-cells.jsonl
 LADDER_TAGS  ?= v*
+LADDER_REVS  ?=
 verify-ladder: setup build
 	@test -n "$(DIR)" || { echo "verify-ladder: give DIR=a directory of kernel trees"; exit 2; }
 	@test -d "$(LADDER_REPO)" || $(KBISECT) ladder $(DIR) $$(cat $(DIR)/sources 2>/dev/null) -o $(LADDER_REPO)
-	$(KBISECT) matrix --repo $(LADDER_REPO) --tags '$(LADDER_TAGS)' --config tinyconfig --config defconfig \
+	$(KBISECT) matrix --repo $(LADDER_REPO) $(if $(LADDER_REVS),$(foreach r,$(LADDER_REVS),--rev $(r)),--tags '$(LADDER_TAGS)') --config tinyconfig --config defconfig \
 	    --hypervisors qemu,xen --duration 20s -o $(LADDER_CELLS)
 
 clean:
