@@ -2,7 +2,6 @@ package testcases
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"github.com/kbisect/kbisect/internal/testenv"
+	"github.com/kbisect/kbisect/testcases/esp"
 	"github.com/kbisect/kbisect/testcases/proto"
 )
 
@@ -184,19 +184,44 @@ func benchKernel(b *testing.B) benchPair {
 func checkWithTshark(t *testing.T, r *Report, stopped bool) {
 	t.Helper()
 	testenv.NeedTshark(t)
-	conf := t.TempDir()
+	// The README's steps: the run's esp_sa in ~/.config/wireshark, and
+	// the two ESP preferences that tshark 4.0 has off by default.
+	home := t.TempDir()
 	sa, err := os.ReadFile(r.ESPSA)
 	if err != nil {
 		t.Fatal(err)
 	}
-	os.WriteFile(filepath.Join(conf, "esp_sa"), sa, 0o600)
-	cmd := exec.Command("tshark", "-r", r.Pcaps[0],
-		"-o", "esp.enable_encryption_decode:TRUE", "-o", "esp.enable_authentication_check:TRUE",
-		"-Y", "tcp.dstport == 5001 && tcp.len > 0", "-T", "fields", "-e", "tcp.seq", "-e", "tcp.len", "-e", "esp.icv_good")
-	cmd.Env = append(os.Environ(), "WIRESHARK_CONFIG_DIR="+conf, "HOME="+conf)
+	os.MkdirAll(filepath.Join(home, ".config", "wireshark"), 0o700)
+	os.WriteFile(filepath.Join(home, ".config", "wireshark", "esp_sa"), sa, 0o600)
+	readme := []string{"-o", "esp.enable_encryption_decode:TRUE", "-o", "esp.enable_authentication_check:TRUE"}
+	// What kbisect analyze prints: the SAs on the command line, no file.
+	keys, err := esp.LoadKeys(r.Keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	printed, err := esp.TsharkArgs(keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, args := range map[string][]string{"README esp_sa": readme, "analyze's command": printed} {
+		env := []string{"HOME=" + home}
+		if name != "README esp_sa" {
+			env = []string{"HOME=" + t.TempDir()} // no esp_sa file
+		}
+		checkTsharkDecrypts(t, name, r, stopped, args, env)
+	}
+}
+
+// checkTsharkDecrypts runs tshark with args on the run's capture and checks
+// that it decrypted every stream byte the receiver verified.
+func checkTsharkDecrypts(t *testing.T, name string, r *Report, stopped bool, args, env []string) {
+	t.Helper()
+	cmd := exec.Command("tshark", append(append([]string{"-r", r.Pcaps[0]}, args...),
+		"-Y", "tcp.dstport == 5001 && tcp.len > 0", "-T", "fields", "-e", "tcp.seq", "-e", "tcp.len", "-e", "esp.icv_good")...)
+	cmd.Env = append(os.Environ(), env...)
 	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("tshark: %v", err)
+		t.Fatalf("%s: tshark: %v", name, err)
 	}
 	var end, segs int64
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
@@ -207,17 +232,17 @@ func checkWithTshark(t *testing.T, r *Report, stopped bool) {
 		seq, _ := strconv.ParseInt(f[0], 10, 64)
 		n, _ := strconv.ParseInt(f[1], 10, 64)
 		if len(f) > 2 && f[2] != "" && f[2] != "1" && f[2] != "True" {
-			t.Errorf("tshark says the ICV of segment seq %d is not good: %q", seq, f[2])
+			t.Errorf("%s: tshark says the ICV of segment seq %d is not good: %q", name, seq, f[2])
 		}
 		end = max(end, seq+n)
 		segs++
 	}
 	if segs == 0 {
-		t.Fatalf("tshark decrypted no TCP segment with the exported esp_sa:\n%s", out)
+		t.Fatalf("%s: tshark decrypted no TCP segment:\n%s", name, out)
 	}
 	// Relative sequence numbers: the first payload byte is 1.
 	if got := end - 1; got != r.BytesVerified && (!stopped || got < r.BytesVerified) {
-		t.Errorf("tshark sees %d stream bytes in %d segments, the receiver verified %d", got, segs, r.BytesVerified)
+		t.Errorf("%s: tshark sees %d stream bytes in %d segments, the receiver verified %d", name, got, segs, r.BytesVerified)
 	}
-	t.Logf("tshark decrypted %d segments, %s", segs, fmt.Sprint(end-1, " bytes"))
+	t.Logf("%s: tshark decrypted %d segments, %d bytes", name, segs, end-1)
 }

@@ -37,8 +37,11 @@ kbisect run JSON), the receiver's corruptions are placed too: encap when the
 wire already carried them, decap when the wire carried the right bytes there
 (the receiver's input path corrupted them).
 
-The esp_sa file next to the capture opens it decrypted in Wireshark: copy it
-to ~/.config/wireshark/esp_sa, or run tshark with the options printed below.`,
+The output ends with a tshark command that decrypts and authenticates the
+capture with the keys on its command line. For Wireshark, copy the esp_sa file
+next to the capture to ~/.config/wireshark/esp_sa and turn on two ESP
+preferences that are off by default (copying alone decrypts nothing):
+  wireshark -o esp.enable_encryption_decode:TRUE -o esp.enable_authentication_check:TRUE CAPTURE`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(pcaps) == 0 || len(pcaps) > 2 {

@@ -72,7 +72,9 @@ func newSACrypto(k *Keys, sa proto.SA) (*saCrypto, error) {
 			return nil, errors.New("crypto/cipher's CBC decrypter cannot reset its IV")
 		}
 		c.cbc = m
-		c.fast = newFastCBC(sa.EncKey)
+		if useFastCBC {
+			c.fast = newFastCBC(sa.EncKey)
+		}
 	case "rfc4106(gcm(aes))":
 		c.kind = kindGCM
 		n := len(sa.EncKey) - 4 // the salt is the key's last 4 bytes, as in Linux
