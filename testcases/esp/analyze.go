@@ -234,6 +234,10 @@ type analyzer struct {
 	clipA    []Range
 	clipB    []Range
 	info     PacketInfo
+	// cbc is the packet being checked when its SA is CBC: the plaintext
+	// its TCP segment was decrypted into, its ciphertext and IV (for
+	// WireCorruption.CipherBlock).
+	cbc struct{ plain, ct, iv []byte }
 }
 
 func newAnalyzer(opts AnalyzeOptions) (*analyzer, error) {
@@ -437,6 +441,11 @@ func (a *analyzer) packet(cs *capState, data []byte, snapped bool) {
 	var src, dst [4]byte
 	copy(src[:], ip[12:16])
 	copy(dst[:], ip[16:20])
+	a.cbc.plain, a.cbc.ct, a.cbc.iv = nil, nil, nil
+	if g.crypto.kind == kindCBC {
+		iv := esp[espHeaderLen : espHeaderLen+g.crypto.ivLen]
+		a.cbc.plain, a.cbc.ct, a.cbc.iv = inner, esp[espHeaderLen+g.crypto.ivLen:len(esp)-g.crypto.icvLen], iv
+	}
 	a.tcp(cs, g, seq, addrSum(src, dst), inner)
 }
 

@@ -847,3 +847,45 @@ func TestOnesSum(t *testing.T) {
 	}
 	_ = binary.BigEndian
 }
+
+// TestCipherBlock: a ciphertext block replaced by 16 bytes of text after
+// encryption and before the ICV (what AES-NI code whose register was
+// reloaded from an application's FPU state sends: the Xen PV lazy-FPU bug
+// of issue #15 sent the agent's own "{"type":"progres") decrypts to
+// garbage that the analysis places on the wire, with a bad TCP checksum,
+// and names the block and its text.
+func TestCipherBlock(t *testing.T) {
+	s := newSynth(t, "cbc-aes-sha1", "zero", 1, false)
+	s.handshake(0, noOpt())
+	text := []byte(`{"type":"progres`)
+	// The plaintext is the 32-byte TCP header and the payload: block 4 is
+	// payload bytes 32 to 47 of the segment at offset 1380.
+	o := noOpt()
+	o.cipherBlock, o.cipherIdx = text, 4
+	s.data(0, 0, 1380, noOpt())
+	s.data(0, 1380, 1380, o)
+	s.data(0, 2760, 1380, noOpt())
+	s.fin(0, 4140, noOpt())
+	r := analyze(t, s, s.close())
+	if r.Wire != WireEncap {
+		t.Fatalf("wire %s (%s), want encap", r.Wire, r.Reason)
+	}
+	c := oneCorruption(t, r)
+	if c.Offset != 1380+32 || c.TCPChecksum != "bad" {
+		t.Errorf("corruption at %d, checksum %s; want 1412, bad", c.Offset, c.TCPChecksum)
+	}
+	if string(c.CipherBlock) != string(text) || c.CipherBlockText != string(text) {
+		t.Errorf("cipher block %x (%q), want the text %q", []byte(c.CipherBlock), c.CipherBlockText, text)
+	}
+	// A block of random bytes is named, but not as text.
+	s = newSynth(t, "cbc-aes-sha1", "zero", 1, false)
+	s.handshake(0, noOpt())
+	o.cipherBlock = []byte{0x8b, 0x01, 0xf2, 0x33, 0x90, 0x00, 0xc4, 0x7e, 0x10, 0x99, 0xa0, 0x5c, 0xee, 0x02, 0x41, 0xd7}
+	s.data(0, 0, 1380, o)
+	s.fin(0, 1380, noOpt())
+	r = analyze(t, s, s.close())
+	c = oneCorruption(t, r)
+	if string(c.CipherBlock) != string(o.cipherBlock) || c.CipherBlockText != "" {
+		t.Errorf("cipher block %x (%q), want %x and no text", []byte(c.CipherBlock), c.CipherBlockText, o.cipherBlock)
+	}
+}

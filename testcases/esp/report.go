@@ -94,6 +94,12 @@ type WireCorruption struct {
 	// OffsetExact is false when the stream's SYN was not captured and the
 	// offset was inferred from the pattern (exact modulo 64 KiB).
 	OffsetExact bool `json:"offset_exact"`
+	// CipherBlock is, for a CBC suite, the ciphertext block on the wire
+	// that decrypted to the first wrong byte; CipherBlockText is that block
+	// when it reads as text (a register of the encrypting code loaded from
+	// another context's memory, say).
+	CipherBlock     proto.HexBytes `json:"cipher_block,omitempty"`
+	CipherBlockText string         `json:"cipher_block_text,omitempty"`
 }
 
 // StreamReport is what was seen of one test connection.

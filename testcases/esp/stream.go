@@ -338,16 +338,45 @@ func (a *analyzer) checkData(cs *capState, c *conn, g *saGroup, espSeq uint32, o
 			ck = "bad"
 			c.corrs = append(c.corrs, corrRef{len(a.rep.Corruptions), implied})
 		}
-		a.rep.Corruptions = append(a.rep.Corruptions, WireCorruption{
+		wc := WireCorruption{
 			Corruption: proto.Corruption{
 				Stream: c.stream, Offset: r.Off, Length: int(r.Len),
 				Expected: exp, Seen: append([]byte(nil), payload[i:i+n]...), Side: "wire",
 			},
 			Capture: cs.idx, Frame: cs.frame, SPI: g.spi, ESPSeq: espSeq,
 			TCPChecksum: ck, Retransmission: retrans, OffsetExact: c.exact,
-		})
+		}
+		wc.CipherBlock, wc.CipherBlockText = a.cipherBlock(payload, i)
+		a.rep.Corruptions = append(a.rep.Corruptions, wc)
 	}
 	c.cover.add(off, end)
+}
+
+// cipherBlock returns the CBC ciphertext block that decrypted to byte i of
+// payload (part of the packet being checked), and the block as text when it
+// reads as text: wrong bytes that decrypt from a block of the sender's own
+// memory (text of its application, say) show that the encrypting code's
+// register was loaded from elsewhere.
+func (a *analyzer) cipherBlock(payload []byte, i int64) (proto.HexBytes, string) {
+	if a.cbc.ct == nil || cap(payload) > cap(a.cbc.plain) {
+		return nil, ""
+	}
+	pos := int64(cap(a.cbc.plain)-cap(payload)) + i // in the plaintext
+	b := pos / 16 * 16
+	if b+16 > int64(len(a.cbc.ct)) {
+		return nil, ""
+	}
+	block := append(proto.HexBytes(nil), a.cbc.ct[b:b+16]...)
+	printable := 0
+	for _, c := range block {
+		if c >= 0x20 && c < 0x7f {
+			printable++
+		}
+	}
+	if printable >= 14 {
+		return block, string(block)
+	}
+	return block, ""
 }
 
 // copiesDiffer says whether the wrong-byte runs of the new copy of [off,

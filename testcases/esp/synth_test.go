@@ -74,6 +74,11 @@ type pktOpt struct {
 	badChecksum bool
 	// dup writes the packet twice to the capture(s).
 	dup bool
+	// cipherBlock, when set, replaces ciphertext block cipherIdx after
+	// encryption and before the ICV (what an encrypting register loaded
+	// from elsewhere produces: authenticated garbage).
+	cipherBlock []byte
+	cipherIdx   int
 }
 
 func noOpt() pktOpt { return pktOpt{corrupt: -1, corruptAfter: -1} }
@@ -166,6 +171,9 @@ type sealer struct {
 	salt  []byte
 	mac   hash.Hash
 	icv   int
+	// replace is written over ciphertext block replaceIdx (pktOpt.cipherBlock).
+	replace    []byte
+	replaceIdx int
 }
 
 func newSealer(suite proto.Suite, sa proto.SA) *sealer {
@@ -215,6 +223,9 @@ func (z *sealer) seal(seq uint32, inner []byte, rng *rand.Rand) []byte {
 		out := append(hdr, iv...)
 		ct := make([]byte, len(plain))
 		cipher.NewCBCEncrypter(z.block, iv).CryptBlocks(ct, plain)
+		if z.replace != nil {
+			copy(ct[16*z.replaceIdx:], z.replace)
+		}
 		out = append(out, ct...)
 		z.mac.Reset()
 		z.mac.Write(out)
@@ -327,6 +338,7 @@ func (s *synth) send(fromSender bool, sport, dport uint16, seq, ack uint32, flag
 		seg[16] ^= 0xff
 	}
 	s.espSeq[sa.SPI]++
+	s.seal[sa.SPI].replace, s.seal[sa.SPI].replaceIdx = o.cipherBlock, o.cipherIdx
 	esp := s.seal[sa.SPI].seal(s.espSeq[sa.SPI], seg, s.rng)
 	var up, down []byte
 	if fromSender {

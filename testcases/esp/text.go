@@ -115,6 +115,9 @@ func (out *Explained) WriteText(w io.Writer, keys *Keys) {
 		for _, c := range r.Corruptions {
 			fmt.Fprintf(w, "  stream %d offset %d length %d: expected %x seen %x (frame %d of %s, SPI 0x%08x seq %d, TCP checksum %s)\n",
 				c.Stream, c.Offset, c.Length, []byte(c.Expected), []byte(c.Seen), c.Frame, filepath.Base(r.Captures[c.Capture].Path), c.SPI, c.ESPSeq, c.TCPChecksum)
+			if c.CipherBlockText != "" {
+				fmt.Fprintf(w, "    it decrypts from the ciphertext block %q: text, not a cipher's output\n", c.CipherBlockText)
+			}
 		}
 		if r.CorruptionsDropped > 0 {
 			fmt.Fprintf(w, "  ... and %d more\n", r.CorruptionsDropped)
