@@ -372,6 +372,14 @@ var Fixups = []Fixup{
 		Apply: replace(entry64S, "END(do_hypervisor_callback)", "END(xen_do_hypervisor_callback)", 1),
 	},
 	{
+		ID:       "acpi-os-initialize-init/1",
+		Upstream: "3.10 declares acpi_os_initialize() __init in include/acpi/acpiosxf.h (the ladder: __initdata in 3.9.6, __init in 3.10.99)",
+		Summary:  "include/acpi/acpiosxf.h declares the function acpi_os_initialize() __initdata: since 3.1 drivers/acpi/osl.c also has initialised __initdata data, and gcc 12 stops with \"'osi_setup_entries' causes a section type conflict with 'acpi_os_initialize'\"; declare it __init as its definition is",
+		Versions: kconfigs.Range{Until: kconfigs.V(3, 10, 0)},
+		Detect:   contains(acpiOSXF, "acpi_status __initdata acpi_os_initialize(void);"),
+		Apply:    replace(acpiOSXF, "acpi_status __initdata acpi_os_initialize(void);", "acpi_status __init acpi_os_initialize(void);", 1),
+	},
+	{
 		ID:       "start-secondary-no-tail-call/1",
 		Upstream: "a9a3ed1eff36 (x86: Fix early boot crash on gcc-10, third try, v5.7)",
 		Summary:  "gcc >= 10 turns start_secondary's last call into a tail call after the stack canary changed: boot panic on SMP with the stack protector; keep the call from being a tail call",
@@ -397,6 +405,7 @@ var Fixups = []Fixup{
 const (
 	headS      = "arch/x86/kernel/head_64.S"
 	entry64S   = "arch/x86/kernel/entry_64.S"
+	acpiOSXF   = "include/acpi/acpiosxf.h"
 	smpboot    = "arch/x86/kernel/smpboot.c"
 	mkcompileH = "scripts/mkcompile_h"
 	moduleH    = "include/linux/module.h"

@@ -93,6 +93,7 @@ EOF
 	mkcompileH2_6  = "UTS_LEN=64\nUTS_TRUNCATE=\"cut -b -$UTS_LEN\"\n( echo /\\* generated \\*/\n  echo \\#define LINUX_COMPILE_TIME \\\"`date +%T`\\\"\n  echo \\#define LINUX_COMPILE_BY \\\"`whoami`\\\"\n  echo \\#define LINUX_COMPILE_HOST \\\"`hostname | $UTS_TRUNCATE`\\\"\n)\n"
 	moduleH3_14    = "#ifdef MODULE\n#define MODULE_GENERIC_TABLE(gtype, name)\t\t\t\\\nextern const struct gtype##_id __mod_##gtype##_table\t\t\\\n  __attribute__ ((unused, alias(__stringify(name))))\n\n#else  /* !MODULE */\n#define MODULE_GENERIC_TABLE(gtype, name)\n#endif\n#define MODULE_DEVICE_TABLE(type, name)\t\t\\\n  MODULE_GENERIC_TABLE(type##_device, name)\n"
 	entry64_2_6    = "ENTRY(xen_do_hypervisor_callback)   # do_hypervisor_callback(struct *pt_regs)\n\tCFI_STARTPROC\n\tjmp error_exit\n\tCFI_ENDPROC\nEND(do_hypervisor_callback)\n"
+	acpiosxf3_1    = "acpi_status __initdata acpi_os_initialize(void);\n\nacpi_status acpi_os_terminate(void);\n"
 	compilerGCC    = "#define __gcc_header(x) #x\n#define _gcc_header(x) __gcc_header(linux/compiler-gcc##x.h)\n#define gcc_header(x) _gcc_header(x)\n#include gcc_header(__GNUC__)\n"
 )
 
@@ -154,6 +155,12 @@ func TestFixupTable(t *testing.T) {
 			func(t *testing.T, tree DirTree) {
 				if got := read(t, tree, "arch/x86/kernel/entry_64.S"); !strings.Contains(got, "END(xen_do_hypervisor_callback)") || strings.Contains(got, "END(do_hypervisor_callback)") {
 					t.Errorf("entry_64.S:\n%s", got)
+				}
+			}},
+		{"acpi-os-initialize-init", FixupEnv{Version: kconfigs.V(3, 1, 0), GCCMajor: 12}, map[string]string{"include/acpi/acpiosxf.h": acpiosxf3_1},
+			func(t *testing.T, tree DirTree) {
+				if got := read(t, tree, "include/acpi/acpiosxf.h"); !strings.Contains(got, "acpi_status __init acpi_os_initialize(void);") || strings.Contains(got, "__initdata") {
+					t.Errorf("acpiosxf.h:\n%s", got)
 				}
 			}},
 		{"timeconst-defined-array", v2632, map[string]string{"kernel/timeconst.pl": timeconst_2_6},
