@@ -28,7 +28,7 @@ import (
 )
 
 // keyVersion changes when the layout or meaning of cache entries does.
-const keyVersion = "kbuild/1"
+const keyVersion = "kbuild/2"
 
 // Reproducible-build settings: the same sources and config give the same
 // vmlinux whatever the commit, machine or time (see Signature).
@@ -255,8 +255,12 @@ func plan(ctx context.Context, o *Options) (*planned, error) {
 		}
 		fmt.Fprintf(h, "config %x\n", sha256.Sum256(data))
 	}
-	for _, f := range o.Fragments {
-		fmt.Fprintf(h, "fragment %s\n", f.Hash())
+	// The settings the fragments ask of this version, not the fragments'
+	// text: a setting gated to other versions (added for a newer kernel,
+	// say) leaves this version's kernels in the cache.
+	keep, _ := kconfigs.For(p.version, o.Fragments...)
+	for _, s := range keep {
+		fmt.Fprintf(h, "setting %s optional=%v module=%v\n", s, s.Optional, s.ModuleOK)
 	}
 
 	if p.toolchain, err = ToolchainFor(ctx, o.Toolchains, p.version, o.CC); err != nil {
