@@ -2,6 +2,7 @@ package validate
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -41,10 +42,18 @@ func TestCandidates(t *testing.T) {
 		}
 		gitC(t, dir, "add", "-A")
 	}
-	write(map[string]string{"arch/x86/kernel/i387.c": "old fpu\n", "arch/x86/xen/enlighten.c": "old xen\n", "net/ipv4/esp4.c": "esp\n", "arch/x86/crypto/Makefile": "obj-y += aes.o\n"})
+	long := func(a, b string) string {
+		var sb strings.Builder
+		sb.WriteString(a + "\n")
+		for i := 0; i < 20; i++ {
+			fmt.Fprintf(&sb, "line %d\n", i)
+		}
+		return sb.String() + b + "\n"
+	}
+	write(map[string]string{"arch/x86/kernel/i387.c": long("old begin", "old end"), "arch/x86/xen/enlighten.c": "old xen\n", "net/ipv4/esp4.c": "esp\n", "arch/x86/crypto/Makefile": "obj-y += aes.o\n"})
 	gitC(t, dir, "commit", "-qm", "Linux 3.19")
 	gitC(t, dir, "tag", "v3.19")
-	write(map[string]string{"arch/x86/kernel/i387.c": "new fpu\n", "arch/x86/xen/enlighten.c": "new xen\n", "arch/x86/crypto/Makefile": "obj-y += aes.o sha1.o\n", "arch/x86/crypto/sha1.c": "sha1\n"})
+	write(map[string]string{"arch/x86/kernel/i387.c": long("new begin", "new end"), "arch/x86/xen/enlighten.c": "new xen\n", "arch/x86/crypto/Makefile": "obj-y += aes.o sha1.o\n", "arch/x86/crypto/sha1.c": "sha1\n"})
 	gitC(t, dir, "commit", "-qm", "Linux 4.0")
 	gitC(t, dir, "tag", "v4.0")
 	repo, err := gitrepo.Open(context.Background(), dir)
@@ -58,10 +67,12 @@ func TestCandidates(t *testing.T) {
 	}{
 		{"per file", CandidateOptions{From: "v3.19", To: "v4.0", Paths: []string{"arch/x86"}},
 			"arch/x86/crypto/Makefile arch/x86/crypto/sha1.c arch/x86/kernel/i387.c arch/x86/xen/enlighten.c"},
-		{"per directory", CandidateOptions{From: "v3.19", To: "v4.0", ByDir: true},
+		{"per directory", CandidateOptions{From: "v3.19", To: "v4.0", By: "dir"},
 			"arch/x86/crypto arch/x86/kernel arch/x86/xen"},
-		{"reverts", CandidateOptions{From: "v4.0", To: "v3.19", ByDir: true, Paths: []string{"arch/x86/crypto"}},
+		{"reverts", CandidateOptions{From: "v4.0", To: "v3.19", By: "dir", Paths: []string{"arch/x86/crypto"}},
 			"arch/x86/crypto"},
+		{"per hunk", CandidateOptions{From: "v3.19", To: "v4.0", By: "hunk", Paths: []string{"arch/x86/kernel"}},
+			"arch/x86/kernel/i387.c#1 arch/x86/kernel/i387.c#2"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.o.Dir = filepath.Join(t.TempDir(), "cands")
@@ -79,7 +90,17 @@ func TestCandidates(t *testing.T) {
 				for _, f := range c.Files {
 					want, _ := exec.Command("git", "-C", dir, "show", tc.o.To+":"+f).Output()
 					got, _ := os.ReadFile(filepath.Join(wt, f))
-					if string(got) != string(want) {
+					switch {
+					case tc.o.By == "hunk" && strings.HasSuffix(c.Group, "#1"):
+						// The first hunk alone: the new beginning, the old end.
+						if !strings.HasPrefix(string(got), "new begin\n") || !strings.HasSuffix(string(got), "old end\n") {
+							t.Errorf("%s: %s is %q after the first hunk alone", c.Group, f, got)
+						}
+					case tc.o.By == "hunk":
+						if !strings.HasPrefix(string(got), "old begin\n") || !strings.HasSuffix(string(got), "new end\n") {
+							t.Errorf("%s: %s is %q after the second hunk alone", c.Group, f, got)
+						}
+					case string(got) != string(want):
 						t.Errorf("%s: %s is %q after the candidate, want %q", c.Group, f, got, want)
 					}
 				}
