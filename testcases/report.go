@@ -124,6 +124,9 @@ type Wire struct {
 	Corruptions    int   `json:"corruptions"`
 	ChecksumErrors int64 `json:"checksum_errors"`
 	Undecryptable  int64 `json:"undecryptable"`
+	// CipherBlockTexts are the wire corruptions' ciphertext blocks that
+	// read as text (esp.WireCorruption.CipherBlockText), each once.
+	CipherBlockTexts []string `json:"cipher_block_texts,omitempty"`
 }
 
 // ExposureMbit is the throughput that turns a run's traffic into exposure

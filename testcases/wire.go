@@ -40,4 +40,11 @@ func analyzeWire(ctx context.Context, r *Report, recv *proto.Result) {
 		ChecksumErrors: rep.ChecksumFailures,
 		Undecryptable:  rep.Undecryptable,
 	}
+	seen := map[string]bool{}
+	for _, c := range rep.Corruptions {
+		if t := c.CipherBlockText; t != "" && !seen[t] {
+			seen[t] = true
+			r.Wire.CipherBlockTexts = append(r.Wire.CipherBlockTexts, t)
+		}
+	}
 }
