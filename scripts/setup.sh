@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
   qemu-system-x86 linux-image-amd64 linux-source-6.1
-  nftables tshark iproute2 kmod cpio xz-utils ccache git
+  nftables tshark iproute2 kmod cpio xz-utils ccache git jq
   build-essential bc flex bison libelf-dev libssl-dev
   # --hypervisor xen: the nested Xen host's hypervisor and toolstack.
   xen-hypervisor-4.17-amd64 xen-utils-4.17 xenstore-utils
