@@ -574,7 +574,7 @@ func TestJobFindsFix(t *testing.T) {
 		{"time 0.3/min", 0.3, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			const n, trials = 64, 60
+			const n, trials = 64, 30
 			right, sumConf := 0, 0.0
 			for k := 0; k < trials; k++ {
 				chron := linear(n) // oldest first, as git lists the range
