@@ -192,8 +192,14 @@ func (o *Options) ValidateTest() error {
 	if o.InjectOffset >= 0 && o.InjectSide == "" {
 		o.InjectSide = proto.InjectReceiver
 	}
-	if o.InjectSide != "" && o.InjectSide != proto.InjectReceiver && o.InjectSide != proto.InjectSender {
-		return fmt.Errorf("unknown injection side %q: use receiver or sender", o.InjectSide)
+	switch o.InjectSide {
+	case "", proto.InjectReceiver, proto.InjectSender:
+	case proto.InjectAuth:
+		if !Registry[o.Test].ESP {
+			return fmt.Errorf("--inject-side auth needs an ESP test (natt-esp)")
+		}
+	default:
+		return fmt.Errorf("unknown injection side %q: use receiver, sender or auth", o.InjectSide)
 	}
 	if o.MemoryMB == 0 {
 		o.MemoryMB = 512
@@ -246,7 +252,7 @@ func guestParams(o *Options, tc Testcase, a Addressing) ([2]*proto.Params, error
 			// One terminal, one shell: the receiver's.
 			Shell: o.Shell && role == proto.RoleReceiver,
 		}
-		if o.InjectOffset >= 0 && (role == proto.RoleSender) == (o.InjectSide == proto.InjectSender) {
+		if o.InjectOffset >= 0 && (role == proto.RoleSender) == (o.InjectSide == proto.InjectSender || o.InjectSide == proto.InjectAuth) {
 			ps[i].InjectOffset, ps[i].InjectSide = o.InjectOffset, o.InjectSide
 		}
 	}

@@ -2,6 +2,7 @@ package testcases
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -245,4 +246,37 @@ func checkTsharkDecrypts(t *testing.T, name string, r *Report, stopped bool, arg
 		t.Errorf("%s: tshark sees %d stream bytes in %d segments, the receiver verified %d", name, got, segs, r.BytesVerified)
 	}
 	t.Logf("%s: tshark decrypted %d segments, %d bytes", name, segs, end-1)
+}
+
+// TestRunAuthFailure: an ESP packet whose ICV does not verify is dropped
+// by the receiver's kernel, so no corrupted byte reaches the application:
+// the run still fails, and says it was authentication. The sender's agent
+// forges one (--inject-side auth); with --stop-on-fail the run ends at it.
+func TestRunAuthFailure(t *testing.T) {
+	for _, stop := range []bool{false, true} {
+		t.Run(fmt.Sprintf("stop=%v", stop), func(t *testing.T) {
+			o := baseOptions(t)
+			o.InjectOffset, o.InjectSide, o.StopOnFail = 2_000_000, proto.InjectAuth, stop
+			if stop {
+				o.Duration = time.Minute // it must end long before
+			}
+			start := time.Now()
+			r, err := Run(context.Background(), o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Verdict != Fail || !strings.Contains(r.Reason, "1 ESP packet(s) from the sender failed authentication at the receiver") {
+				t.Fatalf("verdict %s (%s), want a fail for one authentication failure", r.Verdict, r.Reason)
+			}
+			if len(r.Corruptions) != 0 || r.Guests[1].AuthFailures != 1 || r.Guests[0].AuthFailures != 0 {
+				t.Errorf("corruptions %v, auth failures sender %d receiver %d: want none, 0, 1", r.Corruptions, r.Guests[0].AuthFailures, r.Guests[1].AuthFailures)
+			}
+			if r.Wire.ICVFailures != 1 {
+				t.Errorf("the capture has %d ICV failures, want the forged packet's 1", r.Wire.ICVFailures)
+			}
+			if stop && time.Since(start) > 45*time.Second {
+				t.Errorf("a stopping run took %s: it should end at the failure", time.Since(start).Round(time.Second))
+			}
+		})
+	}
 }

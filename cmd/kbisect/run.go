@@ -50,7 +50,7 @@ func (f *runFlags) register(fl *pflag.FlagSet, withKernel bool) {
 	fl.StringVar(&f.pcap, "pcap", "", "also copy the capture to this file (implies capture)")
 	fl.BoolVar(&f.opts.Capture, "capture", true, "capture the wire and analyse it")
 	fl.Int64Var(&f.inject, "inject-corruption", -1, "self-test: corrupt this byte offset of stream 0")
-	fl.StringVar(&f.injectSide, "inject-side", "receiver", "where --inject-corruption acts: receiver (after decryption) or sender (before encryption)")
+	fl.StringVar(&f.injectSide, "inject-side", "receiver", "where --inject-corruption acts: receiver (after decryption), sender (before encryption), or auth (the sender sends one ESP packet whose ICV fails, after that offset)")
 	fl.BoolVar(&f.opts.FailOnOops, "fail-on-oops", false, "a kernel oops or WARN in a guest console is a fail")
 	fl.BoolVar(&f.opts.StopOnFail, "stop-on-fail", false, "end the traffic at the first corruption")
 	fl.BoolVar(&f.opts.SIMDCanary, "simd-canary", false, "diagnostic: a thread in each agent holds known values in the SIMD registers; the run fails if they change under it (user SIMD state lost)")

@@ -27,7 +27,20 @@ var registry = map[string]runner{
 		if err != nil {
 			return nil, err
 		}
-		res, err := runStreams(ctx, p, send)
+		if p.StopOnFail {
+			// A packet whose ICV does not verify is dropped by the
+			// kernel, so no byte check sees it: watch the SAs' counters,
+			// and end the run at the first one as at a corruption.
+			var stop context.CancelFunc
+			ctx, stop = context.WithCancel(ctx)
+			defer stop()
+			go sa.stopOnAuthFailure(ctx, stop, send, p.Role)
+		}
+		var atOffset func() error
+		if p.InjectSide == proto.InjectAuth && p.Role == proto.RoleSender {
+			atOffset = sa.forgeBadICV
+		}
+		res, err := runStreamsWith(ctx, p, send, atOffset)
 		if res != nil {
 			res.XfrmState, res.ESPPackets, res.AuthFailures = sa.describe()
 			res.CryptoDrivers = cryptoDrivers()

@@ -3,6 +3,7 @@ package agent
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -290,6 +291,44 @@ func (s *espSetup) authInstalled() bool {
 		}
 	}
 	return true
+}
+
+// forgeBadICV sends the peer one ESP-in-UDP packet of the outbound SA with
+// random contents: a sequence number far ahead (the replay check passes) and
+// an ICV that cannot verify, so the peer's kernel drops it and counts an
+// integrity failure (the auth self-test, proto.InjectAuth).
+func (s *espSetup) forgeBadICV() error {
+	peer := &net.UDPAddr{IP: net.ParseIP(s.out.Dst), Port: int(s.out.DstPort)}
+	if s.out.DstPort == 0 {
+		peer.Port = nattPort
+	}
+	pkt := make([]byte, 8+s.suite.IVLen+4*max(s.suite.BlockLen, 4)+s.suite.ICVBits/8)
+	binary.BigEndian.PutUint32(pkt, s.out.SPI)
+	binary.BigEndian.PutUint32(pkt[4:], 0x7fff0000)
+	for i := 8; i < len(pkt); i++ {
+		pkt[i] = byte(i * 167)
+	}
+	_, err := s.conn.WriteToUDP(pkt, peer)
+	return err
+}
+
+// stopOnAuthFailure calls stop when the kernel has dropped an ESP packet
+// for a bad ICV (it polls the SAs' counters twice a second) and says so.
+func (s *espSetup) stopOnAuthFailure(ctx context.Context, stop func(), send Send, role string) {
+	t := time.NewTicker(500 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if _, _, n := s.describe(); n > 0 {
+			send(proto.Event{Type: "log", Role: role, Message: fmt.Sprintf("%d ESP packet(s) failed authentication: stopping", n)})
+			stop()
+			return
+		}
+	}
 }
 
 // describe returns the kernel's view of the SAs, one line each, the number

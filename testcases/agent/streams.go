@@ -29,6 +29,12 @@ const (
 
 // runStreams runs the sender or receiver side of N checked TCP streams.
 func runStreams(ctx context.Context, p *proto.Params, send Send) (*proto.Result, error) {
+	return runStreamsWith(ctx, p, send, nil)
+}
+
+// runStreamsWith is runStreams with atOffset, if not nil, called once by the
+// sender when stream 0 has sent p.InjectOffset bytes (a self-test).
+func runStreamsWith(ctx context.Context, p *proto.Params, send Send, atOffset func() error) (*proto.Result, error) {
 	if p.Streams < 1 {
 		p.Streams = 1
 	}
@@ -51,7 +57,7 @@ func runStreams(ctx context.Context, p *proto.Params, send Send) (*proto.Result,
 		err = receive(ctx, p, res, &moved)
 		res.BytesVerified = moved.Load()
 	} else {
-		err = transmit(ctx, p, &moved)
+		err = transmit(ctx, p, &moved, atOffset)
 		res.BytesSent = moved.Load()
 	}
 	res.Seconds = time.Since(start).Seconds()
@@ -82,7 +88,7 @@ func progress(send Send, role string, n *atomic.Int64) func() {
 // transmit connects the streams and sends the pattern for p.Duration, then
 // closes its side and waits for the receiver to close, so that every byte
 // has been delivered before the guest powers off.
-func transmit(ctx context.Context, p *proto.Params, moved *atomic.Int64) error {
+func transmit(ctx context.Context, p *proto.Params, moved *atomic.Int64, atOffset func() error) error {
 	conns := make([]*net.TCPConn, p.Streams)
 	for i := range conns {
 		c, err := dial(ctx, net.JoinHostPort(p.Peer, fmt.Sprint(BasePort+i)))
@@ -102,7 +108,11 @@ func transmit(ctx context.Context, p *proto.Params, moved *atomic.Int64) error {
 		go func() {
 			defer wg.Done()
 			defer c.Close()
-			errs[i] = sendStream(ctx, p, i, c, end, moved)
+			var hook func() error
+			if i == 0 {
+				hook = atOffset
+			}
+			errs[i] = sendStream(ctx, p, i, c, end, moved, hook)
 		}()
 	}
 	wg.Wait()
@@ -126,7 +136,7 @@ func dial(ctx context.Context, addr string) (*net.TCPConn, error) {
 	}
 }
 
-func sendStream(ctx context.Context, p *proto.Params, stream int, c *net.TCPConn, end time.Time, moved *atomic.Int64) error {
+func sendStream(ctx context.Context, p *proto.Params, stream int, c *net.TCPConn, end time.Time, moved *atomic.Int64, atOffset func() error) error {
 	pat := proto.NewPattern(p.Pattern, p.Seed, stream)
 	// The pattern's period is ioBuf, so one buffer serves every write.
 	buf := make([]byte, ioBuf)
@@ -146,6 +156,12 @@ func sendStream(ctx context.Context, p *proto.Params, stream int, c *net.TCPConn
 				return nil // the receiver hung up after a corruption
 			}
 			return fmt.Errorf("stream %d: send at offset %d: %w", stream, off, err)
+		}
+		if atOffset != nil && off > p.InjectOffset {
+			if err := atOffset(); err != nil {
+				return fmt.Errorf("self-test at offset %d: %w", off, err)
+			}
+			atOffset = nil
 		}
 	}
 	if err := c.CloseWrite(); err != nil {

@@ -33,6 +33,12 @@ const (
 	// InjectSender corrupts the byte in the sender's plaintext before it is
 	// encrypted: an encapsulation-like corruption, visible on the wire.
 	InjectSender = "sender"
+	// InjectAuth makes the sender send, once its stream 0 has passed the
+	// offset, one forged ESP packet of its outbound SA whose ICV cannot
+	// verify: the receiver's kernel drops it (an authentication failure,
+	// no corrupted byte), as it drops the packets a broken ESP output path
+	// damaged after authenticating them.
+	InjectAuth = "auth"
 )
 
 // Duration is a time.Duration that marshals as a Go duration string.
