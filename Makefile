@@ -55,7 +55,7 @@ test-lava: build
 
 # The pair as Xen domUs in a nested Xen host (also part of `make test`).
 test-xen: setup build
-	$(GO) test -count=1 -p 1 -timeout 30m -run 'TestXen' -v ./testcases/
+	$(GO) test -count=1 -p 1 -timeout 60m -run 'TestXen|TestOldKernelsXen|TestOldKernelXenPVH' -v ./testcases/
 
 demo: setup build
 	$(KBISECT) demo
