@@ -9,7 +9,7 @@
 #           them up to v5.10.7; default: a ladder of the two tarballs in the
 #           project's shared/kernels (the table and the validations only).
 # Environment: KBISECT (default bin/kbisect), OUT (default a new directory
-# under /tmp), KERNELS (the old kernel tarballs; default ../shared/kernels),
+# under /tmp; the bisection jobs in an OUT of an earlier run are resumed), KERNELS (the old kernel tarballs; default ../shared/kernels),
 # DURATION (each run of the table, default 30s), SKIP (space-separated
 # parts to leave out: table validate first-bad fix-release window).
 set -euo pipefail
@@ -114,12 +114,16 @@ if ! skip validate; then
 	validate validate-xenclts-314 v3.14.5 "$OUT/patch-xenclts-314" | tee "$OUT/validate.tsv"
 fi
 
-bisect() { # bisect NAME ARGS...
+bisect() { # bisect NAME ARGS...: a job already in OUT is resumed (or reported if it ended)
 	name=$1
 	shift
 	set +e
-	"$KBISECT" bisect --repo "$LADDER" --hypervisor xen --config tinyconfig --run-time 30s --budget 10m \
-		--confidence 0.99 --job "$OUT/$name" --json "$@" >"$OUT/$name.json"
+	if [ -f "$OUT/$name/journal.jsonl" ]; then
+		"$KBISECT" bisect resume "$OUT/$name" --json >"$OUT/$name.json"
+	else
+		"$KBISECT" bisect --repo "$LADDER" --hypervisor xen --config tinyconfig --run-time 30s --budget 10m \
+			--confidence 0.99 --job "$OUT/$name" --json "$@" >"$OUT/$name.json"
+	fi
 	set -e
 	jq -r --arg name "$name" '[$name, .find, .status, .culprit, .subject, (.confidence | . * 10000 | round / 10000), .runs, .builds] | @tsv' "$OUT/$name.json"
 }
