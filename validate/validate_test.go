@@ -117,7 +117,10 @@ func TestBadInput(t *testing.T) {
 		{"empty range", Options{Base: h.Bad, Patches: h.Bad + ".." + h.Bad, Exec: "true"}, "the range holds no commits"},
 		{"unknown range end", Options{Base: h.Bad, Patches: h.Good + "..nope", Exec: "true"}, `unknown revision "nope"`},
 		{"exec not executable", Options{Base: h.Bad, Patches: patches, Exec: notExec}, "is not executable"},
-		{"exec not found", Options{Base: h.Bad, Patches: patches, Exec: "no-such-command --flag"}, "is not a command in PATH"},
+		{"exec path missing", Options{Base: h.Bad, Patches: patches, Exec: "/nonexistent/test.sh --flag"}, "does not exist"},
+		// Not a path: sh's to find; not found (127) is a host failure,
+		// never a verdict.
+		{"exec not found", Options{Base: h.Bad, Patches: patches, Exec: "no-such-command --flag"}, "exited 127"},
 		{"no test", Options{Base: h.Bad, Patches: patches}, "give --test"},
 		{"bad expect", Options{Base: h.Bad, Patches: patches, Exec: "true", Expect: "maybe"}, `--expect "maybe"`},
 		{"bad confidence", Options{Base: h.Bad, Patches: patches, Exec: "true", Confidence: 1.5}, "--confidence 1.5"},

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -221,18 +222,48 @@ func Env() []string {
 	return append(withoutGitVars(os.Environ()), "GIT_TERMINAL_PROMPT=0")
 }
 
-// withoutGitVars drops the variables that redirect git to another
-// repository, worktree or index, and the identities git would commit with.
+// RepoVars are the variables git calls local to a repository (`git
+// rev-parse --local-env-vars`): set by a hook, an alias or the user, they
+// point git at another repository, worktree, index or object store, or
+// carry config.
+var RepoVars = []string{
+	"GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_CONFIG", "GIT_CONFIG_PARAMETERS", "GIT_CONFIG_COUNT",
+	"GIT_OBJECT_DIRECTORY", "GIT_DIR", "GIT_WORK_TREE", "GIT_IMPLICIT_WORK_TREE", "GIT_GRAFT_FILE",
+	"GIT_INDEX_FILE", "GIT_NO_REPLACE_OBJECTS", "GIT_REPLACE_REF_BASE", "GIT_PREFIX",
+	"GIT_INTERNAL_SUPER_PREFIX", "GIT_SHALLOW_FILE", "GIT_COMMON_DIR",
+}
+
+// WithoutRepoVars returns env without RepoVars but the config given with
+// `git -c` or GIT_CONFIG_COUNT (a safe.directory, say), as git does when
+// it runs a command in another repository (a submodule): the environment
+// of a command that must see the repository it runs in, such as a test
+// command in a checkout.
+func WithoutRepoVars(env []string) []string {
+	var drop []string
+	for _, v := range RepoVars {
+		if v != "GIT_CONFIG_PARAMETERS" && v != "GIT_CONFIG_COUNT" {
+			drop = append(drop, v)
+		}
+	}
+	return without(env, drop)
+}
+
+// withoutGitVars is WithoutRepoVars without the identities git would
+// commit with either.
 func withoutGitVars(env []string) []string {
+	return without(WithoutRepoVars(env), []string{
+		"GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_AUTHOR_DATE",
+		"GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL", "GIT_COMMITTER_DATE",
+	})
+}
+
+func without(env, names []string) []string {
 	var out []string
 	for _, kv := range env {
-		switch strings.SplitN(kv, "=", 2)[0] {
-		case "GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_COMMON_DIR",
-			"GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_AUTHOR_DATE",
-			"GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL", "GIT_COMMITTER_DATE":
-			continue
+		name, _, _ := strings.Cut(kv, "=")
+		if !slices.Contains(names, name) {
+			out = append(out, kv)
 		}
-		out = append(out, kv)
 	}
 	return out
 }

@@ -1,0 +1,146 @@
+package exectest
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kbisect/kbisect/bisect"
+)
+
+// The tests of issue #17: faults and bad input never give a wrong verdict,
+// leak the environment, or run forever. They run the kbisect binary on
+// real repositories, with real processes and signals.
+
+// waitFor polls cond for up to d.
+func waitFor(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return true
+}
+
+// runCLIWithin is runCLI that kills kbisect after d (a failure).
+func runCLIWithin(t *testing.T, d time.Duration, bin string, args ...string) cliResult {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	timer := time.AfterFunc(d, func() { cmd.Process.Kill() })
+	err := cmd.Wait()
+	if !timer.Stop() {
+		t.Errorf("kbisect %s: still running after %s", strings.Join(args, " "), d)
+	}
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return cliResult{o.String(), e.String(), code}
+}
+
+// TestCLICannotRun: a test that cannot run is an infrastructure error,
+// never a verdict: a script given to sh that does not exist is refused
+// before anything runs, and a command that is not found (exit 127) stops
+// the bisection with exit 5, not "no regression".
+func TestCLICannotRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the kbisect binary")
+	}
+	bin := buildCLI(t)
+	repoDir, hashes := makeRepo(t, 10, 5)
+	job := filepath.Join(t.TempDir(), "job")
+	r := runCLI(t, bin, "bisect", "--repo", repoDir, "--good", hashes[0], "--bad", "main", "--exec", "sh /no/such/file.sh", "--job", job)
+	if r.code != 2 || !strings.Contains(r.stderr, "/no/such/file.sh does not exist") {
+		t.Errorf("sh /no/such/file.sh: exit %d, %q; want 2", r.code, r.stderr)
+	}
+	if _, err := os.Stat(job); err == nil {
+		t.Errorf("a refused command left a job directory")
+	}
+	r = runCLI(t, bin, "bisect", "--repo", repoDir, "--good", hashes[0], "--bad", "main", "--exec", "no-such-program-kbisect --run", "--job", job, "--retries", "1")
+	if r.code != 5 || !strings.Contains(r.stdout, "exited 127") || !strings.Contains(r.stdout+r.stderr, "not found") {
+		t.Errorf("a command that is not found: exit %d\n%s\n%s\nwant 5 (infrastructure errors) naming exit 127", r.code, r.stdout, r.stderr)
+	}
+	if runs := journalRuns(t, job); len(runs) != 0 {
+		t.Errorf("%d verdicts recorded for a command that cannot run", len(runs))
+	}
+}
+
+// TestCLIGitEnv: kbisect run from a git hook or alias (GIT_DIR,
+// GIT_WORK_TREE, GIT_INDEX_FILE pointing at another repository) tests the
+// commits of --repo, and the other repository is left as it was.
+func TestCLIGitEnv(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the kbisect binary")
+	}
+	bin := buildCLI(t)
+	repoDir, hashes := makeRepo(t, 20, 13)
+	other, _ := makeRepo(t, 3, 2)
+	otherIndex, _ := os.ReadFile(filepath.Join(other, ".git", "index"))
+	before := snapshot(t, other)
+	cmd := exec.Command(bin, "bisect", "--repo", repoDir, "--good", hashes[0], "--bad", "main", "--json",
+		"--job", filepath.Join(t.TempDir(), "job"),
+		// The test checks it sees the commit under test, and refreshes
+		// the index of whatever repository it sees.
+		"--exec", `git status >/dev/null; git update-index --refresh >/dev/null; test "$(git rev-parse HEAD)" = "$KBISECT_COMMIT" || exit 200; test ! -f bug`)
+	cmd.Env = append(os.Environ(), "GIT_DIR="+filepath.Join(other, ".git"), "GIT_WORK_TREE="+other,
+		"GIT_INDEX_FILE="+filepath.Join(other, ".git", "index"), "GIT_PREFIX=sub/")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%v: %s", err, stderr.String())
+	}
+	var res bisect.Result
+	if err := json.Unmarshal([]byte(lastLine(stdout.String())), &res); err != nil || res.Culprit != hashes[12] || res.InfraErrors != 0 {
+		t.Errorf("result %+v (%v), want %s without errors", res, err, hashes[12])
+	}
+	if after, _ := os.ReadFile(filepath.Join(other, ".git", "index")); !bytes.Equal(after, otherIndex) {
+		t.Errorf("the other repository's index was rewritten")
+	}
+	if after := snapshot(t, other); after != before {
+		t.Errorf("the other repository changed:\n%+v\n%+v", before, after)
+	}
+}
+
+// TestCLIValidShell: what git bisect run users write is run by sh, not
+// refused.
+func TestCLIValidShell(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the kbisect binary")
+	}
+	bin := buildCLI(t)
+	repoDir, hashes := makeRepo(t, 12, 7)
+	for _, c := range []string{
+		"mkdir -p d && cd d && test ! -f ../bug",
+		"FOO=1 test ! -f bug",
+		"if [ -f bug ]; then exit 1; fi",
+		"for f in bug; do test ! -f $f || exit 1; done",
+		"set -e; test ! -f bug",
+		"export FOO=1; test ! -f bug",
+		"trap 'rm -rf d' EXIT; test ! -f bug",
+		": check; test ! -f bug",
+		"{ test ! -f bug; }",
+	} {
+		t.Run(c, func(t *testing.T) {
+			r := runCLI(t, bin, "bisect", "--repo", repoDir, "--good", hashes[0], "--bad", "main", "--exec", c,
+				"--job", filepath.Join(t.TempDir(), "job"), "--json")
+			var res bisect.Result
+			if err := json.Unmarshal([]byte(lastLine(r.stdout)), &res); r.code != 0 || err != nil || res.Culprit != hashes[6] {
+				t.Errorf("exit %d, %q, %q; want the culprit %s", r.code, r.stdout, r.stderr, hashes[6])
+			}
+		})
+	}
+}
