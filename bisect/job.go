@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/kbisect/kbisect/internal/fsutil"
 	"github.com/kbisect/kbisect/internal/gitrepo"
@@ -70,6 +71,8 @@ type Job struct {
 	bestP     []float64   // probability of the most probable commit after every run
 	keepHist  bool
 	badTime   float64 // minutes of test at bad before its first failure
+	// longestPass is the longest run that passed (runLimit).
+	longestPass time.Duration
 	// revertCulprit is the conclusion being checked by reverting it.
 	revertCulprit *Conclusion
 }
@@ -318,6 +321,9 @@ func (j *Job) apply(r Record) {
 		}
 		j.runs++
 		j.testMin += r.Elapsed / 60
+		if r.Verdict == Pass {
+			j.longestPass = max(j.longestPass, time.Duration(r.Elapsed*float64(time.Second)))
+		}
 		if w := r.Wall - r.BuildTime; w > 0 {
 			j.runWall += w / 60
 			j.nRunWall++

@@ -282,7 +282,7 @@ func Validate(ctx context.Context, o Options) (*Report, error) {
 		rep.RunSeconds = o.Kernel.Run.Duration.Seconds()
 		rep.Unit, rep.RateUnit = "minute", "per hour"
 	} else {
-		t = &execTester{cmd: o.Exec, clone: clone, runRoot: filepath.Join(o.CacheDir, "runs", "validate-"+time.Now().Format("20060102-150405"))}
+		t = &execTester{cmd: o.Exec, clone: clone, limit: o.Budget, runRoot: filepath.Join(o.CacheDir, "runs", "validate-"+time.Now().Format("20060102-150405"))}
 		rep.Test = "exec: " + o.Exec
 		rep.Unit, rep.RateUnit = "run", "per run"
 	}

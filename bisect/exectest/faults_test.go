@@ -6,11 +6,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/kbisect/kbisect/bisect"
+	"github.com/kbisect/kbisect/internal/testenv"
 )
 
 // The tests of issue #17: faults and bad input never give a wrong verdict,
@@ -112,6 +115,92 @@ func TestCLIGitEnv(t *testing.T) {
 	}
 	if after := snapshot(t, other); after != before {
 		t.Errorf("the other repository changed:\n%+v\n%+v", before, after)
+	}
+}
+
+// TestCLIHungTest: a test that never ends, without --timeout, is killed at
+// the run's default limit (here the endpoint's test time, --budget 2s) as
+// an infrastructure error; nothing of it is left running.
+func TestCLIHungTest(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the kbisect binary")
+	}
+	bin := buildCLI(t)
+	repoDir, hashes := makeRepo(t, 10, 5)
+	job := filepath.Join(t.TempDir(), "job")
+	script := testenv.WriteScript(t, t.TempDir(), "hang.sh", `sleep 100000 & echo $! $$ >> "$KBISECT_JOB/pids"; wait`)
+	r := runCLIWithin(t, 2*time.Minute, bin, "bisect", "--repo", repoDir, "--good", hashes[0], "--bad", "main", "--exec", script,
+		"--job", job, "--budget", "2s", "--retries", "1")
+	if r.code != 5 || !strings.Contains(r.stdout, "timed out after 2s") {
+		t.Errorf("exit %d\n%s\n%s\nwant 5 with runs timed out after 2s", r.code, r.stdout, r.stderr)
+	}
+	b, _ := os.ReadFile(filepath.Join(job, "pids"))
+	for _, f := range strings.Fields(string(b)) {
+		pid, _ := strconv.Atoi(f)
+		t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) })
+		if !testenv.WaitGone(pid, 2*time.Second) {
+			t.Errorf("the test's sleep %d still runs", pid)
+		}
+	}
+}
+
+// TestCLIKillSurvivors: after kill -9 of kbisect, the test it started dies
+// with its whole process group; a process that left the group survives,
+// and the resumed job does not use the checkout it works in.
+func TestCLIKillSurvivors(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the kbisect binary")
+	}
+	testenv.NeedCommand(t, "setsid", "util-linux")
+	bin := buildCLI(t)
+	repoDir, hashes := makeRepo(t, 10, 5)
+	job := filepath.Join(t.TempDir(), "job")
+	script := testenv.WriteScript(t, t.TempDir(), "test.sh", `
+echo "$KBISECT_RUN $(pwd)" >> "$KBISECT_JOB/pwds"
+if [ ! -f "$KBISECT_JOB/behave" ]; then
+	setsid sleep 1000 </dev/null >/dev/null 2>&1 & echo $! > "$KBISECT_JOB/escaped"
+	sleep 1000 & echo $! > "$KBISECT_JOB/child"
+	echo $$ > "$KBISECT_JOB/leader"
+	wait
+fi
+test ! -f bug`)
+	args := []string{"bisect", "--repo", repoDir, "--good", hashes[0], "--bad", "main", "--exec", script, "--job", job, "--json"}
+	cmd := exec.Command(bin, args...)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	leader := testenv.ReadPID(t, filepath.Join(job, "leader"), 30*time.Second)
+	child := testenv.ReadPID(t, filepath.Join(job, "child"), 30*time.Second)
+	escaped := testenv.ReadPID(t, filepath.Join(job, "escaped"), 30*time.Second)
+	cmd.Process.Kill()
+	cmd.Wait()
+	for name, pid := range map[string]int{"the test": leader, "its child": child} {
+		if !testenv.WaitGone(pid, 3*time.Second) {
+			t.Errorf("%s (%d) still runs 3s after kbisect was killed", name, pid)
+		}
+	}
+	if !testenv.Alive(escaped) {
+		t.Fatalf("the process that left the group died: the test cannot check the checkout")
+	}
+	b, _ := os.ReadFile(filepath.Join(job, "pwds"))
+	first := strings.Fields(string(b))[1]
+
+	os.WriteFile(filepath.Join(job, "behave"), nil, 0o644)
+	r := runCLI(t, bin, "bisect", "resume", job, "--json")
+	if r.code != 0 {
+		t.Fatalf("resume: exit %d: %s", r.code, r.stderr)
+	}
+	var res bisect.Result
+	if err := json.Unmarshal([]byte(lastLine(r.stdout)), &res); err != nil || res.Culprit != hashes[4] {
+		t.Errorf("after resume: %+v, %v", res, err)
+	}
+	b, _ = os.ReadFile(filepath.Join(job, "pwds"))
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	for _, l := range lines[1:] {
+		if strings.Fields(l)[1] == first {
+			t.Errorf("a resumed run used %s, where a survivor still works", first)
+			break
+		}
 	}
 }
 

@@ -1,0 +1,69 @@
+package bisect
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+)
+
+// budgets records what each run was given.
+type budgets struct {
+	*fakeTester
+	mu  sync.Mutex
+	got []time.Duration
+}
+
+func (b *budgets) Test(ctx context.Context, commit string, budget time.Duration) (Outcome, error) {
+	b.mu.Lock()
+	b.got = append(b.got, budget)
+	b.mu.Unlock()
+	return b.fakeTester.Test(ctx, commit, budget)
+}
+
+// TestRunLimit: in runs mode a run always has a time limit: --timeout;
+// for a command, before any pass the endpoint's test time (or an hour),
+// then ten times the longest pass, at least a minute; for the kernel
+// pipeline, --run-time.
+func TestRunLimit(t *testing.T) {
+	tests := []struct {
+		name        string
+		kernel      bool
+		o           Options
+		first, then time.Duration
+	}{
+		{"timeout", false, Options{Timeout: 5 * time.Second}, 5 * time.Second, 5 * time.Second},
+		{"time budget, then from passes", false, Options{Budget: 10 * time.Minute}, 10 * time.Minute, time.Minute},
+		{"runs budget, then from passes", false, Options{BudgetRuns: 50}, time.Hour, time.Minute},
+		{"kernel", true, Options{RunTime: 2 * time.Minute}, 2 * time.Minute, 2 * time.Minute},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			hist := linear(20)
+			spec := testSpec(tc.o)
+			if tc.kernel {
+				spec.Exec = ""
+			}
+			job, err := Create(t.TempDir(), spec, hist)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer job.Close()
+			b := &budgets{fakeTester: newFake(hist, 10, 0.8, 1)}
+			if _, err := job.Run(context.Background(), b, nil); err != nil {
+				t.Fatal(err)
+			}
+			if b.got[0] != tc.first {
+				t.Errorf("first run given %s, want %s", b.got[0], tc.first)
+			}
+			if last := b.got[len(b.got)-1]; last != tc.then {
+				t.Errorf("last run given %s, want %s (all: %v)", last, tc.then, b.got)
+			}
+			for _, r := range job.Records() {
+				if r.Type == RecBegin && r.Budget <= 0 {
+					t.Errorf("run %d began without a limit", r.Seq)
+				}
+			}
+		})
+	}
+}
