@@ -2,6 +2,10 @@ package bisect
 
 import (
 	"context"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -65,5 +69,37 @@ func TestRunLimit(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestOptionsRefused: values that cannot be meant are errors naming their
+// flag, never replaced by defaults; Create makes no job directory for them.
+func TestOptionsRefused(t *testing.T) {
+	tests := []struct {
+		o    Options
+		flag string
+	}{
+		{Options{Confidence: math.NaN()}, "--confidence"},
+		{Options{Confidence: 1e-300}, "--confidence"},
+		{Options{Confidence: 0.3}, "--confidence"},
+		{Options{Confidence: 1}, "--confidence"},
+		{Options{Timeout: -time.Second}, "--timeout"},
+		{Options{MaxTime: -time.Second}, "--max-time"},
+		{Options{RunTime: -time.Second}, "--run-time"},
+		{Options{MaxRuns: -1}, "--max-runs"},
+		{Options{Retries: -1}, "--retries"},
+		{Options{BuildCost: -1}, "--build-cost"},
+		{Options{BuildCost: math.NaN()}, "--build-cost"},
+		{Options{Parallel: -2}, "--parallel"},
+	}
+	for _, tc := range tests {
+		dir := filepath.Join(t.TempDir(), "job")
+		_, err := Create(dir, testSpec(tc.o), linear(10))
+		if err == nil || !strings.HasPrefix(err.Error(), tc.flag+" ") {
+			t.Errorf("%+v: %v, want an error naming %s", tc.o, err, tc.flag)
+		}
+		if _, serr := os.Stat(dir); serr == nil {
+			t.Errorf("%+v: the job directory was made", tc.o)
+		}
 	}
 }

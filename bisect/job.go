@@ -228,7 +228,7 @@ func open(dir string, hist History, keepHist bool) (*Job, error) {
 }
 
 func newJob(dir string, spec JobSpec, commits []Commit, hist History) (*Job, error) {
-	if err := spec.Options.Validate(); err != nil {
+	if err := spec.Options.settle(); err != nil {
 		return nil, fmt.Errorf("job %s: %w", dir, err)
 	}
 	if len(commits) < 2 {

@@ -2,6 +2,7 @@ package validate
 
 import (
 	"context"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -124,6 +125,8 @@ func TestBadInput(t *testing.T) {
 		{"no test", Options{Base: h.Bad, Patches: patches}, "give --test"},
 		{"bad expect", Options{Base: h.Bad, Patches: patches, Exec: "true", Expect: "maybe"}, `--expect "maybe"`},
 		{"bad confidence", Options{Base: h.Bad, Patches: patches, Exec: "true", Confidence: 1.5}, "--confidence 1.5"},
+		{"confidence nan", Options{Base: h.Bad, Patches: patches, Exec: "true", Confidence: math.NaN()}, "--confidence NaN"},
+		{"tolerance nan", Options{Base: h.Bad, Patches: patches, Exec: "true", Tolerance: math.NaN()}, "--tolerance NaN"},
 		{"not a repository", Options{Repo: t.TempDir(), Base: "HEAD", Patches: patches, Exec: "true"}, "is not a git repository"},
 	}
 	for _, tc := range cases {

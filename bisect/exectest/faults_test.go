@@ -204,6 +204,69 @@ test ! -f bug`)
 	}
 }
 
+// TestCLIBadInputEarly: input that cannot be meant is a one-line error,
+// exit 2, before anything is made: no job directory.
+func TestCLIBadInputEarly(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the kbisect binary")
+	}
+	bin := buildCLI(t)
+	repoDir, hashes := makeRepo(t, 10, 5)
+	ok := testenv.WriteScript(t, t.TempDir(), "ok.sh", "test ! -f bug")
+	base := []string{"bisect", "--repo", repoDir, "--good", hashes[0], "--bad", "main"}
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"confidence nan", []string{"--exec", ok, "--confidence", "nan"}, "--confidence NaN"},
+		{"confidence tiny", []string{"--exec", ok, "--confidence", "1e-300"}, "--confidence 1e-300"},
+		{"negative timeout", []string{"--exec", ok, "--timeout", "-1s"}, "--timeout -1s"},
+		{"negative max-time", []string{"--exec", ok, "--max-time", "-1m"}, "--max-time -1m0s"},
+		{"negative max-runs", []string{"--exec", ok, "--max-runs", "-1"}, "--max-runs -1"},
+		{"negative retries", []string{"--exec", ok, "--retries", "-1"}, "--retries -1"},
+		{"negative build-cost", []string{"--exec", ok, "--build-cost", "-1"}, "--build-cost -1"},
+		{"negative run-time", []string{"--exec", ok, "--run-time", "-1s"}, "--run-time -1s"},
+		{"empty exec", []string{"--exec", ""}, "--exec is empty"},
+		{"blank exec", []string{"--exec", "  "}, "--exec is empty"},
+		{"missing config", []string{"--config", "/no/such/config"}, "--config"},
+		{"missing script", []string{"--exec", "sh ./no-such.sh"}, "does not exist"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			job := filepath.Join(t.TempDir(), "job")
+			r := runCLIWithin(t, 30*time.Second, bin, append(append(base, tc.args...), "--job", job)...)
+			if r.code != 2 || !strings.Contains(r.stderr, tc.want) || strings.Count(strings.TrimSpace(r.stderr), "\n") > 0 {
+				t.Errorf("exit %d, stderr %q; want exit 2 and one line saying %q", r.code, r.stderr, tc.want)
+			}
+			if _, err := os.Stat(job); err == nil {
+				t.Errorf("bad input left a job directory")
+			}
+		})
+	}
+	others := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"validate confidence nan", []string{"validate", "--repo", repoDir, "--base", hashes[0], "--patches", hashes[0] + ".." + hashes[3],
+			"--exec", ok, "--confidence", "nan"}, "--confidence NaN"},
+		{"validate empty exec", []string{"validate", "--repo", repoDir, "--base", hashes[0], "--patches", hashes[0] + ".." + hashes[3],
+			"--exec", ""}, "--exec is empty"},
+		{"sim confidence 2", []string{"sim", "--confidence", "2"}, "--confidence 2"},
+		{"sim budget -5", []string{"sim", "--budget", "-5"}, "--budget -5"},
+		{"sim workers -1", []string{"sim", "--workers", "-1"}, "--workers -1"},
+	}
+	for _, tc := range others {
+		t.Run(tc.name, func(t *testing.T) {
+			r := runCLIWithin(t, 10*time.Second, bin, tc.args...)
+			if r.code != 2 || !strings.Contains(r.stderr, tc.want) || strings.Count(strings.TrimSpace(r.stderr), "\n") > 0 {
+				t.Errorf("exit %d, stderr %q; want exit 2 and one line saying %q", r.code, r.stderr, tc.want)
+			}
+		})
+	}
+}
+
 // TestCLIValidShell: what git bisect run users write is run by sh, not
 // refused.
 func TestCLIValidShell(t *testing.T) {

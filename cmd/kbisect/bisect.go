@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -208,8 +209,14 @@ func kernelArgs(f *pflag.FlagSet, names []string) []string {
 
 func runBisect(cmd *cobra.Command, bf *bisectFlags) error {
 	ctx, o := cmd.Context(), bf.opts
-	if o.Confidence <= 0 || o.Confidence >= 1 {
-		return fmt.Errorf("--confidence %g: give a probability between 0 and 1, such as 0.99", o.Confidence)
+	// Every flag is checked before anything is made: bad input leaves no
+	// job directory.
+	isExec := cmd.Flags().Changed("exec")
+	if isExec && strings.TrimSpace(bf.exec) == "" {
+		return errors.New("--exec is empty: give the command that tests the checked-out tree (without --exec, the test is the kernel pipeline)")
+	}
+	if !(o.Confidence > 0.5 && o.Confidence < 1) {
+		return fmt.Errorf("--confidence %g: give a probability between 0.5 and 1, such as 0.99", o.Confidence)
 	}
 	if o.Parallel < 1 || o.Parallel > 64 {
 		return fmt.Errorf("--parallel %d: give 1 to 64", o.Parallel)
@@ -224,12 +231,15 @@ func runBisect(cmd *cobra.Command, bf *bisectFlags) error {
 	switch o.Unit = bisect.Unit(bf.unit); o.Unit {
 	case "":
 		o.Unit = bisect.UnitTime
-		if bf.exec != "" {
+		if isExec {
 			o.Unit = bisect.UnitRuns
 		}
 	case bisect.UnitRuns, bisect.UnitTime:
 	default:
 		return fmt.Errorf("--unit %q: use runs or time", bf.unit)
+	}
+	if err := o.Validate(); err != nil {
+		return err
 	}
 	repo, err := gitrepo.Open(ctx, bf.repo)
 	if err != nil {
@@ -247,7 +257,7 @@ func runBisect(cmd *cobra.Command, bf *bisectFlags) error {
 		spec.Find = bisect.FindFix
 	}
 	spec.Cwd, _ = os.Getwd()
-	if bf.exec != "" {
+	if isExec {
 		if spec.Exec, err = bisectrun.Check(bf.exec, repo.Dir); err != nil {
 			return fmt.Errorf("--exec %w", err)
 		}

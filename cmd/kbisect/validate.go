@@ -59,6 +59,9 @@ not fix, regression, does not apply, build or boot), 3 inconclusive, 2 bad
 input or a host failure.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cmd.Flags().Changed("exec") && strings.TrimSpace(o.Exec) == "" {
+				return errors.New("--exec is empty: give the command that tests each tree (without --exec, the test is the kernel pipeline)")
+			}
 			o.Expect = validate.Expect(expect)
 			progress := progressFunc(jsonOut)
 			if verboseLog && !jsonOut {
