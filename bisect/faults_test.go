@@ -2,6 +2,7 @@ package bisect
 
 import (
 	"context"
+	"errors"
 	"math"
 	"os"
 	"path/filepath"
@@ -9,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/kbisect/kbisect/internal/testenv"
 )
 
 // budgets records what each run was given.
@@ -101,5 +104,69 @@ func TestOptionsRefused(t *testing.T) {
 		if _, serr := os.Stat(dir); serr == nil {
 			t.Errorf("%+v: the job directory was made", tc.o)
 		}
+	}
+}
+
+// fill writes zeros to path until the file system is full.
+func fill(t *testing.T, path string) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	buf := make([]byte, 4096)
+	for {
+		if _, err := f.Write(buf); err != nil {
+			return
+		}
+	}
+}
+
+// TestFullDisk: a journal that cannot be written is ErrStorage and keeps
+// no torn line; a job that cannot be created leaves nothing.
+func TestFullDisk(t *testing.T) {
+	mnt := testenv.MountTmpfs(t, "256k")
+	hist := linear(200)
+	dir := filepath.Join(mnt, "job")
+	job, err := Create(dir, testSpec(Options{}), hist)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fill(t, filepath.Join(mnt, "fill"))
+	f := newFake(hist, 150, 0.5, 1)
+	_, err = job.Run(context.Background(), f, nil)
+	job.Close()
+	if !errors.Is(err, ErrStorage) || !strings.Contains(err.Error(), "no space left") {
+		t.Fatalf("Run on a full disk: %v, want ErrStorage", err)
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, JournalName))
+	if len(b) == 0 || b[len(b)-1] != '\n' {
+		t.Errorf("the journal ends with a torn line: %q", b[max(0, len(b)-80):])
+	}
+	recs, err := ReadJournal(dir)
+	if err != nil || strings.Count(string(b), "\n") != len(recs) {
+		t.Errorf("%d lines, %d records (%v)", strings.Count(string(b), "\n"), len(recs), err)
+	}
+	// Space again: the job resumes.
+	os.Remove(filepath.Join(mnt, "fill"))
+	job, err = Resume(dir, hist)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := job.Run(context.Background(), f, nil)
+	job.Close()
+	if err != nil || res.Culprit != hist[150].Hash {
+		t.Errorf("after freeing space: %+v, %v", res, err)
+	}
+
+	// A job that cannot be created on a full disk leaves nothing.
+	fill(t, filepath.Join(mnt, "fill"))
+	dir2 := filepath.Join(mnt, "job2")
+	if _, err := Create(dir2, testSpec(Options{}), linear(5000)); !errors.Is(err, ErrStorage) {
+		t.Errorf("Create on a full disk: %v, want ErrStorage", err)
+	}
+	if _, err := os.Stat(dir2); err == nil {
+		t.Errorf("a job that could not be created left %s", dir2)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
@@ -88,11 +89,16 @@ func Create(dir string, spec JobSpec, hist History) (*Job, error) {
 	if err != nil {
 		return nil, fmt.Errorf("job directory %s: %w", dir, err)
 	}
+	_, statErr := os.Stat(abs)
+	created := errors.Is(statErr, fs.ErrNotExist)
 	if err := os.MkdirAll(abs, 0o755); err != nil {
-		return nil, fmt.Errorf("job directory %s: %w", dir, err)
+		return nil, fmt.Errorf("%w: job directory %s: %w", ErrStorage, dir, err)
 	}
 	lock, err := LockJob(abs)
 	if err != nil {
+		if created {
+			os.RemoveAll(abs)
+		}
 		return nil, err
 	}
 	if recs, err := ReadJournal(abs); err == nil {
@@ -106,20 +112,33 @@ func Create(dir string, spec JobSpec, hist History) (*Job, error) {
 	}
 	spec.Version = FormatVersion
 	commits := hist.Commits()
+	// A job that cannot be started leaves nothing behind.
+	undo := func() {
+		for _, name := range []string{JournalName, commitsName, lockName} {
+			os.Remove(filepath.Join(abs, name))
+		}
+		if created {
+			os.RemoveAll(abs)
+		}
+	}
 	if err := fsutil.WriteFile(filepath.Join(abs, commitsName), mustJSON(commits), 0o644); err != nil {
 		lock.Unlock()
-		return nil, err
+		undo()
+		return nil, fmt.Errorf("%w: %w", ErrStorage, err)
 	}
 	j, err := newJob(abs, spec, commits, hist)
 	if err != nil {
 		lock.Unlock()
+		undo()
 		return nil, err
 	}
 	if err := j.take(lock); err != nil {
-		return nil, err
+		undo()
+		return nil, fmt.Errorf("%w: %w", ErrStorage, err)
 	}
 	if err := j.append(Record{Type: RecStart, Spec: &j.Spec, PID: os.Getpid()}); err != nil {
 		j.Close()
+		undo()
 		return nil, err
 	}
 	return j, nil

@@ -183,6 +183,8 @@ func (j *Job) Run(ctx context.Context, tester Tester, progress func(Progress)) (
 				}
 				rec.Verdict = ""
 				if err := j.append(rec); err != nil {
+					cancelRuns()
+					j.drain(results, inflight)
 					return nil, err
 				}
 				consecutive++
@@ -205,6 +207,8 @@ func (j *Job) Run(ctx context.Context, tester Tester, progress func(Progress)) (
 				rec.Type = RecRevert
 			}
 			if err := j.append(rec); err != nil {
+				cancelRuns()
+				j.drain(results, inflight)
 				return nil, err
 			}
 			j.updateCosts()

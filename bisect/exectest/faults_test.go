@@ -296,3 +296,51 @@ func TestCLIValidShell(t *testing.T) {
 		})
 	}
 }
+
+// TestCLIFullDisk: the disk fills up while kbisect writes its journal (a
+// small tmpfs, filled by the test on its third run, the journal's last
+// block too): infrastructure error, exit 5, no torn line; once there is
+// space again the job resumes to the culprit.
+func TestCLIFullDisk(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the kbisect binary")
+	}
+	mnt := testenv.MountTmpfs(t, "4m")
+	bin := buildCLI(t)
+	repoDir, hashes := makeRepo(t, 30, 17)
+	job := filepath.Join(mnt, "job")
+	// On the third run: pad the journal to 10 bytes short of a block, then
+	// fill the disk, so that the next record is cut short.
+	script := testenv.WriteScript(t, t.TempDir(), "fill.sh", `
+n=$(cat "$KBISECT_JOB/n" 2>/dev/null || echo 0); n=$((n+1)); echo $n > "$KBISECT_JOB/n"
+if [ $n -eq 3 ]; then
+	j="$KBISECT_JOB/journal.jsonl"
+	pad=$(( (4096 - $(stat -c %s "$j") % 4096 + 4096 - 10) % 4096 ))
+	head -c $pad /dev/zero | tr '\0' '\n' >> "$j"
+	dd if=/dev/zero of="$KBISECT_JOB/../fill" bs=4k 2>/dev/null
+fi
+test ! -f bug`)
+	r := runCLI(t, bin, "bisect", "--repo", repoDir, "--good", hashes[0], "--bad", "main", "--exec", script, "--job", job)
+	if r.code != 5 || !strings.Contains(r.stderr, "no space left on device") || !strings.Contains(r.stderr, "kbisect bisect resume") {
+		t.Fatalf("exit %d, %q; want 5, the cause and how to resume", r.code, r.stderr)
+	}
+	b, err := os.ReadFile(filepath.Join(job, bisect.JournalName))
+	if err != nil || len(b) == 0 || b[len(b)-1] != '\n' {
+		t.Fatalf("journal ends with a torn line: %q (%v)", b[max(0, len(b)-100):], err)
+	}
+	for i, l := range strings.Split(string(b), "\n") {
+		if strings.TrimSpace(l) == "" {
+			continue
+		}
+		var rec bisect.Record
+		if err := json.Unmarshal([]byte(l), &rec); err != nil {
+			t.Errorf("journal line %d does not parse: %q", i+1, l)
+		}
+	}
+	os.Remove(filepath.Join(mnt, "fill"))
+	r = runCLI(t, bin, "bisect", "resume", job, "--json")
+	var res bisect.Result
+	if err := json.Unmarshal([]byte(lastLine(r.stdout)), &res); r.code != 0 || err != nil || res.Culprit != hashes[16] {
+		t.Errorf("resume after freeing space: exit %d, %q, %q", r.code, r.stdout, r.stderr)
+	}
+}

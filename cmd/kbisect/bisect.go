@@ -324,6 +324,9 @@ func jobAdvice(err error) error {
 		return fmt.Errorf("%w: give another --job, or `kbisect bisect resume %s`", err, je.Dir)
 	case errors.Is(err, bisect.ErrLocked):
 		return fmt.Errorf("%w: wait for it to finish, or give another --job", err)
+	case errors.Is(err, bisect.ErrStorage):
+		// A full disk is the host's fault, not the input's.
+		return &exitError{bisectExits[bisect.StatusError], fmt.Errorf("%w: free some space, then run the command again", err)}
 	}
 	return err
 }
@@ -364,6 +367,9 @@ func runJob(cmd *cobra.Command, job *bisect.Job, tester bisect.Tester, asJSON, f
 	res, err := job.Run(cmd.Context(), tester, progress)
 	if errors.Is(err, bisect.ErrInterrupted) {
 		return &exitError{exitInterrupted, fmt.Errorf("%w: resume with `kbisect bisect resume %s`", err, job.Dir)}
+	}
+	if errors.Is(err, bisect.ErrStorage) {
+		return &exitError{bisectExits[bisect.StatusError], fmt.Errorf("%w: free some space, then `kbisect bisect resume %s`", err, job.Dir)}
 	}
 	if err != nil {
 		return err
