@@ -101,15 +101,18 @@ infrastructure errors, 130 interrupted (resumable), 2 bad input.`,
 	bf.kernelNames = kernelTestFlags(f, &bf.kernel)
 
 	var resumeJSON, statusJSON bool
+	var resumeToken string
 	resume := &cobra.Command{
 		Use:   "resume DIR",
 		Short: "Continue a bisection from its job directory",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runResume(cmd, args[0], resumeJSON)
+			return runResume(cmd, args[0], resumeJSON, resumeToken)
 		},
 	}
 	resume.Flags().BoolVar(&resumeJSON, "json", false, "print the result as one JSON object")
+	resume.Flags().StringVar(&resumeToken, "lava-token", "", "LAVA API token of a bisection under LAVA (default $KBISECT_LAVA_TOKEN): a job directory never holds it")
+	markSecret(resume.Flags(), "lava-token")
 	status := &cobra.Command{
 		Use:   "status DIR",
 		Short: "Show a bisection's posterior, runs and time spent",
@@ -188,12 +191,13 @@ func kernelTestFlags(f *pflag.FlagSet, k *kernelFlags) []string {
 }
 
 // kernelArgs returns the kernel-test flags given on the command line, in a
-// form that parses back.
+// form that parses back, but for secrets (the LAVA token), which are never
+// stored.
 func kernelArgs(f *pflag.FlagSet, names []string) []string {
 	var out []string
 	for _, n := range names {
 		fl := f.Lookup(n)
-		if fl == nil || !fl.Changed {
+		if fl == nil || !fl.Changed || isSecret(fl) {
 			continue
 		}
 		if sv, ok := fl.Value.(pflag.SliceValue); ok {
@@ -287,7 +291,7 @@ func runBisect(cmd *cobra.Command, bf *bisectFlags) error {
 	return runJob(cmd, job, tester, bf.asJSON, true)
 }
 
-func runResume(cmd *cobra.Command, dir string, asJSON bool) error {
+func runResume(cmd *cobra.Command, dir string, asJSON bool, lavaToken string) error {
 	job, err := bisect.ResumeDir(cmd.Context(), dir)
 	if err != nil {
 		return jobAdvice(err)
@@ -305,6 +309,9 @@ func runResume(cmd *cobra.Command, dir string, asJSON bool) error {
 	k.register(kt)
 	if err := kt.Parse(spec.TestArgs); err != nil {
 		return fmt.Errorf("resume %s: stored test flags: %w", dir, err)
+	}
+	if lavaToken != "" {
+		k.run.exec.lava.Token = lavaToken
 	}
 	tester, release, err := newTester(cmd.Context(), spec, job.Repo(), dir, &k)
 	if err != nil {
