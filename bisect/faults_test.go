@@ -75,6 +75,37 @@ func TestRunLimit(t *testing.T) {
 	}
 }
 
+// TestStatusInFlight: a run begun and not completed is in flight while the
+// bisection runs, and lost only once it stopped.
+func TestStatusInFlight(t *testing.T) {
+	hist := linear(10)
+	dir := t.TempDir()
+	job, err := Create(dir, testSpec(Options{}), hist)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := job.append(Record{Type: RecBegin, Seq: 1, Commit: hist[9].Hash}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := st.Status(); r.Status != "running" || r.LostRuns != 0 || r.InFlight != 1 {
+		t.Errorf("while running: status %s, %d lost, %d in flight; want running, 0, 1", r.Status, r.LostRuns, r.InFlight)
+	}
+	var b strings.Builder
+	st.WriteStatus(&b)
+	if !strings.Contains(b.String(), "0 lost, 1 in flight") {
+		t.Errorf("status text:\n%s", b.String())
+	}
+	job.Close()
+	st, _ = Open(dir)
+	if r := st.Status(); r.Status != "interrupted" || r.LostRuns != 1 || r.InFlight != 0 {
+		t.Errorf("after the process stopped: status %s, %d lost, %d in flight; want interrupted, 1, 0", r.Status, r.LostRuns, r.InFlight)
+	}
+}
+
 // TestOptionsRefused: values that cannot be meant are errors naming their
 // flag, never replaced by defaults; Create makes no job directory for them.
 func TestOptionsRefused(t *testing.T) {

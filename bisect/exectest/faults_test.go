@@ -204,6 +204,56 @@ test ! -f bug`)
 	}
 }
 
+// TestCLIHangup: SIGHUP (a closed terminal or ssh session) stops a
+// bisection as Ctrl-C does: resumable, exit 130.
+func TestCLIHangup(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the kbisect binary")
+	}
+	bin := buildCLI(t)
+	repoDir, hashes := makeRepo(t, 50, 20)
+	job := filepath.Join(t.TempDir(), "job")
+	cmd := exec.Command(bin, "bisect", "--repo", repoDir, "--good", hashes[0], "--bad", "main",
+		"--exec", flakyScript(t, 300, "0.3"), "--job", job)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(time.Minute, func() bool { return len(journalRuns(t, job)) >= 2 })
+	cmd.Process.Signal(syscall.SIGHUP)
+	err := cmd.Wait()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 130 {
+		t.Fatalf("exit %v, want 130; %s", err, stderr.String())
+	}
+	recs, err := bisect.ReadJournal(job)
+	if err != nil || recs[len(recs)-1].Type != bisect.RecInterrupt {
+		t.Errorf("journal does not end with an interrupt: %v", err)
+	}
+	if st := runCLI(t, bin, "bisect", "status", job); !strings.Contains(st.stdout, "status:   interrupted") {
+		t.Errorf("status after SIGHUP: %q", st.stdout)
+	}
+
+	// Under nohup, SIGHUP is ignored, as the user asked.
+	cmd = exec.Command("nohup", bin, "bisect", "resume", job)
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	n := len(journalRuns(t, job))
+	waitFor(time.Minute, func() bool { return len(journalRuns(t, job)) >= n+1 })
+	cmd.Process.Signal(syscall.SIGHUP)
+	time.Sleep(time.Second)
+	if !testenv.Alive(cmd.Process.Pid) {
+		t.Errorf("under nohup, SIGHUP stopped the bisection")
+	}
+	cmd.Process.Signal(os.Interrupt)
+	err = cmd.Wait()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 130 {
+		t.Errorf("under nohup: exit %v after SIGINT, want 130", err)
+	}
+}
+
 // TestCLIBadInputEarly: input that cannot be meant is a one-line error,
 // exit 2, before anything is made: no job directory.
 func TestCLIBadInputEarly(t *testing.T) {

@@ -12,9 +12,12 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 )
 
 // Short abbreviates a commit hash to the 12 digits kbisect prints (as
@@ -42,6 +45,19 @@ func Open(ctx context.Context, dir string) (*Repo, error) {
 		return nil, fmt.Errorf("repository %s does not exist: give --repo the path of a kernel git tree", dir)
 	}
 	out, err := git(ctx, abs, "rev-parse", "--absolute-git-dir")
+	var ge *Error
+	if errors.As(err, &ge) && strings.Contains(ge.Stderr, "dubious ownership") {
+		owner := "another user"
+		if st, serr := os.Stat(abs); serr == nil {
+			if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+				owner = fmt.Sprintf("user %d", sys.Uid)
+				if u, uerr := user.LookupId(strconv.Itoa(int(sys.Uid))); uerr == nil {
+					owner = u.Username
+				}
+			}
+		}
+		return nil, fmt.Errorf("%s belongs to %s and git refuses it (safe.directory): run kbisect as its owner, or trust it with `git config --global --add safe.directory %s`", dir, owner, abs)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%s is not a git repository: give --repo the path of a kernel git tree", dir)
 	}
