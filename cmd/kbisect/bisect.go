@@ -56,9 +56,14 @@ with optional repeats (classic:5).
 
 The test is --exec CMD, run with sh -c in a checkout kbisect owns (the user's
 repository is never touched), as git bisect run does: exit 0 good, 125 skip,
-1-127 bad, 128 and up (or killed, or timed out) an infrastructure error, retried.
-The command sees KBISECT_COMMIT, KBISECT_RUN, KBISECT_WORKER, KBISECT_JOB and
-KBISECT_BUDGET. Without --exec the test is the kernel pipeline (build + run).
+1-124 bad; 126 (cannot run), 127 (not found), 128 and up, killed or timed out
+an infrastructure error, retried, never a verdict. The command sees
+KBISECT_COMMIT, KBISECT_RUN, KBISECT_WORKER, KBISECT_JOB and KBISECT_BUDGET,
+and not the GIT_DIR and co. of a git hook or alias. A run may take --timeout,
+or ten times the longest pass so far (at least a minute; before any pass the
+--budget time, or an hour). Each run is a process group of its own, killed
+whole when it times out or kbisect dies. Without --exec the test is the
+kernel pipeline (build + run).
 
 --find fix looks for the commit that made the bug go away instead (what to
 backport): --bad is then the older commit, where the bug shows, and --good a
@@ -71,7 +76,8 @@ or test time, e.g. 30m). The job directory (--job) holds an fsynced journal:
 after a crash, kbisect bisect resume DIR loses at most the runs in flight.
 
 Exit status: 0 found, 3 no regression in the range, 4 inconclusive, 5
-infrastructure errors, 130 interrupted (resumable), 2 bad input.`,
+infrastructure errors (or a full disk), 130 interrupted by Ctrl-C, SIGTERM or
+SIGHUP (resumable), 2 bad input (nothing made).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runBisect(cmd, &bf)
@@ -89,7 +95,7 @@ infrastructure errors, 130 interrupted (resumable), 2 bad input.`,
 	f.StringVar(&bf.unit, "unit", "", "runs (each run a trial; default with --exec) or time (failures per minute of a test that stops at its first failure; default for kernels)")
 	f.DurationVar(&o.RunTime, "run-time", time.Minute, "time unit: the shortest run the search asks for")
 	f.DurationVar(&o.MaxRunTime, "max-run-time", 0, "time unit: the longest run (default 16x --run-time)")
-	f.DurationVar(&o.Timeout, "timeout", 0, "runs unit: time limit of one run, then an infrastructure error (0: none); time unit with --exec: how long past its run length a command may take (default half of it, at least 30s)")
+	f.DurationVar(&o.Timeout, "timeout", 0, "runs unit: time limit of one run, then an infrastructure error (default: 10x the longest pass, at least 1m; before any pass the --budget time, or 1h; for kernels the run's length, default --run-time); time unit with --exec: how long past its run length a command may take (default half of it, at least 30s)")
 	f.Float64Var(&o.BuildCost, "build-cost", 0, "cost of a build in runs (or minutes with --unit time); 0: measured")
 	f.IntVar(&o.Parallel, "parallel", 1, "tests in flight at once, on different commits (multisection)")
 	f.StringVar(&bf.job, "job", "", "job directory (default under the kbisect cache)")
