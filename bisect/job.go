@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/kbisect/kbisect/internal/fsutil"
 	"github.com/kbisect/kbisect/internal/gitrepo"
@@ -70,6 +72,8 @@ type Job struct {
 	bestP     []float64   // probability of the most probable commit after every run
 	keepHist  bool
 	badTime   float64 // minutes of test at bad before its first failure
+	// longestPass is the longest run that passed (runLimit).
+	longestPass time.Duration
 	// revertCulprit is the conclusion being checked by reverting it.
 	revertCulprit *Conclusion
 }
@@ -85,11 +89,16 @@ func Create(dir string, spec JobSpec, hist History) (*Job, error) {
 	if err != nil {
 		return nil, fmt.Errorf("job directory %s: %w", dir, err)
 	}
+	_, statErr := os.Stat(abs)
+	created := errors.Is(statErr, fs.ErrNotExist)
 	if err := os.MkdirAll(abs, 0o755); err != nil {
-		return nil, fmt.Errorf("job directory %s: %w", dir, err)
+		return nil, fmt.Errorf("%w: job directory %s: %w", ErrStorage, dir, err)
 	}
 	lock, err := LockJob(abs)
 	if err != nil {
+		if created {
+			os.RemoveAll(abs)
+		}
 		return nil, err
 	}
 	if recs, err := ReadJournal(abs); err == nil {
@@ -103,20 +112,33 @@ func Create(dir string, spec JobSpec, hist History) (*Job, error) {
 	}
 	spec.Version = FormatVersion
 	commits := hist.Commits()
+	// A job that cannot be started leaves nothing behind.
+	undo := func() {
+		for _, name := range []string{JournalName, commitsName, lockName} {
+			os.Remove(filepath.Join(abs, name))
+		}
+		if created {
+			os.RemoveAll(abs)
+		}
+	}
 	if err := fsutil.WriteFile(filepath.Join(abs, commitsName), mustJSON(commits), 0o644); err != nil {
 		lock.Unlock()
-		return nil, err
+		undo()
+		return nil, fmt.Errorf("%w: %w", ErrStorage, err)
 	}
 	j, err := newJob(abs, spec, commits, hist)
 	if err != nil {
 		lock.Unlock()
+		undo()
 		return nil, err
 	}
 	if err := j.take(lock); err != nil {
-		return nil, err
+		undo()
+		return nil, fmt.Errorf("%w: %w", ErrStorage, err)
 	}
 	if err := j.append(Record{Type: RecStart, Spec: &j.Spec, PID: os.Getpid()}); err != nil {
 		j.Close()
+		undo()
 		return nil, err
 	}
 	return j, nil
@@ -225,7 +247,7 @@ func open(dir string, hist History, keepHist bool) (*Job, error) {
 }
 
 func newJob(dir string, spec JobSpec, commits []Commit, hist History) (*Job, error) {
-	if err := spec.Options.Validate(); err != nil {
+	if err := spec.Options.settle(); err != nil {
 		return nil, fmt.Errorf("job %s: %w", dir, err)
 	}
 	if len(commits) < 2 {
@@ -318,6 +340,9 @@ func (j *Job) apply(r Record) {
 		}
 		j.runs++
 		j.testMin += r.Elapsed / 60
+		if r.Verdict == Pass {
+			j.longestPass = max(j.longestPass, time.Duration(r.Elapsed*float64(time.Second)))
+		}
 		if w := r.Wall - r.BuildTime; w > 0 {
 			j.runWall += w / 60
 			j.nRunWall++

@@ -83,7 +83,13 @@ func OpenJournal(dir string) (*Journal, error) {
 	return &Journal{f: f}, nil
 }
 
-// Append writes rec as one line and syncs it to disk.
+// ErrStorage marks a failure to write a job directory (a full disk, an
+// I/O error): an infrastructure error. The journal is left whole: the job
+// can be resumed once the cause is fixed.
+var ErrStorage = errors.New("cannot write the job directory")
+
+// Append writes rec as one line and syncs it to disk. A line that cannot
+// be written whole is taken back (an error wrapping ErrStorage).
 func (j *Journal) Append(rec Record) error {
 	if rec.Time.IsZero() {
 		rec.Time = time.Now().UTC()
@@ -93,11 +99,17 @@ func (j *Journal) Append(rec Record) error {
 		return fmt.Errorf("journal %s: %w", j.f.Name(), err)
 	}
 	b = append(b, '\n')
-	if _, err := j.f.Write(b); err != nil {
-		return fmt.Errorf("journal %s: %w", j.f.Name(), err)
+	st, err := j.f.Stat()
+	if err != nil {
+		return fmt.Errorf("%w: journal %s: %w", ErrStorage, j.f.Name(), err)
 	}
-	if err := j.f.Sync(); err != nil {
-		return fmt.Errorf("journal %s: %w", j.f.Name(), err)
+	_, err = j.f.Write(b)
+	if err == nil {
+		err = j.f.Sync()
+	}
+	if err != nil {
+		j.f.Truncate(st.Size())
+		return fmt.Errorf("%w: journal %s: %w", ErrStorage, j.f.Name(), err)
 	}
 	return nil
 }

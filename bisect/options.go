@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"math"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -147,8 +148,39 @@ func (o *Options) defaults() {
 	}
 }
 
-// Validate checks the options.
+// Validate checks the options as given, then sets the defaults of those
+// left zero. A value that cannot be meant (a confidence that is not a
+// probability above one half, a negative duration, count or cost) is an
+// error naming its flag, never replaced by a default.
 func (o *Options) Validate() error {
+	if o.Confidence != 0 && !(o.Confidence > 0.5 && o.Confidence < 1) {
+		return fmt.Errorf("--confidence %g: give a probability between 0.5 and 1, such as 0.99", o.Confidence)
+	}
+	for _, d := range []struct {
+		flag string
+		v    time.Duration
+	}{{"timeout", o.Timeout}, {"max-time", o.MaxTime}, {"run-time", o.RunTime}, {"max-run-time", o.MaxRunTime}, {"budget", o.Budget}} {
+		if d.v < 0 {
+			return fmt.Errorf("--%s %s: give a duration of 0 or more", d.flag, d.v)
+		}
+	}
+	for _, n := range []struct {
+		flag string
+		v    int
+	}{{"max-runs", o.MaxRuns}, {"retries", o.Retries}, {"parallel", o.Parallel}, {"budget", o.BudgetRuns}} {
+		if n.v < 0 {
+			return fmt.Errorf("--%s %d: give 0 or more", n.flag, n.v)
+		}
+	}
+	if !(o.BuildCost >= 0) || math.IsInf(o.BuildCost, 0) {
+		return fmt.Errorf("--build-cost %g: give a cost of 0 (measured) or more", o.BuildCost)
+	}
+	return o.settle()
+}
+
+// settle sets the defaults and checks what they leave: for options that
+// Validate checked, or that a job directory holds.
+func (o *Options) settle() error {
 	o.defaults()
 	if _, err := ParseStrategy(o.Strategy); err != nil {
 		return err

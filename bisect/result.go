@@ -25,11 +25,13 @@ type Result struct {
 	Flags  []string      `json:"flags,omitempty"`
 	Revert *RevertResult `json:"revert,omitempty"`
 
-	Runs        int     `json:"runs"`
-	Builds      int     `json:"builds"`
-	Skips       int     `json:"skips"`
-	InfraErrors int     `json:"infra_errors"`
-	LostRuns    int     `json:"lost_runs,omitempty"`
+	Runs        int `json:"runs"`
+	Builds      int `json:"builds"`
+	Skips       int `json:"skips"`
+	InfraErrors int `json:"infra_errors"`
+	LostRuns    int `json:"lost_runs,omitempty"`
+	// InFlight are the runs under way in a running bisection (Status).
+	InFlight    int     `json:"in_flight,omitempty"`
 	TestSeconds float64 `json:"test_seconds"`
 	BuildSecs   float64 `json:"build_seconds"`
 	// Rate is the estimated detection rate of a bad commit: per run (runs
@@ -176,6 +178,9 @@ func (j *Job) Status() *Result {
 	r := j.result(nil)
 	if !Locked(j.Dir) && j.lock == nil {
 		r.Status = "interrupted"
+	} else {
+		// Runs begun and not completed are under way, not lost.
+		r.LostRuns, r.InFlight = j.lost, len(j.open)
 	}
 	return r
 }

@@ -81,7 +81,7 @@ func (j *Job) Run(ctx context.Context, tester Tester, progress func(Progress)) (
 	start := func(w int, req Request, revert bool) error {
 		seq := j.nextSeq
 		commit := j.commits[req.Pos].Hash
-		budget := o.Timeout
+		budget := j.runLimit()
 		if o.Unit == UnitTime {
 			budget = time.Duration(req.Exposure * float64(time.Minute)).Round(time.Millisecond)
 		}
@@ -183,6 +183,8 @@ func (j *Job) Run(ctx context.Context, tester Tester, progress func(Progress)) (
 				}
 				rec.Verdict = ""
 				if err := j.append(rec); err != nil {
+					cancelRuns()
+					j.drain(results, inflight)
 					return nil, err
 				}
 				consecutive++
@@ -205,6 +207,8 @@ func (j *Job) Run(ctx context.Context, tester Tester, progress func(Progress)) (
 				rec.Type = RecRevert
 			}
 			if err := j.append(rec); err != nil {
+				cancelRuns()
+				j.drain(results, inflight)
 				return nil, err
 			}
 			j.updateCosts()
@@ -220,6 +224,28 @@ func (j *Job) Run(ctx context.Context, tester Tester, progress func(Progress)) (
 			cancelRuns()
 			cancelled, backoff = nil, nil
 		}
+	}
+}
+
+// runLimit is what a run is given in runs mode: its time limit, past which
+// it is an infrastructure error. That is --timeout; without it, for a
+// command, ten times the longest pass so far (at least a minute), and
+// before any pass the endpoint check's test time (--budget 30m) or an
+// hour; for the kernel pipeline, whose runs last what they are given,
+// --run-time.
+func (j *Job) runLimit() time.Duration {
+	o := j.Spec.Options
+	switch {
+	case o.Timeout > 0:
+		return o.Timeout
+	case j.Spec.Exec == "":
+		return o.RunTime
+	case j.longestPass > 0:
+		return max(10*j.longestPass, time.Minute)
+	case o.Budget > 0:
+		return o.Budget
+	default:
+		return time.Hour
 	}
 }
 

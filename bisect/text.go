@@ -100,7 +100,11 @@ func (j *Job) WriteStatus(w io.Writer) {
 		fmt.Fprintf(w, ": %s", r.Reason)
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintf(w, "runs:     %d (%d builds, %d skipped, %d infrastructure errors, %d lost)\n", r.Runs, r.Builds, r.Skips, r.InfraErrors, r.LostRuns)
+	inFlight := ""
+	if r.InFlight > 0 {
+		inFlight = fmt.Sprintf(", %d in flight", r.InFlight)
+	}
+	fmt.Fprintf(w, "runs:     %d (%d builds, %d skipped, %d infrastructure errors, %d lost%s)\n", r.Runs, r.Builds, r.Skips, r.InfraErrors, r.LostRuns, inFlight)
 	fmt.Fprintf(w, "time:     %s of test, %s of builds\n", time.Duration(r.TestSeconds*float64(time.Second)).Round(time.Second), time.Duration(r.BuildSecs*float64(time.Second)).Round(time.Second))
 	fmt.Fprintf(w, "rate:     %.3g %s (estimated)\n", r.Rate, r.RateUnit)
 	fmt.Fprintf(w, "posterior (%s):\n", j.culpritLabel())

@@ -24,6 +24,7 @@ import (
 	"github.com/kbisect/kbisect/internal/cachedir"
 	"github.com/kbisect/kbisect/internal/fsutil"
 	"github.com/kbisect/kbisect/internal/gitrepo"
+	"github.com/kbisect/kbisect/internal/procgroup"
 	"github.com/kbisect/kbisect/kconfigs"
 )
 
@@ -555,19 +556,19 @@ func (p *planned) env() []string {
 	return env
 }
 
-// make runs make in the slot's O= directory. On cancellation it stops the
-// whole process group with SIGTERM, so make deletes half-written targets.
+// make runs make in the slot's O= directory, in a process group of its
+// own that does not outlive kbisect (internal/procgroup). On cancellation,
+// and if kbisect dies, the whole group gets SIGTERM first, so make deletes
+// half-written targets.
 func (p *planned) make(ctx context.Context, s *slot, vars, env []string, out io.Writer, targets ...string) error {
 	args := append([]string{"-C", s.src, "O=" + s.obj, fmt.Sprintf("-j%d", p.o.Jobs)}, vars...)
 	args = append(args, targets...)
 	cmd := exec.CommandContext(ctx, "make", args...)
 	cmd.Env = env
 	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
 	cmd.WaitDelay = 30 * time.Second
 	fmt.Fprintf(out, "# make %s\n", strings.Join(args, " "))
-	return cmd.Run()
+	return procgroup.Run(cmd, syscall.SIGTERM)
 }
 
 // failedLog keeps a failed build's log where it outlives the staging

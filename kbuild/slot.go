@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/kbisect/kbisect/internal/fsutil"
+	"github.com/kbisect/kbisect/internal/procgroup"
 )
 
 // slot is one build place for one repository: a kbisect-owned checkout
@@ -38,6 +39,7 @@ func acquireSlot(ctx context.Context, base string, n int, log io.Writer) (*slot,
 		return nil, fmt.Errorf("build slots %s: %w", base, err)
 	}
 	said := false
+	saidBusy := map[string]bool{}
 	for {
 		for i := 0; i < n; i++ {
 			dir := filepath.Join(base, "slot"+strconv.Itoa(i))
@@ -50,6 +52,18 @@ func acquireSlot(ctx context.Context, base string, n int, log io.Writer) (*slot,
 			}
 			err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
 			if err == nil {
+				// Processes of an earlier build that escaped its process
+				// group (internal/procgroup) may still work in it: a build
+				// never shares its checkout with them.
+				if pids := procgroup.WaitIdle(ctx, dir, procgroup.Linger); len(pids) > 0 {
+					syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+					f.Close()
+					if log != nil && !saidBusy[dir] {
+						saidBusy[dir] = true
+						fmt.Fprintf(log, "kbuild: build slot %s: processes %v of an earlier build still run in it; not using it\n", dir, pids)
+					}
+					continue
+				}
 				f.Truncate(0)
 				f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 				return &slot{dir: dir, src: filepath.Join(dir, "src"), obj: filepath.Join(dir, "obj"), lock: f}, nil

@@ -100,3 +100,70 @@ func TestStableFixupMtimes(t *testing.T) {
 		t.Errorf("contents changed back: mtime %v not after %v", back, second)
 	}
 }
+
+// TestMakeProcessGroup: make runs in a process group of its own. What a
+// recipe leaves running is killed when make ends, and a cancelled build
+// stops the recipe's children too (internal/procgroup).
+func TestMakeProcessGroup(t *testing.T) {
+	dir := t.TempDir()
+	s := &slot{dir: dir, src: filepath.Join(dir, "src"), obj: filepath.Join(dir, "obj")}
+	os.MkdirAll(s.src, 0o755)
+	os.MkdirAll(s.obj, 0o755)
+	mk := "leave:\n\tsleep 1000 > /dev/null 2>&1 & echo $$! > $(O)/leftover\n" +
+		"hang:\n\tsh -c 'echo $$$$ > $(O)/child; sleep 1000'\n"
+	if err := os.WriteFile(filepath.Join(s.src, "Makefile"), []byte(mk), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := &planned{o: &Options{Jobs: 1}}
+	var out strings.Builder
+	if err := p.make(context.Background(), s, nil, os.Environ(), &out, "leave"); err != nil {
+		t.Fatalf("make: %v\n%s", err, out.String())
+	}
+	if pid := testenv.ReadPID(t, filepath.Join(s.obj, "leftover"), time.Second); !testenv.WaitGone(pid, 2*time.Second) {
+		t.Errorf("the recipe's background sleep %d outlived make", pid)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		for {
+			if _, err := os.Stat(filepath.Join(s.obj, "child")); err == nil {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		cancel()
+	}()
+	start := time.Now()
+	if err := p.make(ctx, s, nil, os.Environ(), &syncBuffer{}, "hang"); err == nil {
+		t.Fatal("a cancelled make succeeded")
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("cancelled make took %s", d)
+	}
+	if pid := testenv.ReadPID(t, filepath.Join(s.obj, "child"), time.Second); !testenv.WaitGone(pid, 2*time.Second) {
+		t.Errorf("the recipe's child %d survived the cancellation", pid)
+	}
+}
+
+// TestSlotSurvivor: a slot in which a process still works (one that left
+// an earlier build's process group) is not used.
+func TestSlotSurvivor(t *testing.T) {
+	base := t.TempDir()
+	src := filepath.Join(base, "slot0", "src")
+	os.MkdirAll(src, 0o755)
+	survivor := exec.Command("sleep", "1000")
+	survivor.Dir = src
+	if err := survivor.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { survivor.Process.Kill(); survivor.Wait() }()
+	var log syncBuffer
+	s, err := acquireSlot(context.Background(), base, 2, &log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.release()
+	if s.dir != filepath.Join(base, "slot1") || !strings.Contains(log.String(), "still run in it") {
+		t.Errorf("got %s (log %q), want slot1 and a message about slot0", s.dir, log.String())
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/kbisect/kbisect/internal/procgroup"
 	"github.com/kbisect/kbisect/internal/tailbuf"
 )
 
@@ -157,8 +158,6 @@ func (m *Make) run(ctx context.Context, target string, stdin io.Reader) error {
 	cmd := exec.CommandContext(ctx, "make", args...)
 	cmd.Env = m.Env
 	cmd.Stdin = stdin
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
 	cmd.WaitDelay = 10 * time.Second
 	tail := tailbuf.New(4096)
 	var out io.Writer = tail
@@ -166,7 +165,9 @@ func (m *Make) run(ctx context.Context, target string, stdin io.Reader) error {
 		out = io.MultiWriter(tail, m.Log)
 	}
 	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Run(); err != nil {
+	// A process group of its own, SIGTERM to all of it when cancelled or
+	// when kbisect dies (see internal/procgroup).
+	if err := procgroup.Run(cmd, syscall.SIGTERM); err != nil {
 		if ctx.Err() != nil {
 			return fmt.Errorf("make %s in %s: %w", target, m.ObjDir, ctx.Err())
 		}

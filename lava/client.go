@@ -39,8 +39,12 @@ func NewClient(rawURL, token string) (*Client, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("LAVA URL %q: give the server's http(s) address, e.g. https://lava.example.org/", rawURL)
 	}
+	if u.User != nil {
+		// It would be stored with the flags and printed in reports.
+		return nil, fmt.Errorf("LAVA URL %s: no user or password in the URL: give the API token with $KBISECT_LAVA_TOKEN or --lava-token", u.Redacted())
+	}
 	if token == "" {
-		return nil, errors.New("no LAVA token: give --lava-token TOKEN (an API token of your LAVA user)")
+		return nil, errors.New("no LAVA token: give --lava-token TOKEN or $KBISECT_LAVA_TOKEN (an API token of your LAVA user)")
 	}
 	u.Path = strings.TrimSuffix(u.Path, "/") + "/"
 	u.Path = strings.TrimSuffix(u.Path, "api/v0.2/")

@@ -72,6 +72,9 @@ type Executor struct {
 	QueueTimeout time.Duration
 	// Priority is the jobs' LAVA priority, 0-100 (default 50).
 	Priority int
+	// Visibility says who may see the jobs: "personal" (the default: the
+	// submitter), "public", or "group:NAME[,NAME...]".
+	Visibility string
 }
 
 // record is a run's jobs in flight, in StateDir.
@@ -177,6 +180,7 @@ func (e *Executor) definition(rm *testcases.Remote, w *wire, name string, remove
 		Test:       o.Duration,
 		MemoryMB:   o.MemoryMB,
 		Priority:   e.Priority,
+		Visibility: e.Visibility,
 	}
 	for i, role := range testcases.Roles {
 		k, err := publish(o.Kernels[i])

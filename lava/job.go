@@ -50,6 +50,30 @@ type jobSpec struct {
 	MemoryMB int
 	// Priority is LAVA's job priority, 0-100.
 	Priority int
+	// Visibility: see Executor.Visibility.
+	Visibility string
+}
+
+// visibility is LAVA's job visibility for v (see Executor.Visibility):
+// "personal" (also for ""), "public", or {group: [names]}.
+func visibility(v string) (any, error) {
+	switch {
+	case v == "" || v == "personal":
+		return "personal", nil
+	case v == "public":
+		return "public", nil
+	case strings.HasPrefix(v, "group:"):
+		var groups []string
+		for _, g := range strings.Split(strings.TrimPrefix(v, "group:"), ",") {
+			if g = strings.TrimSpace(g); g != "" {
+				groups = append(groups, g)
+			}
+		}
+		if len(groups) > 0 {
+			return m{"group": groups}, nil
+		}
+	}
+	return nil, fmt.Errorf("--lava-visibility %q: use personal (only you), public, or group:NAME[,NAME...]", v)
 }
 
 type m = map[string]any
@@ -62,6 +86,10 @@ func minutes(d time.Duration) m {
 func (s *jobSpec) definition() (string, error) {
 	if len(s.Guests) == 0 {
 		return "", fmt.Errorf("job %s: no guests", s.Name)
+	}
+	vis, err := visibility(s.Visibility)
+	if err != nil {
+		return "", err
 	}
 	testTimeout := s.Test + 5*time.Minute
 	roles := m{}
@@ -122,7 +150,7 @@ func (s *jobSpec) definition() (string, error) {
 	)
 	job := m{
 		"job_name":   s.Name,
-		"visibility": "public",
+		"visibility": vis,
 		"priority":   s.Priority,
 		"timeouts": m{
 			"job":        minutes(testTimeout + 10*time.Minute),

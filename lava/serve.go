@@ -39,7 +39,8 @@ type Server struct {
 // Serve starts a Server listening on listen (host:port; port 0 picks one).
 // An empty host means the address of this machine the LAVA server at
 // lavaURL is reached from, which is what its workers are most likely to
-// reach too.
+// reach too; an unspecified one (0.0.0.0, ::) listens on every address
+// and gives the workers that one.
 func Serve(listen string, lavaURL *url.URL) (*Server, error) {
 	host, port, err := net.SplitHostPort(listen)
 	if listen == "" {
@@ -48,10 +49,14 @@ func Serve(listen string, lavaURL *url.URL) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--lava-serve %q: give host:port, e.g. 192.0.2.10:8080 or :0", listen)
 	}
-	if host == "" {
-		host, err = outboundAddr(lavaURL)
+	advertise := host
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		advertise, err = outboundAddr(lavaURL)
 		if err != nil {
 			return nil, err
+		}
+		if host == "" {
+			host = advertise
 		}
 	}
 	ln, err := net.Listen("tcp", net.JoinHostPort(host, port))
@@ -59,7 +64,8 @@ func Serve(listen string, lavaURL *url.URL) (*Server, error) {
 		return nil, fmt.Errorf("serve artifacts on %s: %w", net.JoinHostPort(host, port), err)
 	}
 	s := &Server{ln: ln, files: map[string]string{}}
-	s.base = "http://" + ln.Addr().String()
+	_, bound, _ := net.SplitHostPort(ln.Addr().String())
+	s.base = "http://" + net.JoinHostPort(advertise, bound)
 	s.srv = &http.Server{Handler: http.HandlerFunc(s.handle), ReadHeaderTimeout: 30 * time.Second}
 	go s.srv.Serve(ln)
 	return s, nil

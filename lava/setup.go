@@ -25,9 +25,10 @@ type Options struct {
 	// server instead: files copied into ArtifactsDir appear under the URL
 	// prefix Artifacts.
 	Artifacts, ArtifactsDir string
-	// QueueTimeout, Priority: see Executor.
+	// QueueTimeout, Priority, Visibility: see Executor.
 	QueueTimeout time.Duration
 	Priority     int
+	Visibility   string
 	// StateDir: see Executor.
 	StateDir func(ctx context.Context) string
 }
@@ -46,6 +47,9 @@ func New(ctx context.Context, o Options) (*Executor, error) {
 	if o.Priority < 0 || o.Priority > 100 {
 		return nil, fmt.Errorf("--lava-priority %d: use 0..100", o.Priority)
 	}
+	if _, err := visibility(o.Visibility); err != nil {
+		return nil, err
+	}
 	if o.Artifacts != "" && o.ArtifactsDir == "" {
 		return nil, fmt.Errorf("--lava-artifacts %s needs --lava-artifacts-dir, the directory it publishes", o.Artifacts)
 	}
@@ -57,7 +61,8 @@ func New(ctx context.Context, o Options) (*Executor, error) {
 	if _, err := c.Version(vctx); err != nil {
 		return nil, fmt.Errorf("%w (check --lava-url and that the server is up)", err)
 	}
-	e := &Executor{Client: c, DeviceType: o.DeviceType, QueueTimeout: o.QueueTimeout, Priority: o.Priority, StateDir: o.StateDir}
+	e := &Executor{Client: c, DeviceType: o.DeviceType, QueueTimeout: o.QueueTimeout, Priority: o.Priority,
+		Visibility: o.Visibility, StateDir: o.StateDir}
 	if o.Artifacts != "" {
 		e.Publisher = &Dir{Dir: o.ArtifactsDir, Prefix: o.Artifacts}
 		return e, nil

@@ -105,8 +105,12 @@ func (e *engine) once(ctx context.Context, a *arm) (runResult, error) {
 	if err != nil {
 		return res, err
 	}
-	e.spent += res.wall
-	a.wall += res.wall
+	if res.outcome != infra {
+		// The budget is for test runs: a host failure (a run that timed
+		// out at the whole budget, say) is not one.
+		e.spent += res.wall
+		a.wall += res.wall
+	}
 	switch res.outcome {
 	case pass, fail:
 		a.errors = 0

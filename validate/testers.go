@@ -116,8 +116,12 @@ func role(row *Row) string {
 // bisect run does (internal/bisectrun). Each run is one trial, whatever
 // its length.
 type execTester struct {
-	cmd     string
-	clone   *Clone
+	cmd   string
+	clone *Clone
+	// limit is the time limit of a run: the whole budget (a run that
+	// takes longer cannot help a conclusion), then an infrastructure
+	// failure.
+	limit   time.Duration
 	runRoot string
 	// current is the commit checked out.
 	current string
@@ -140,9 +144,10 @@ func (x *execTester) run(ctx context.Context, row *Row) (runResult, error) {
 		return runResult{}, err
 	}
 	r, err := bisectrun.Run(ctx, bisectrun.Command{
-		Shell: x.cmd,
-		Dir:   x.clone.Dir,
-		Env:   []string{"KBISECT_COMMIT=" + row.Commit, "KBISECT_TREE=" + role(row)},
+		Shell:   x.cmd,
+		Dir:     x.clone.Dir,
+		Env:     []string{"KBISECT_COMMIT=" + row.Commit, "KBISECT_TREE=" + role(row)},
+		Timeout: x.limit,
 	})
 	if err != nil {
 		return runResult{}, err

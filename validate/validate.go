@@ -282,7 +282,7 @@ func Validate(ctx context.Context, o Options) (*Report, error) {
 		rep.RunSeconds = o.Kernel.Run.Duration.Seconds()
 		rep.Unit, rep.RateUnit = "minute", "per hour"
 	} else {
-		t = &execTester{cmd: o.Exec, clone: clone, runRoot: filepath.Join(o.CacheDir, "runs", "validate-"+time.Now().Format("20060102-150405"))}
+		t = &execTester{cmd: o.Exec, clone: clone, limit: o.Budget, runRoot: filepath.Join(o.CacheDir, "runs", "validate-"+time.Now().Format("20060102-150405"))}
 		rep.Test = "exec: " + o.Exec
 		rep.Unit, rep.RateUnit = "run", "per run"
 	}
@@ -346,7 +346,7 @@ func (o *Options) check() error {
 	if o.Confidence == 0 {
 		o.Confidence = DefaultConfidence
 	}
-	if o.Confidence <= 0.5 || o.Confidence >= 1 {
+	if !(o.Confidence > 0.5 && o.Confidence < 1) {
 		return fmt.Errorf("--confidence %g: give a probability between 0.5 and 1, such as 0.99", o.Confidence)
 	}
 	if o.Budget == 0 {
@@ -355,13 +355,13 @@ func (o *Options) check() error {
 	if o.Budget < 0 {
 		return fmt.Errorf("--budget %v: give a positive duration such as 30m", o.Budget)
 	}
-	if o.Tolerance < 0 || o.Exec != "" && o.Tolerance >= 1 {
+	if !(o.Tolerance >= 0) || math.IsInf(o.Tolerance, 1) || o.Exec != "" && o.Tolerance >= 1 {
 		return fmt.Errorf("--tolerance %g: give a failure rate per hour >= 0 (with --exec, a failure probability per run below 1)", o.Tolerance)
 	}
 	if o.PriorFix == 0 {
 		o.PriorFix = DefaultPriorFix
 	}
-	if o.PriorFix <= 0 || o.PriorFix >= 1 {
+	if !(o.PriorFix > 0 && o.PriorFix < 1) {
 		return fmt.Errorf("prior probability of a fix %g: use a value between 0 and 1", o.PriorFix)
 	}
 	if o.CacheDir == "" {

@@ -2,6 +2,7 @@ package validate
 
 import (
 	"context"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -117,10 +118,15 @@ func TestBadInput(t *testing.T) {
 		{"empty range", Options{Base: h.Bad, Patches: h.Bad + ".." + h.Bad, Exec: "true"}, "the range holds no commits"},
 		{"unknown range end", Options{Base: h.Bad, Patches: h.Good + "..nope", Exec: "true"}, `unknown revision "nope"`},
 		{"exec not executable", Options{Base: h.Bad, Patches: patches, Exec: notExec}, "is not executable"},
-		{"exec not found", Options{Base: h.Bad, Patches: patches, Exec: "no-such-command --flag"}, "is not a command in PATH"},
+		{"exec path missing", Options{Base: h.Bad, Patches: patches, Exec: "/nonexistent/test.sh --flag"}, "does not exist"},
+		// Not a path: sh's to find; not found (127) is a host failure,
+		// never a verdict.
+		{"exec not found", Options{Base: h.Bad, Patches: patches, Exec: "no-such-command --flag"}, "exited 127"},
 		{"no test", Options{Base: h.Bad, Patches: patches}, "give --test"},
 		{"bad expect", Options{Base: h.Bad, Patches: patches, Exec: "true", Expect: "maybe"}, `--expect "maybe"`},
 		{"bad confidence", Options{Base: h.Bad, Patches: patches, Exec: "true", Confidence: 1.5}, "--confidence 1.5"},
+		{"confidence nan", Options{Base: h.Bad, Patches: patches, Exec: "true", Confidence: math.NaN()}, "--confidence NaN"},
+		{"tolerance nan", Options{Base: h.Bad, Patches: patches, Exec: "true", Tolerance: math.NaN()}, "--tolerance NaN"},
 		{"not a repository", Options{Repo: t.TempDir(), Base: "HEAD", Patches: patches, Exec: "true"}, "is not a git repository"},
 	}
 	for _, tc := range cases {

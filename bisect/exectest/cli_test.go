@@ -35,17 +35,7 @@ type cliResult struct {
 
 func runCLI(t *testing.T, bin string, args ...string) cliResult {
 	t.Helper()
-	cmd := exec.Command(bin, args...)
-	var o, e bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &o, &e
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return cliResult{o.String(), e.String(), code}
+	return runCLIWithin(t, 10*time.Minute, bin, args...)
 }
 
 // flakyScript fails with probability perMille/1000 when the tree has the

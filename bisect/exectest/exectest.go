@@ -19,6 +19,7 @@ import (
 	"github.com/kbisect/kbisect/bisect"
 	"github.com/kbisect/kbisect/internal/bisectrun"
 	"github.com/kbisect/kbisect/internal/gitrepo"
+	"github.com/kbisect/kbisect/internal/procgroup"
 )
 
 // Tester runs Command with `sh -c` in one of its checkouts of Repo.
@@ -31,7 +32,7 @@ type Tester struct {
 	// search asks for (the command reads it from KBISECT_BUDGET and exits
 	// 1 at its first failure): the command is killed only Grace after it
 	// (default half the budget, at least 30 s). Otherwise the budget is
-	// the time limit of a run (0: none).
+	// the time limit of a run (0: none; a bisection always gives one).
 	TimeMode bool
 	Grace    time.Duration
 
@@ -51,7 +52,8 @@ type space struct {
 // ForJob returns the Tester of the bisection spec (its Exec command) in
 // job directory dir: a checkout per parallel worker. In time mode the
 // command gets the run length in KBISECT_BUDGET and the job's Timeout is
-// the grace after it; in runs mode Timeout is the time limit of a run.
+// the grace after it; in runs mode the budget is the time limit of a run
+// (--timeout, or one the bisection derives from the runs so far).
 func ForJob(repo *gitrepo.Repo, spec bisect.JobSpec, dir string) *Tester {
 	if abs, err := filepath.Abs(dir); err == nil {
 		dir = abs
@@ -105,11 +107,22 @@ func (t *Tester) release(s *space) {
 	t.mu.Unlock()
 }
 
+// prepare makes the space's checkout on its first use: work/N, unless
+// processes still work in it (a test of a killed kbisect that left its
+// process group, see internal/procgroup): then a new one, work/N.1 and so
+// on. A test never shares its checkout with a survivor.
 func (t *Tester) prepare(ctx context.Context, s *space) error {
 	if s.ws != nil {
 		return nil
 	}
-	ws, err := t.Repo.Workspace(ctx, filepath.Join(t.Dir, "work", strconv.Itoa(s.idx)))
+	dir := filepath.Join(t.Dir, "work", strconv.Itoa(s.idx))
+	for n := 1; len(procgroup.WaitIdle(ctx, dir, procgroup.Linger)) > 0; n++ {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		dir = filepath.Join(t.Dir, "work", fmt.Sprintf("%d.%d", s.idx, n))
+	}
+	ws, err := t.Repo.Workspace(ctx, dir)
 	if err != nil {
 		return err
 	}
@@ -233,7 +246,11 @@ func (t *Tester) run(ctx context.Context, s *space, commit string, budget time.D
 	}
 	out.Elapsed = res.Elapsed
 	if res.Verdict == bisectrun.Abort {
-		return out, fmt.Errorf("%w on %.12s (log %s)", res.Err, commit, logName)
+		hint := ""
+		if res.TimedOut {
+			hint = "; give --timeout if a run needs longer"
+		}
+		return out, fmt.Errorf("%w on %.12s (log %s)%s", res.Err, commit, logName, hint)
 	}
 	out.Verdict = verdicts[res.Verdict]
 	if out.Verdict != bisect.Pass {

@@ -29,7 +29,9 @@ func TestExitCodes(t *testing.T) {
 	}{
 		{"good", "echo fine; exit 0", 0, bisect.Pass, ""},
 		{"bad", "echo corrupted byte at 42; exit 1", 0, bisect.Fail, ""},
-		{"bad 127", "exit 127", 0, bisect.Fail, ""},
+		{"bad 124", "exit 124", 0, bisect.Fail, ""},
+		{"not found 127", "no-such-program-kbisect", 0, "", "exited 127"},
+		{"cannot run 126", "exit 126", 0, "", "exited 126"},
 		{"skip", "exit 125", 0, bisect.Skip, ""},
 		{"abort 128", "exit 128", 0, "", "exited 128"},
 		{"abort 255", "exit 255", 0, "", "exited 255"},

@@ -147,6 +147,33 @@ func Bound(n int, p float64) float64 {
 }
 
 func (c *Config) defaults() error {
+	// Zero means the default; a value that cannot be meant is an error.
+	if c.Confidence != 0 && !(c.Confidence > 0.5 && c.Confidence < 1) {
+		return fmt.Errorf("--confidence %g: give a probability between 0.5 and 1, such as 0.99", c.Confidence)
+	}
+	for _, f := range []struct {
+		flag string
+		v    float64
+		max  float64 // exclusive; 0: none
+	}{
+		{"run-minutes", c.RunMinutes, 0}, {"overhead", c.Overhead, 0}, {"build-cost", c.BuildCost, 0},
+		{"budget", c.Budget, 0}, {"skip-rate", c.SkipRate, 1}, {"spurious-rate", c.SpuriousRate, 1},
+		{"prior-a", c.PriorA, 0}, {"prior-b", c.PriorB, 0}, {"false-fail", c.FalseFail, 1},
+		{"rate-spread", c.RateSpread, 0}, {"margin", c.Margin, 0}, {"predates", c.Predates, 1},
+	} {
+		if !(f.v >= 0) || math.IsInf(f.v, 1) || f.max > 0 && f.v >= f.max {
+			if f.max > 0 {
+				return fmt.Errorf("--%s %g: give a value from 0 to below %g", f.flag, f.v, f.max)
+			}
+			return fmt.Errorf("--%s %g: give a value of 0 (the default) or more", f.flag, f.v)
+		}
+	}
+	if c.Parallel < 0 {
+		return fmt.Errorf("--parallel %d: give 1 or more", c.Parallel)
+	}
+	if c.Workers < 0 {
+		return fmt.Errorf("--workers %d: give 0 (GOMAXPROCS) or more", c.Workers)
+	}
 	if c.Commits < 1 {
 		return fmt.Errorf("--commits must be at least 1, not %d", c.Commits)
 	}

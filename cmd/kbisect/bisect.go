@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -55,9 +56,14 @@ with optional repeats (classic:5).
 
 The test is --exec CMD, run with sh -c in a checkout kbisect owns (the user's
 repository is never touched), as git bisect run does: exit 0 good, 125 skip,
-1-127 bad, 128 and up (or killed, or timed out) an infrastructure error, retried.
-The command sees KBISECT_COMMIT, KBISECT_RUN, KBISECT_WORKER, KBISECT_JOB and
-KBISECT_BUDGET. Without --exec the test is the kernel pipeline (build + run).
+1-124 bad; 126 (cannot run), 127 (not found), 128 and up, killed or timed out
+an infrastructure error, retried, never a verdict. The command sees
+KBISECT_COMMIT, KBISECT_RUN, KBISECT_WORKER, KBISECT_JOB and KBISECT_BUDGET,
+and not the GIT_DIR and co. of a git hook or alias. A run may take --timeout,
+or ten times the longest pass so far (at least a minute; before any pass the
+--budget time, or an hour). Each run is a process group of its own, killed
+whole when it times out or kbisect dies. Without --exec the test is the
+kernel pipeline (build + run).
 
 --find fix looks for the commit that made the bug go away instead (what to
 backport): --bad is then the older commit, where the bug shows, and --good a
@@ -70,7 +76,8 @@ or test time, e.g. 30m). The job directory (--job) holds an fsynced journal:
 after a crash, kbisect bisect resume DIR loses at most the runs in flight.
 
 Exit status: 0 found, 3 no regression in the range, 4 inconclusive, 5
-infrastructure errors, 130 interrupted (resumable), 2 bad input.`,
+infrastructure errors (or a full disk), 130 interrupted by Ctrl-C, SIGTERM or
+SIGHUP (resumable), 2 bad input (nothing made).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runBisect(cmd, &bf)
@@ -88,7 +95,7 @@ infrastructure errors, 130 interrupted (resumable), 2 bad input.`,
 	f.StringVar(&bf.unit, "unit", "", "runs (each run a trial; default with --exec) or time (failures per minute of a test that stops at its first failure; default for kernels)")
 	f.DurationVar(&o.RunTime, "run-time", time.Minute, "time unit: the shortest run the search asks for")
 	f.DurationVar(&o.MaxRunTime, "max-run-time", 0, "time unit: the longest run (default 16x --run-time)")
-	f.DurationVar(&o.Timeout, "timeout", 0, "runs unit: time limit of one run, then an infrastructure error (0: none); time unit with --exec: how long past its run length a command may take (default half of it, at least 30s)")
+	f.DurationVar(&o.Timeout, "timeout", 0, "runs unit: time limit of one run, then an infrastructure error (default: 10x the longest pass, at least 1m; before any pass the --budget time, or 1h; for kernels the run's length, default --run-time); time unit with --exec: how long past its run length a command may take (default half of it, at least 30s)")
 	f.Float64Var(&o.BuildCost, "build-cost", 0, "cost of a build in runs (or minutes with --unit time); 0: measured")
 	f.IntVar(&o.Parallel, "parallel", 1, "tests in flight at once, on different commits (multisection)")
 	f.StringVar(&bf.job, "job", "", "job directory (default under the kbisect cache)")
@@ -100,15 +107,18 @@ infrastructure errors, 130 interrupted (resumable), 2 bad input.`,
 	bf.kernelNames = kernelTestFlags(f, &bf.kernel)
 
 	var resumeJSON, statusJSON bool
+	var resumeToken string
 	resume := &cobra.Command{
 		Use:   "resume DIR",
 		Short: "Continue a bisection from its job directory",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runResume(cmd, args[0], resumeJSON)
+			return runResume(cmd, args[0], resumeJSON, resumeToken)
 		},
 	}
 	resume.Flags().BoolVar(&resumeJSON, "json", false, "print the result as one JSON object")
+	resume.Flags().StringVar(&resumeToken, "lava-token", "", "LAVA API token of a bisection under LAVA (default $KBISECT_LAVA_TOKEN): a job directory never holds it")
+	markSecret(resume.Flags(), "lava-token")
 	status := &cobra.Command{
 		Use:   "status DIR",
 		Short: "Show a bisection's posterior, runs and time spent",
@@ -187,12 +197,13 @@ func kernelTestFlags(f *pflag.FlagSet, k *kernelFlags) []string {
 }
 
 // kernelArgs returns the kernel-test flags given on the command line, in a
-// form that parses back.
+// form that parses back, but for secrets (the LAVA token), which are never
+// stored.
 func kernelArgs(f *pflag.FlagSet, names []string) []string {
 	var out []string
 	for _, n := range names {
 		fl := f.Lookup(n)
-		if fl == nil || !fl.Changed {
+		if fl == nil || !fl.Changed || isSecret(fl) {
 			continue
 		}
 		if sv, ok := fl.Value.(pflag.SliceValue); ok {
@@ -208,8 +219,14 @@ func kernelArgs(f *pflag.FlagSet, names []string) []string {
 
 func runBisect(cmd *cobra.Command, bf *bisectFlags) error {
 	ctx, o := cmd.Context(), bf.opts
-	if o.Confidence <= 0 || o.Confidence >= 1 {
-		return fmt.Errorf("--confidence %g: give a probability between 0 and 1, such as 0.99", o.Confidence)
+	// Every flag is checked before anything is made: bad input leaves no
+	// job directory.
+	isExec := cmd.Flags().Changed("exec")
+	if isExec && strings.TrimSpace(bf.exec) == "" {
+		return errors.New("--exec is empty: give the command that tests the checked-out tree (without --exec, the test is the kernel pipeline)")
+	}
+	if !(o.Confidence > 0.5 && o.Confidence < 1) {
+		return fmt.Errorf("--confidence %g: give a probability between 0.5 and 1, such as 0.99", o.Confidence)
 	}
 	if o.Parallel < 1 || o.Parallel > 64 {
 		return fmt.Errorf("--parallel %d: give 1 to 64", o.Parallel)
@@ -224,12 +241,15 @@ func runBisect(cmd *cobra.Command, bf *bisectFlags) error {
 	switch o.Unit = bisect.Unit(bf.unit); o.Unit {
 	case "":
 		o.Unit = bisect.UnitTime
-		if bf.exec != "" {
+		if isExec {
 			o.Unit = bisect.UnitRuns
 		}
 	case bisect.UnitRuns, bisect.UnitTime:
 	default:
 		return fmt.Errorf("--unit %q: use runs or time", bf.unit)
+	}
+	if err := o.Validate(); err != nil {
+		return err
 	}
 	repo, err := gitrepo.Open(ctx, bf.repo)
 	if err != nil {
@@ -247,7 +267,7 @@ func runBisect(cmd *cobra.Command, bf *bisectFlags) error {
 		spec.Find = bisect.FindFix
 	}
 	spec.Cwd, _ = os.Getwd()
-	if bf.exec != "" {
+	if isExec {
 		if spec.Exec, err = bisectrun.Check(bf.exec, repo.Dir); err != nil {
 			return fmt.Errorf("--exec %w", err)
 		}
@@ -277,7 +297,7 @@ func runBisect(cmd *cobra.Command, bf *bisectFlags) error {
 	return runJob(cmd, job, tester, bf.asJSON, true)
 }
 
-func runResume(cmd *cobra.Command, dir string, asJSON bool) error {
+func runResume(cmd *cobra.Command, dir string, asJSON bool, lavaToken string) error {
 	job, err := bisect.ResumeDir(cmd.Context(), dir)
 	if err != nil {
 		return jobAdvice(err)
@@ -295,6 +315,9 @@ func runResume(cmd *cobra.Command, dir string, asJSON bool) error {
 	k.register(kt)
 	if err := kt.Parse(spec.TestArgs); err != nil {
 		return fmt.Errorf("resume %s: stored test flags: %w", dir, err)
+	}
+	if lavaToken != "" {
+		k.run.exec.lava.Token = lavaToken
 	}
 	tester, release, err := newTester(cmd.Context(), spec, job.Repo(), dir, &k)
 	if err != nil {
@@ -314,6 +337,9 @@ func jobAdvice(err error) error {
 		return fmt.Errorf("%w: give another --job, or `kbisect bisect resume %s`", err, je.Dir)
 	case errors.Is(err, bisect.ErrLocked):
 		return fmt.Errorf("%w: wait for it to finish, or give another --job", err)
+	case errors.Is(err, bisect.ErrStorage):
+		// A full disk is the host's fault, not the input's.
+		return &exitError{bisectExits[bisect.StatusError], fmt.Errorf("%w: free some space, then run the command again", err)}
 	}
 	return err
 }
@@ -354,6 +380,9 @@ func runJob(cmd *cobra.Command, job *bisect.Job, tester bisect.Tester, asJSON, f
 	res, err := job.Run(cmd.Context(), tester, progress)
 	if errors.Is(err, bisect.ErrInterrupted) {
 		return &exitError{exitInterrupted, fmt.Errorf("%w: resume with `kbisect bisect resume %s`", err, job.Dir)}
+	}
+	if errors.Is(err, bisect.ErrStorage) {
+		return &exitError{bisectExits[bisect.StatusError], fmt.Errorf("%w: free some space, then `kbisect bisect resume %s`", err, job.Dir)}
 	}
 	if err != nil {
 		return err

@@ -11,6 +11,7 @@ import (
 
 	"github.com/kbisect/kbisect/internal/bisectrun"
 	"github.com/kbisect/kbisect/kbuild"
+	"github.com/kbisect/kbisect/kconfigs"
 	"github.com/kbisect/kbisect/testcases"
 )
 
@@ -32,6 +33,13 @@ func (k *kernelFlags) register(fl *pflag.FlagSet) {
 // buildLog (either may be nil); release frees the executor. ctx is not
 // kept.
 func (k *kernelFlags) pipeline(ctx context.Context, repo string, progress func(string), buildLog io.Writer) (ct *testcases.CommitTest, release func(), err error) {
+	// A config file that cannot be read is bad input now, not a build
+	// error of every commit later.
+	if !kconfigs.IsBaseName(k.cf.config) {
+		if _, err := kconfigs.ReadConfig(k.cf.config); err != nil {
+			return nil, nil, fmt.Errorf("--config: %w: give your .config, or a base config such as defconfig or tinyconfig", err)
+		}
+	}
 	frags, err := k.cf.selectFragments(k.run.opts.Hypervisor)
 	if err != nil {
 		return nil, nil, err

@@ -51,14 +51,18 @@ The budget counts the time of test runs, not builds. Without --each only the
 tip of the series is built and tested; --each tests every patch.
 
 --exec CMD runs CMD (with sh -c) in kbisect's checkout of each tree instead
-of the kernel test, as git bisect run does: exit 0 good, 125 skip, 1-127 bad,
->= 128 an infrastructure failure; the run's time is its test time.
+of the kernel test, as git bisect run does: exit 0 good, 125 skip, 1-124 bad;
+126, 127, >= 128, or longer than --budget: an infrastructure failure; the
+run's time is its test time.
 
 Exit status: 0 every tested tree answered as expected, 1 one did not (does
 not fix, regression, does not apply, build or boot), 3 inconclusive, 2 bad
 input or a host failure.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cmd.Flags().Changed("exec") && strings.TrimSpace(o.Exec) == "" {
+				return errors.New("--exec is empty: give the command that tests each tree (without --exec, the test is the kernel pipeline)")
+			}
 			o.Expect = validate.Expect(expect)
 			progress := progressFunc(jsonOut)
 			if verboseLog && !jsonOut {

@@ -1,8 +1,9 @@
 // Package bisectrun runs a test command as `git bisect run` does: with
 // `sh -c` in a checkout kbisect owns, its exit status read as good (0),
-// skip (125), bad (1-127) or abort (128 and up, killed by a signal, timed
-// out). The bisection's --exec tester and validate's --exec both run their
-// commands through it; `kbisect test` exits with its codes.
+// skip (125), bad (1-127 but 125, 126 and 127) or abort (126 and 127: the
+// command cannot run or is not found; 128 and up, killed by a signal,
+// timed out). The bisection's --exec tester and validate's --exec both
+// run their commands through it; `kbisect test` exits with its codes.
 package bisectrun
 
 import (
@@ -10,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,16 +19,22 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/kbisect/kbisect/internal/gitrepo"
+	"github.com/kbisect/kbisect/internal/procgroup"
 	"github.com/kbisect/kbisect/internal/tailbuf"
 )
 
 // Exit statuses of a test command, as `git bisect run` reads them: ExitBad
-// stands for 1-127 but 125, ExitAbort for 128 and up.
+// stands for 1-127 but 125, 126 and 127; ExitAbort for 128 and up.
 const (
 	ExitGood  = 0
 	ExitBad   = 1
 	ExitSkip  = 125
 	ExitAbort = 128
+	// ExitCannotRun and ExitNotFound are sh's: the command was found but
+	// cannot be run, or was not found. They say nothing about the tree.
+	ExitCannotRun = 126
+	ExitNotFound  = 127
 )
 
 // Verdict is what a run of the command said about the tree.
@@ -47,6 +55,8 @@ func Classify(exit int) Verdict {
 		return Good
 	case exit == ExitSkip:
 		return Skip
+	case exit == ExitCannotRun || exit == ExitNotFound:
+		return Abort
 	case exit > 0 && exit < ExitAbort:
 		return Bad
 	default:
@@ -80,9 +90,10 @@ type Result struct {
 	Elapsed time.Duration
 	// Tail holds the end of the command's output (64 KiB).
 	Tail *tailbuf.Buffer
-	// Err says why a run is Abort: it exited 128 or more, a signal killed
-	// it, it timed out, or it could not start.
-	Err error
+	// Err says why a run is Abort: it exited 126, 127, 128 or more, a
+	// signal killed it, it timed out (TimedOut), or it could not start.
+	Err      error
+	TimedOut bool
 }
 
 // Reason says in one line how the run ended: "exit N: <its last output
@@ -116,14 +127,33 @@ func Run(ctx context.Context, c Command) (*Result, error) {
 	if c.Output != nil {
 		out = io.MultiWriter(c.Output, res.Tail)
 	}
-	cmd.Stdout, cmd.Stderr = out, out
-	// Its own process group, killed whole; and killed with us if we die.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	// The output goes through a pipe of ours rather than exec's: exec
+	// would wait for whatever the command left running to close it.
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		res.Verdict, res.Err = Abort, fmt.Errorf("run %q: %w", c.Shell, err)
+		return res, nil
+	}
+	cmd.Stdout, cmd.Stderr = pw, pw
+	copied := make(chan struct{})
+	go func() {
+		io.Copy(out, pr)
+		close(copied)
+	}()
 	cmd.WaitDelay = 5 * time.Second
 	start := time.Now()
-	err := cmd.Run()
+	// Its own process group, killed whole when the context is done, what
+	// it leaves running killed when it exits, and all of it killed if
+	// kbisect dies.
+	err = procgroup.Run(cmd, syscall.SIGKILL)
 	res.Elapsed = time.Since(start)
+	pw.Close()
+	select {
+	case <-copied:
+	case <-time.After(5 * time.Second): // held open by a process that left the group
+	}
+	pr.Close()
+	<-copied
 	var ee *exec.ExitError
 	switch {
 	case err == nil:
@@ -146,12 +176,16 @@ func Run(ctx context.Context, c Command) (*Result, error) {
 	}
 	switch {
 	case err != nil && rctx.Err() == context.DeadlineExceeded:
-		res.Verdict, res.Err = Abort, fmt.Errorf("%q timed out after %s", c.Shell, c.Timeout)
+		res.Verdict, res.Err, res.TimedOut = Abort, fmt.Errorf("%q timed out after %s", c.Shell, c.Timeout), true
 	case res.Signal != "":
 		res.Verdict, res.Err = Abort, fmt.Errorf("%q killed by signal %s", c.Shell, res.Signal)
 	default:
 		res.Verdict = Classify(res.Exit)
-		if res.Verdict == Abort {
+		switch {
+		case res.Verdict != Abort:
+		case res.Exit == ExitNotFound || res.Exit == ExitCannotRun:
+			res.Err = fmt.Errorf("%q exited %d: %s (126 and 127 abort, as in git bisect run)", c.Shell, res.Exit, res.Tail.LastLine(200))
+		default:
 			res.Err = fmt.Errorf("%q exited %d (128 and up abort, as in git bisect run)", c.Shell, res.Exit)
 		}
 	}
@@ -159,22 +193,14 @@ func Run(ctx context.Context, c Command) (*Result, error) {
 }
 
 // Environ is the environment of a test command: ours, without what would
-// point its git commands at another repository.
+// point its git commands at another repository (gitrepo.RepoVars).
 func Environ() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		switch strings.SplitN(kv, "=", 2)[0] {
-		case "GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_COMMON_DIR":
-			continue
-		}
-		env = append(env, kv)
-	}
-	return env
+	return gitrepo.WithoutRepoVars(os.Environ())
 }
 
 // CommandError is a test command that cannot run: an empty one, a program
-// that does not exist or is not executable. The CLI says which flag gave
-// it.
+// given as a path that does not exist or is not executable. The CLI says
+// which flag gave it.
 type CommandError struct {
 	Command string
 	Problem string
@@ -187,78 +213,133 @@ func (e *CommandError) Error() string {
 	return fmt.Sprintf("%q: %s", e.Command, e.Problem)
 }
 
-// Check checks that the program of command (its first word) can be run,
-// and returns command with a program given as a relative path made
-// absolute (relative to the current directory), so that it runs from the
-// checkouts. A program found in the repository (repoDir) is left
-// relative: it runs from the tree under test, as `git bisect run
+// shellChars make a word shell syntax rather than a plain path.
+const shellChars = "'\"$`\\;|&<>(){}[]*?~#=!"
+
+// Check checks what can be checked of a test command before it runs: that
+// it is not empty, and that a program given as a path (its first word, or
+// the first after NAME=value assignments) exists and can be run. The rest
+// is sh's: anything else is run as it is (cd d && make, if, for, set -e,
+// export, trap, a function), and a command that is not found exits 127,
+// an infrastructure error. Check returns command with a program given as a
+// path relative to the current directory made absolute, so that it runs
+// from the checkouts. A program found in the repository (repoDir) instead
+// is left relative: it runs from the tree under test, as `git bisect run
 // ./script` does.
 func Check(command, repoDir string) (string, error) {
 	cmd := strings.TrimSpace(command)
 	if cmd == "" {
 		return "", &CommandError{Problem: "the test command is empty: give the command that tests the checked-out tree"}
 	}
-	prog := cmd
-	rest := ""
-	if i := strings.IndexAny(cmd, " \t"); i >= 0 {
-		prog, rest = cmd[:i], cmd[i:]
+	// Skip the assignments, keeping the text as it is.
+	head, rest := "", cmd
+	for {
+		word, tail := cutWord(rest)
+		if !isAssignment(word) {
+			break
+		}
+		blanks := len(tail) - len(strings.TrimLeft(tail, " \t\n"))
+		head += rest[:len(rest)-len(tail)+blanks]
+		rest = tail[blanks:]
 	}
-	if strings.ContainsAny(prog, "'\"$`\\;|&<>(){}*?") || strings.ContainsRune(prog, '=') {
-		return cmd, nil // shell syntax or an assignment: leave it to sh
-	}
-	if !strings.Contains(prog, "/") {
-		if isShellWord(prog) {
+	prog, tail := cutWord(rest)
+	if shells[prog] {
+		// sh [-options] SCRIPT ...: the script is the program (dash
+		// exits 2 when it cannot open it, a "bad" verdict).
+		head += rest[:len(rest)-len(tail)]
+		for {
+			word, after := cutWord(tail)
+			if !strings.HasPrefix(word, "-") || strings.HasPrefix(word, "--") {
+				break
+			}
+			if strings.Contains(word, "c") || strings.Contains(word, "s") || strings.Contains(word, "o") {
+				return cmd, nil // sh -c '...', commands from stdin, an option's argument: sh's
+			}
+			head += tail[:len(tail)-len(after)]
+			tail = after
+		}
+		blanks := len(tail) - len(strings.TrimLeft(tail, " \t\n"))
+		head, tail = head+tail[:blanks], tail[blanks:]
+		script, after := cutWord(tail)
+		if script == "" || strings.ContainsAny(script, shellChars) {
 			return cmd, nil
 		}
-		if _, err := exec.LookPath(prog); err != nil {
-			return "", &CommandError{command, fmt.Sprintf("%s is not a command in PATH: give its path, e.g. ./%s", prog, prog)}
+		return checkPath(command, repoDir, head, script, after, false)
+	}
+	if !strings.Contains(prog, "/") || strings.ContainsAny(prog, shellChars) {
+		return cmd, nil // a word for sh: a builtin, a keyword, a program in PATH
+	}
+	return checkPath(command, repoDir, head, prog, tail, true)
+}
+
+// shells are the programs whose first operand is a script to run.
+var shells = map[string]bool{"sh": true, "bash": true, "dash": true, "/bin/sh": true, "/bin/bash": true, "/bin/dash": true, "/usr/bin/bash": true}
+
+// checkPath checks that path, a word of command between head and tail,
+// exists (and is executable when exe), and returns the command with a
+// path relative to the current directory made absolute.
+func checkPath(command, repoDir, head, path, tail string, exe bool) (string, error) {
+	check := func(p string) error {
+		st, err := os.Stat(p)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			return &CommandError{command, p + " does not exist"}
+		case err != nil:
+			return &CommandError{command, err.Error()}
+		case st.IsDir():
+			return &CommandError{command, p + " is a directory, not a program"}
+		case exe && st.Mode()&0o111 == 0:
+			return &CommandError{command, fmt.Sprintf("%s is not executable: chmod +x it, or run it with `sh %s`", p, p)}
 		}
-		return cmd, nil
+		return nil
 	}
-	if filepath.IsAbs(prog) {
-		return cmd, checkExecutable(prog, command)
+	if filepath.IsAbs(path) {
+		if err := check(path); err != nil {
+			return "", err
+		}
+		return head + path + tail, nil
 	}
-	abs, err := filepath.Abs(prog)
-	if err == nil {
+	if abs, err := filepath.Abs(path); err == nil {
 		if _, serr := os.Stat(abs); serr == nil {
-			if err := checkExecutable(abs, command); err != nil {
+			if err := check(abs); err != nil {
 				return "", err
 			}
-			return shellQuote(abs) + rest, nil
+			return head + shellQuote(abs) + tail, nil
 		}
 	}
 	if repoDir != "" {
-		if _, serr := os.Stat(filepath.Join(repoDir, prog)); serr == nil {
-			if err := checkExecutable(filepath.Join(repoDir, prog), command); err != nil {
+		if _, serr := os.Stat(filepath.Join(repoDir, path)); serr == nil {
+			if err := check(filepath.Join(repoDir, path)); err != nil {
 				return "", err
 			}
-			return cmd, nil // runs from the checkout
+			return head + path + tail, nil // runs from the checkout
 		}
 	}
-	return "", &CommandError{command, fmt.Sprintf("%s does not exist (relative paths are relative to the current directory, or to the repository for a script in the tree)", prog)}
+	return "", &CommandError{command, fmt.Sprintf("%s does not exist (relative paths are relative to the current directory, or to the repository for a script in the tree)", path)}
 }
 
-func isShellWord(w string) bool {
-	switch w {
-	case "sh", "bash", "exit", "true", "false", "test", "[", "exec", "env",
-		"if", "for", "while", "until", "case", "{", "(", "!", "set", "cd", ".":
-		return true
+// cutWord splits s at its first blank: the word, and the rest from the
+// blank on (the blanks kept).
+func cutWord(s string) (word, rest string) {
+	s = strings.TrimLeft(s, " \t\n")
+	if i := strings.IndexAny(s, " \t\n"); i >= 0 {
+		return s[:i], s[i:]
 	}
-	return false
+	return s, ""
 }
 
-func checkExecutable(path, command string) error {
-	st, err := os.Stat(path)
-	if err != nil {
-		return &CommandError{command, err.Error()}
+// isAssignment says whether word is a plain NAME=value.
+func isAssignment(word string) bool {
+	name, value, ok := strings.Cut(word, "=")
+	if !ok || name == "" || strings.ContainsAny(value, shellChars) {
+		return false
 	}
-	if st.IsDir() {
-		return &CommandError{command, path + " is a directory, not a program"}
+	for i, r := range name {
+		if !(r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || i > 0 && r >= '0' && r <= '9') {
+			return false
+		}
 	}
-	if st.Mode()&0o111 == 0 {
-		return &CommandError{command, fmt.Sprintf("%s is not executable: chmod +x it, or run it with `sh %s`", path, path)}
-	}
-	return nil
+	return true
 }
 
 func shellQuote(s string) string {

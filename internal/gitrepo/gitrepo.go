@@ -12,8 +12,12 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 )
 
 // Short abbreviates a commit hash to the 12 digits kbisect prints (as
@@ -41,6 +45,19 @@ func Open(ctx context.Context, dir string) (*Repo, error) {
 		return nil, fmt.Errorf("repository %s does not exist: give --repo the path of a kernel git tree", dir)
 	}
 	out, err := git(ctx, abs, "rev-parse", "--absolute-git-dir")
+	var ge *Error
+	if errors.As(err, &ge) && strings.Contains(ge.Stderr, "dubious ownership") {
+		owner := "another user"
+		if st, serr := os.Stat(abs); serr == nil {
+			if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+				owner = fmt.Sprintf("user %d", sys.Uid)
+				if u, uerr := user.LookupId(strconv.Itoa(int(sys.Uid))); uerr == nil {
+					owner = u.Username
+				}
+			}
+		}
+		return nil, fmt.Errorf("%s belongs to %s and git refuses it (safe.directory): run kbisect as its owner, or trust it with `git config --global --add safe.directory %s`", dir, owner, abs)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%s is not a git repository: give --repo the path of a kernel git tree", dir)
 	}
@@ -221,18 +238,48 @@ func Env() []string {
 	return append(withoutGitVars(os.Environ()), "GIT_TERMINAL_PROMPT=0")
 }
 
-// withoutGitVars drops the variables that redirect git to another
-// repository, worktree or index, and the identities git would commit with.
+// RepoVars are the variables git calls local to a repository (`git
+// rev-parse --local-env-vars`): set by a hook, an alias or the user, they
+// point git at another repository, worktree, index or object store, or
+// carry config.
+var RepoVars = []string{
+	"GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_CONFIG", "GIT_CONFIG_PARAMETERS", "GIT_CONFIG_COUNT",
+	"GIT_OBJECT_DIRECTORY", "GIT_DIR", "GIT_WORK_TREE", "GIT_IMPLICIT_WORK_TREE", "GIT_GRAFT_FILE",
+	"GIT_INDEX_FILE", "GIT_NO_REPLACE_OBJECTS", "GIT_REPLACE_REF_BASE", "GIT_PREFIX",
+	"GIT_INTERNAL_SUPER_PREFIX", "GIT_SHALLOW_FILE", "GIT_COMMON_DIR",
+}
+
+// WithoutRepoVars returns env without RepoVars but the config given with
+// `git -c` or GIT_CONFIG_COUNT (a safe.directory, say), as git does when
+// it runs a command in another repository (a submodule): the environment
+// of a command that must see the repository it runs in, such as a test
+// command in a checkout.
+func WithoutRepoVars(env []string) []string {
+	var drop []string
+	for _, v := range RepoVars {
+		if v != "GIT_CONFIG_PARAMETERS" && v != "GIT_CONFIG_COUNT" {
+			drop = append(drop, v)
+		}
+	}
+	return without(env, drop)
+}
+
+// withoutGitVars is WithoutRepoVars without the identities git would
+// commit with either.
 func withoutGitVars(env []string) []string {
+	return without(WithoutRepoVars(env), []string{
+		"GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_AUTHOR_DATE",
+		"GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL", "GIT_COMMITTER_DATE",
+	})
+}
+
+func without(env, names []string) []string {
 	var out []string
 	for _, kv := range env {
-		switch strings.SplitN(kv, "=", 2)[0] {
-		case "GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_COMMON_DIR",
-			"GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_AUTHOR_DATE",
-			"GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL", "GIT_COMMITTER_DATE":
-			continue
+		name, _, _ := strings.Cut(kv, "=")
+		if !slices.Contains(names, name) {
+			out = append(out, kv)
 		}
-		out = append(out, kv)
 	}
 	return out
 }

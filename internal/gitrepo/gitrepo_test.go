@@ -110,3 +110,37 @@ func TestOpen(t *testing.T) {
 		}
 	}
 }
+
+// TestOpenNotSafe: a repository of another user that git refuses
+// (safe.directory) is named as such, not as "not a git repository"; with
+// safe.directory set, it opens.
+func TestOpenNotSafe(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to give a repository to another user")
+	}
+	ctx := context.Background()
+	dir, _, _ := newRepo(t)
+	home := t.TempDir()
+	t.Setenv("HOME", home)
+	t.Setenv("XDG_CONFIG_HOME", home)
+	t.Setenv("GIT_CONFIG_NOSYSTEM", "1")
+	t.Setenv("GIT_CONFIG_GLOBAL", filepath.Join(home, ".gitconfig"))
+	if err := filepath.Walk(dir, func(p string, _ os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(p, 65534, 65534)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Open(ctx, dir)
+	if err == nil || !strings.Contains(err.Error(), "safe.directory") || strings.Contains(err.Error(), "not a git repository") {
+		t.Fatalf("Open of a repository git refuses: %v, want an error naming safe.directory", err)
+	}
+	if _, err := Run(ctx, Cmd{}, "config", "--global", "--add", "safe.directory", dir); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := Open(ctx, dir); err != nil || r.Dir != dir {
+		t.Errorf("Open with safe.directory set: %+v, %v", r, err)
+	}
+}
