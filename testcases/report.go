@@ -93,7 +93,9 @@ type GuestReport struct {
 	AuthFailures int64 `json:"auth_failures"`
 	// SIMDCanary is what the SIMD canary thread saw (--simd-canary).
 	SIMDCanary *proto.SIMDCanary `json:"simd_canary,omitempty"`
-	Oopses     []string          `json:"oopses,omitempty"`
+	// TCP is the sender's TCP_INFO of each stream when it stopped sending.
+	TCP    []proto.TCPStat `json:"tcp,omitempty"`
+	Oopses []string        `json:"oopses,omitempty"`
 }
 
 // setResult copies what the guest's agent reported about its kernel.
@@ -107,6 +109,7 @@ func (g *GuestReport) setResult(res *proto.Result) {
 	g.CryptoDrivers = res.CryptoDrivers
 	g.AuthFailures = res.AuthFailures
 	g.SIMDCanary = res.SIMDCanary
+	g.TCP = res.TCP
 }
 
 // Wire is the verdict of the capture analysis.

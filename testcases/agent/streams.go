@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -57,7 +58,9 @@ func runStreamsWith(ctx context.Context, p *proto.Params, send Send, atOffset fu
 		err = receive(ctx, p, res, &moved)
 		res.BytesVerified = moved.Load()
 	} else {
-		err = transmit(ctx, p, &moved, atOffset)
+		var stats tcpStats
+		err = transmit(ctx, p, &moved, atOffset, &stats)
+		res.TCP = stats.sorted()
 		res.BytesSent = moved.Load()
 	}
 	res.Seconds = time.Since(start).Seconds()
@@ -88,7 +91,7 @@ func progress(send Send, role string, n *atomic.Int64) func() {
 // transmit connects the streams and sends the pattern for p.Duration, then
 // closes its side and waits for the receiver to close, so that every byte
 // has been delivered before the guest powers off.
-func transmit(ctx context.Context, p *proto.Params, moved *atomic.Int64, atOffset func() error) error {
+func transmit(ctx context.Context, p *proto.Params, moved *atomic.Int64, atOffset func() error, stats *tcpStats) error {
 	conns := make([]*net.TCPConn, p.Streams)
 	for i := range conns {
 		c, err := dial(ctx, net.JoinHostPort(p.Peer, fmt.Sprint(BasePort+i)))
@@ -112,7 +115,7 @@ func transmit(ctx context.Context, p *proto.Params, moved *atomic.Int64, atOffse
 			if i == 0 {
 				hook = atOffset
 			}
-			errs[i] = sendStream(ctx, p, i, c, end, moved, hook)
+			errs[i] = sendStream(ctx, p, i, c, end, moved, hook, stats)
 		}()
 	}
 	wg.Wait()
@@ -136,7 +139,7 @@ func dial(ctx context.Context, addr string) (*net.TCPConn, error) {
 	}
 }
 
-func sendStream(ctx context.Context, p *proto.Params, stream int, c *net.TCPConn, end time.Time, moved *atomic.Int64, atOffset func() error) error {
+func sendStream(ctx context.Context, p *proto.Params, stream int, c *net.TCPConn, end time.Time, moved *atomic.Int64, atOffset func() error, stats *tcpStats) error {
 	pat := proto.NewPattern(p.Pattern, p.Seed, stream)
 	// The pattern's period is ioBuf, so one buffer serves every write.
 	buf := make([]byte, ioBuf)
@@ -163,6 +166,9 @@ func sendStream(ctx context.Context, p *proto.Params, stream int, c *net.TCPConn
 			}
 			atOffset = nil
 		}
+	}
+	if st, ok := tcpStat(c, stream); ok {
+		stats.add(st)
 	}
 	if err := c.CloseWrite(); err != nil {
 		return fmt.Errorf("stream %d: close: %w", stream, err)
@@ -311,4 +317,41 @@ func kernelRelease() string {
 		return ""
 	}
 	return unix.ByteSliceToString(u.Release[:])
+}
+
+// tcpStats collects the streams' TCP_INFO.
+type tcpStats struct {
+	mu sync.Mutex
+	st []proto.TCPStat
+}
+
+func (t *tcpStats) add(s proto.TCPStat) {
+	t.mu.Lock()
+	t.st = append(t.st, s)
+	t.mu.Unlock()
+}
+
+func (t *tcpStats) sorted() []proto.TCPStat {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	sort.Slice(t.st, func(i, j int) bool { return t.st[i].Stream < t.st[j].Stream })
+	return t.st
+}
+
+// tcpStat reads the connection's TCP_INFO (every kernel since 2.6 has the
+// fields used here).
+func tcpStat(c *net.TCPConn, stream int) (proto.TCPStat, bool) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return proto.TCPStat{}, false
+	}
+	var info *unix.TCPInfo
+	var gerr error
+	if err := rc.Control(func(fd uintptr) { info, gerr = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO) }); err != nil || gerr != nil {
+		return proto.TCPStat{}, false
+	}
+	return proto.TCPStat{
+		Stream: stream, RTTms: float64(info.Rtt) / 1000, RTTVarms: float64(info.Rttvar) / 1000, RTOms: float64(info.Rto) / 1000,
+		Cwnd: info.Snd_cwnd, Ssthresh: info.Snd_ssthresh, TotalRetrans: info.Total_retrans,
+	}, true
 }

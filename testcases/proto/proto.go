@@ -230,6 +230,20 @@ type Result struct {
 	CryptoDrivers []string `json:"crypto_drivers,omitempty"`
 	// SIMDCanary is the canary thread's finding (Params.SIMDCanary).
 	SIMDCanary *SIMDCanary `json:"simd_canary,omitempty"`
+	// TCP is the sender's view of each stream's connection when it stopped
+	// sending (TCP_INFO): what held the throughput back.
+	TCP []TCPStat `json:"tcp,omitempty"`
+}
+
+// TCPStat is one connection's TCP_INFO, in milliseconds and segments.
+type TCPStat struct {
+	Stream       int     `json:"stream"`
+	RTTms        float64 `json:"rtt_ms"`
+	RTTVarms     float64 `json:"rttvar_ms"`
+	RTOms        float64 `json:"rto_ms"`
+	Cwnd         uint32  `json:"cwnd"`
+	Ssthresh     uint32  `json:"ssthresh"`
+	TotalRetrans uint32  `json:"total_retrans"`
 }
 
 // SIMDCanary is what the SIMD canary thread saw: Checks checks of 15
