@@ -159,11 +159,12 @@ func Build(ctx context.Context, o Options) (*Artifact, error) {
 	}
 	// One build per key at a time, across processes: whoever waited finds
 	// the kernel the other built (two bisections, or two test packages,
-	// asking for the same tree and config).
-	if err := os.MkdirAll(filepath.Join(p.cacheRoot, "builds"), 0o755); err != nil {
+	// asking for the same tree and config). The lock files stay in a
+	// directory of their own, never among the kernels.
+	if err := os.MkdirAll(filepath.Join(p.cacheRoot, "locks"), 0o755); err != nil {
 		return nil, fmt.Errorf("build cache: %w", err)
 	}
-	unlock, err := fsutil.Lock(ctx, filepath.Join(p.cacheRoot, "builds", "."+p.key+".lock"))
+	unlock, err := fsutil.Lock(ctx, filepath.Join(p.cacheRoot, "locks", p.key+".lock"))
 	if err != nil {
 		return nil, err
 	}

@@ -122,9 +122,30 @@ func (cs *captures) capture(vif, path string) error {
 	}()
 	buf := make([]byte, snaplen)
 	var n, queueDrops int
+	// recv queues the next frame; flags MSG_DONTWAIT for the drain.
+	recv := func(flags int) error {
+		m, _, err := unix.Recvfrom(fd, buf, unix.MSG_TRUNC|flags)
+		if err != nil {
+			return err
+		}
+		caplen := min(m, len(buf))
+		fr := frame{ci: gopacket.CaptureInfo{Timestamp: time.Now(), CaptureLength: caplen, Length: m}, data: append([]byte(nil), buf[:caplen]...)}
+		select {
+		case frames <- fr:
+			n++
+		default:
+			queueDrops++
+		}
+		return nil
+	}
 	for {
 		select {
 		case <-cs.stop:
+			// The socket may still hold the run's last frames (its FINs
+			// among them) when the domUs are gone: a reader that fell
+			// behind under load. They are part of the run.
+			for recv(unix.MSG_DONTWAIT) == nil {
+			}
 			close(frames)
 			err := <-written
 			kernelDrops := -1 // unknown
@@ -135,18 +156,7 @@ func (cs *captures) capture(vif, path string) error {
 			return err
 		default:
 		}
-		m, _, err := unix.Recvfrom(fd, buf, unix.MSG_TRUNC)
-		if err != nil {
-			continue // timeout: look at stop again
-		}
-		caplen := min(m, len(buf))
-		fr := frame{ci: gopacket.CaptureInfo{Timestamp: time.Now(), CaptureLength: caplen, Length: m}, data: append([]byte(nil), buf[:caplen]...)}
-		select {
-		case frames <- fr:
-			n++
-		default:
-			queueDrops++
-		}
+		recv(0) // a timeout: look at stop again
 	}
 }
 

@@ -82,12 +82,15 @@ var espBugs = []espBug{
 func injectBug(src []byte, oneIn int) ([]byte, error) {
 	var tried []string
 	for _, b := range espBugs {
-		if bytes.Count(src, []byte(b.fn)) != 1 || bytes.Count(src, []byte(b.anchor)) != 1 {
+		// The declaration starts a line: 6.1's "int esp_input_done2("
+		// is also the tail of 3.x's "static int esp_input_done2(".
+		fn := []byte("\n" + b.fn)
+		if bytes.Count(src, fn) != 1 || bytes.Count(src, []byte(b.anchor)) != 1 {
 			tried = append(tried, b.name)
 			continue
 		}
 		call := b.anchor + fmt.Sprintf("\n\tif (x->encap && x->props.mode == XFRM_MODE_TRANSPORT)\n\t\tesp_natt_sample_payload(skb, %s);\n", b.nexthdr)
-		out := bytes.Replace(src, []byte(b.fn), []byte(fmt.Sprintf(bugHelper, b.fn, b.random, oneIn)), 1)
+		out := bytes.Replace(src, fn, []byte("\n"+fmt.Sprintf(bugHelper, b.fn, b.random, oneIn)), 1)
 		return bytes.Replace(out, []byte(b.anchor), []byte(call), 1), nil
 	}
 	return nil, fmt.Errorf("%s: not an esp4.c the demo knows (tried the %s generations)", culpritFile, strings.Join(tried, " and "))
