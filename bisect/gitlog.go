@@ -8,10 +8,13 @@ import (
 
 // CommitSummary is what the bisection knows about one tested commit.
 type CommitSummary struct {
-	Pos     int     `json:"pos"`
-	Commit  Commit  `json:"commit"`
-	Runs    int     `json:"runs"`
-	Fails   int     `json:"fails"`
+	Pos    int    `json:"pos"`
+	Commit Commit `json:"commit"`
+	Runs   int    `json:"runs"`
+	Fails  int    `json:"fails"`
+	// Other counts the runs that failed with another signature than the
+	// one bisected (not in Runs).
+	Other   int     `json:"other_fails,omitempty"`
 	Skipped bool    `json:"skipped,omitempty"`
 	ProbBad float64 `json:"p_bad"`
 	// Verdict is the one the bisection settles on: "bad" at or after the
@@ -67,10 +70,12 @@ func (j *Job) Tested() []CommitSummary {
 			out = append(out, CommitSummary{Pos: pos, Commit: j.commits[pos], First: r.Seq})
 		}
 		cs := &out[i]
-		switch r.Verdict {
-		case Skip:
+		switch {
+		case r.Verdict == Skip:
 			cs.Skipped = true
-		case Fail:
+		case r.Verdict == Fail && !j.core.Matches(r.FailSig):
+			cs.Other++
+		case r.Verdict == Fail:
 			cs.Runs++
 			cs.Fails++
 		default:
@@ -124,6 +129,9 @@ func (j *Job) WriteLog(w io.Writer) error {
 		}
 		if t.Skipped && t.Runs == 0 {
 			return " (untestable)"
+		}
+		if t.Other > 0 {
+			return fmt.Sprintf(" (%d runs, %d failed; %d more failed with another signature)", t.Runs, t.Fails, t.Other)
 		}
 		return fmt.Sprintf(" (%d runs, %d failed)", t.Runs, t.Fails)
 	}

@@ -53,6 +53,7 @@ type Job struct {
 	nextSeq   int
 	open      map[int]bool // begun, not completed
 	runs      int
+	others    int // runs that failed with another signature
 	builds    int
 	skips     int
 	infra     int
@@ -240,6 +241,7 @@ func newJob(dir string, spec JobSpec, commits []Commit, hist History) (*Job, err
 		Model:      o.Model,
 		RunBase:    o.RunTime.Minutes(),
 		RunMax:     o.MaxRunTime.Minutes(),
+		Signature:  o.Signature,
 	}
 	plan.EndpointBudget = 1e18
 	if o.Unit == UnitRuns {
@@ -334,7 +336,9 @@ func (j *Job) apply(r Record) {
 				j.badTime += r.Elapsed / 60
 			}
 		}
-		j.core.Record(pos, r.Verdict == Fail, exp, j.costOf(r))
+		if !j.core.Observe(pos, r.Verdict == Fail, r.FailSig, exp, j.costOf(r)) {
+			j.others++
+		}
 		if j.keepHist {
 			j.posterior = append(j.posterior, binPosterior(j.core.Search.Posterior(), reportBins))
 			_, bp := j.core.Search.Best()

@@ -70,7 +70,7 @@ func (s *Search) candidates() []int {
 	seen := make(map[int]bool, 64)
 	var out []int
 	add := func(x int) {
-		if x < 0 || x >= n || seen[x] || s.st[x].skip {
+		if x < 0 || x >= n || seen[x] || s.st[x].untestable() {
 			return
 		}
 		seen[x] = true
@@ -86,7 +86,7 @@ func (s *Search) candidates() []int {
 		for d := 0; d <= hi-lo; d++ {
 			found := false
 			for _, y := range [2]int{x - d, x + d} {
-				if y >= lo && y <= hi && s.st[y].runs == 0 && !s.st[y].skip {
+				if y >= lo && y <= hi && s.st[y].runs == 0 && !s.st[y].untestable() {
 					add(y)
 					found = true
 				}
@@ -174,10 +174,13 @@ func (s *Search) plan(c Costs, opts []float64, pending []Request) (Request, bool
 			pp[o] = p
 			gain[o] = h2(p) - hc
 		}
-		fixed := c.Run
+		build := 0.0
 		if !s.st[x].built {
-			fixed += c.Build
+			build = c.Build
 		}
+		// Runs that end in a failure of another signature count for
+		// nothing: each run that counts costs masking() runs.
+		mw := s.st[x].masking()
 		// Expected exposure of option o when the run(s) stop at the
 		// first failure.
 		x0 := opts[0]
@@ -187,9 +190,9 @@ func (s *Search) plan(c Costs, opts []float64, pending []Request) (Request, bool
 			}
 			var cost float64
 			if s.unit == UnitRuns {
-				cost = fixed - c.Run + x0*c.Run
+				cost = build + x0*c.Run*mw
 			} else {
-				cost = fixed + x0
+				cost = build + (c.Run+x0)*mw
 			}
 			if cost <= 0 {
 				cost = 1e-9
@@ -223,22 +226,16 @@ func (s *Search) planJoint(c Costs, opts []float64, pending []Request, cands []i
 	tests := append([]Request(nil), pending...)
 	tests = append(tests, Request{})
 	for _, x := range cands {
-		fixed := c.Run
+		build := 0.0
 		if !s.st[x].built {
-			fixed += c.Build
+			build = c.Build
 		}
-		inflight := false
 		for _, p := range pending {
 			if p.Pos == x {
-				inflight = true
+				build = 0 // the build is under way
 			}
 		}
-		if inflight {
-			fixed -= c.Build // the build is under way
-			if fixed < c.Run {
-				fixed = c.Run
-			}
-		}
+		w := s.st[x].masking()
 		for _, e := range opts {
 			tests[len(tests)-1] = Request{Pos: x, Exposure: e}
 			g := s.jointMI(tests) - base
@@ -246,11 +243,9 @@ func (s *Search) planJoint(c Costs, opts []float64, pending []Request, cands []i
 				continue
 			}
 			// Cost without the fail-stop discount: good enough to rank.
-			cost := fixed
-			if s.unit == UnitRuns {
-				cost = fixed - c.Run + e*c.Run
-			} else {
-				cost += e
+			cost := build + e*c.Run*w
+			if s.unit == UnitTime {
+				cost = build + (c.Run+e)*w
 			}
 			if sc := g / cost; sc > bestScore {
 				bestScore = sc

@@ -170,7 +170,7 @@ func (j *Job) Run(ctx context.Context, tester Tester, progress func(Progress)) (
 			}
 			rec := Record{Seq: d.seq, Worker: d.worker, Commit: d.commit, Budget: d.budget.Seconds(),
 				Wall: d.wall.Seconds(), Elapsed: d.out.Elapsed.Seconds(), Built: d.out.Built,
-				BuildTime: d.out.BuildTime.Seconds(), Signature: d.out.Signature, Reason: d.out.Reason,
+				BuildTime: d.out.BuildTime.Seconds(), Signature: d.out.Signature, FailSig: d.out.FailSig, Reason: d.out.Reason,
 				Evidence: d.out.Evidence, Verdict: d.out.Verdict}
 			if d.err != nil || d.out.Verdict == Error || (d.out.Verdict != Pass && d.out.Verdict != Fail && d.out.Verdict != Skip) {
 				rec.Type = RecInfra
