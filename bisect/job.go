@@ -347,6 +347,8 @@ func (j *Job) apply(r Record) {
 	case RecInfra:
 		delete(j.open, r.Seq)
 		j.infra++
+	case RecCancel:
+		delete(j.open, r.Seq)
 	case RecRevert:
 		delete(j.open, r.Seq)
 		if r.Built {

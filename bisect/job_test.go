@@ -37,6 +37,8 @@ type fakeTester struct {
 	// bug's is "A"); its failures come first.
 	culprit2 int
 	rate2    float64
+	// delay makes every run take this long (cancelled with its context).
+	delay time.Duration
 }
 
 func newFake(commits []Commit, culprit int, rate float64, seed uint64) *fakeTester {
@@ -68,6 +70,13 @@ func (f *fakeTester) outcome(bad bool, rate float64, budget time.Duration) Outco
 }
 
 func (f *fakeTester) Test(ctx context.Context, commit string, budget time.Duration) (Outcome, error) {
+	if f.delay > 0 {
+		select {
+		case <-time.After(f.delay):
+		case <-ctx.Done():
+			return Outcome{}, ctx.Err()
+		}
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.n++
@@ -750,4 +759,36 @@ func TestJournalWithoutSignatures(t *testing.T) {
 	if res.Status != StatusFound || res.Culprit != hist[20].Hash || res.OtherFails != 0 {
 		t.Errorf("%s %s with %d other failures, want %s", res.Status, res.Culprit, res.OtherFails, hist[20].Hash)
 	}
+}
+
+// TestJobCancelsRunsInFlight: with --parallel, the bisection concludes as
+// soon as the runs seen are enough, cancelling those still in flight (wall
+// time); they are journaled as cancelled, not lost.
+func TestJobCancelsRunsInFlight(t *testing.T) {
+	hist := linear(100)
+	dir := t.TempDir()
+	job, err := Create(dir, testSpec(Options{Confidence: 0.99, Parallel: 4}), hist)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer job.Close()
+	f := newFake(hist, 61, 0.6, 8)
+	f.delay = 30 * time.Millisecond
+	res, err := job.Run(context.Background(), f, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Status != StatusFound || res.Culprit != hist[61].Hash || res.LostRuns != 0 {
+		t.Fatalf("%s %s, %d lost runs; want %s found, none lost", res.Status, res.Culprit, res.LostRuns, hist[61].Hash)
+	}
+	cancelled := 0
+	for _, r := range checkJournal(t, dir) {
+		if r.Type == RecCancel {
+			cancelled++
+		}
+	}
+	if cancelled == 0 {
+		t.Errorf("no run in flight was cancelled at the conclusion")
+	}
+	t.Logf("%d runs, %d cancelled in flight", res.Runs, cancelled)
 }

@@ -29,6 +29,7 @@ const (
 	RecRevert    = "revert"    // a run of bad with the culprit reverted
 	RecFinish    = "finish"    // the bisection ended; Result holds the answer
 	RecInterrupt = "interrupt" // stopped by a signal; resumable
+	RecCancel    = "cancel"    // a run cut short: the search concluded without it
 )
 
 // Record is one line of the journal.

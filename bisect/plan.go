@@ -226,14 +226,11 @@ func (s *Search) planJoint(c Costs, opts []float64, pending []Request, cands []i
 	tests := append([]Request(nil), pending...)
 	tests = append(tests, Request{})
 	for _, x := range cands {
+		// A build under way costs the worker that waits for it about as
+		// much as a build of its own: it is counted in full.
 		build := 0.0
 		if !s.st[x].built {
 			build = c.Build
-		}
-		for _, p := range pending {
-			if p.Pos == x {
-				build = 0 // the build is under way
-			}
 		}
 		w := s.st[x].masking()
 		for _, e := range opts {
@@ -263,6 +260,22 @@ func (s *Search) jointMI(tests []Request) float64 {
 	if len(tests) == 0 {
 		return 0
 	}
+	// Tests of one position are one test of their summed exposure: their
+	// outcomes are not independent (they share the position's rate).
+	merged := make([]Request, 0, len(tests))
+	for _, t := range tests {
+		dup := false
+		for i := range merged {
+			if merged[i].Pos == t.Pos {
+				merged[i].Exposure += t.Exposure
+				dup = true
+			}
+		}
+		if !dup {
+			merged = append(merged, t)
+		}
+	}
+	tests = merged
 	s.update()
 	// Parts: segments split just after every test position.
 	type part struct {

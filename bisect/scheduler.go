@@ -74,9 +74,15 @@ func (j *Job) Run(ctx context.Context, tester Tester, progress func(Progress)) (
 	var lastErr string
 	var backoff <-chan time.Time
 	var pendingConcl *Conclusion
-	runCtx, cancelRuns := context.WithCancel(ctx)
-	defer cancelRuns()
+	// The runs' context: cancelled to stop the runs in flight, and made
+	// again after.
+	newRunCtx := func() (context.Context, context.CancelFunc) { return context.WithCancel(ctx) }
+	runCtx, cancelRuns := newRunCtx()
+	defer func() { cancelRuns() }()
 	cancelled := ctx.Done()
+	// cutting says the search concluded with runs in flight: they are
+	// cancelled (wall time), and those cut short are journaled as such.
+	cutting := false
 
 	start := func(w int, req Request, revert bool) error {
 		seq := j.nextSeq
@@ -89,8 +95,8 @@ func (j *Job) Run(ctx context.Context, tester Tester, progress func(Progress)) (
 			return err
 		}
 		inflight[w] = req
+		rctx := withRunInfo(runCtx, RunInfo{Seq: seq, Worker: w, JobDir: j.Dir})
 		go func() {
-			rctx := withRunInfo(runCtx, RunInfo{Seq: seq, Worker: w, JobDir: j.Dir})
 			t0 := time.Now()
 			var out Outcome
 			var err error
@@ -114,6 +120,12 @@ func (j *Job) Run(ctx context.Context, tester Tester, progress func(Progress)) (
 			req, concl, revert := j.next(pend)
 			if concl != nil {
 				pendingConcl = concl
+				if concl.Status != StatusError && len(inflight) > 0 {
+					// Wall time: the conclusion holds on the runs seen;
+					// waiting for those in flight would only delay it.
+					cutting = true
+					cancelRuns()
+				}
 				break
 			}
 			if req.Pos < 0 {
@@ -135,6 +147,10 @@ func (j *Job) Run(ctx context.Context, tester Tester, progress func(Progress)) (
 			if pendingConcl != nil {
 				c := pendingConcl
 				pendingConcl = nil
+				if cutting {
+					cutting = false
+					runCtx, cancelRuns = newRunCtx()
+				}
 				if c.Status != StatusError {
 					// Runs that were in flight may have changed the
 					// answer: ask again.
@@ -167,6 +183,12 @@ func (j *Job) Run(ctx context.Context, tester Tester, progress func(Progress)) (
 			free = append(free, d.worker)
 			if ctx.Err() != nil && (d.err != nil || d.out.Verdict == Error) {
 				continue // lost in flight: the run was cut short
+			}
+			if cutting && (d.err != nil || d.out.Verdict == Error) {
+				if err := j.append(Record{Type: RecCancel, Seq: d.seq, Worker: d.worker, Commit: d.commit, Wall: d.wall.Seconds()}); err != nil {
+					return nil, err
+				}
+				continue
 			}
 			rec := Record{Seq: d.seq, Worker: d.worker, Commit: d.commit, Budget: d.budget.Seconds(),
 				Wall: d.wall.Seconds(), Elapsed: d.out.Elapsed.Seconds(), Built: d.out.Built,

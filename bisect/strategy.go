@@ -252,14 +252,21 @@ func (c *Core) Next(pending []Request) (Request, *Conclusion) {
 			return Request{}, &Conclusion{Status: StatusNoRegression, Pos: bad, Lo: bad, Hi: bad,
 				Reason: c.endpointReason(e)}
 		}
-		if e+inflight >= c.Plan.EndpointBudget {
-			return Request{Pos: -1}, nil // wait for the runs in flight
+		runs, _, _ := s.Stat(bad)
+		other, _ := s.Other(bad)
+		if !(runs+other == 0 && inflight > 0) {
+			if e+inflight >= c.Plan.EndpointBudget {
+				return Request{Pos: -1}, nil // wait for the runs in flight
+			}
+			x := 1.0
+			if c.Plan.Unit == UnitTime {
+				x = math.Min(c.Plan.RunMax, c.Plan.EndpointBudget-e-inflight)
+			}
+			return Request{Pos: bad, Exposure: x}, nil
 		}
-		x := 1.0
-		if c.Plan.Unit == UnitTime {
-			x = math.Min(c.Plan.RunMax, c.Plan.EndpointBudget-e-inflight)
-		}
-		return Request{Pos: bad, Exposure: x}, nil
+		// Wall time: while the first run of bad is under way, the other
+		// workers (--parallel) start the search as if it had failed, as
+		// bad does more often than not; if it passes, they all run bad.
 	}
 	if c.Plan.MaxCost > 0 && c.spent >= c.Plan.MaxCost {
 		pos, p := s.Best()
