@@ -3,6 +3,7 @@ package bisect
 import (
 	"fmt"
 	"io"
+	"sort"
 	"strings"
 )
 
@@ -144,6 +145,29 @@ func (j *Job) WriteLog(w io.Writer) error {
 		_, err := io.WriteString(w, b.String())
 		return err
 	}
+	// git keeps one commit of the new term (bad; fixed for a fix) and
+	// moves it to every commit marked so: those go last, newest first, so
+	// that it ends on the oldest. (With --parallel, commits are not first
+	// tested in that order.)
+	newVerdict := "bad"
+	if j.Spec.IsFix() {
+		newVerdict = "good" // in the search's terms; git's "fixed"
+	}
+	sort.SliceStable(tested, func(a, b int) bool {
+		na, nb := tested[a].Verdict == newVerdict, tested[b].Verdict == newVerdict
+		if na != nb {
+			return nb
+		}
+		if !na {
+			return false
+		}
+		// Newest first: the search runs forwards in time for a
+		// regression, backwards for a fix.
+		if j.Spec.IsFix() {
+			return tested[a].Pos < tested[b].Pos
+		}
+		return tested[a].Pos > tested[b].Pos
+	})
 	for _, t := range tested {
 		if t.Pos == 0 || t.Pos == len(j.commits)-1 {
 			continue

@@ -185,7 +185,7 @@ exit 0`)
 		t.Fatalf("git bisect replay: %v\n%s\nlog:\n%s", err, out, log.String())
 	}
 	if !strings.Contains(string(out), hashes[culprit-1]+" is the first bad commit") {
-		t.Errorf("git bisect replay did not name %s:\n%s", hashes[culprit-1], out)
+		t.Errorf("git bisect replay did not name %s:\n%s\nlog:\n%s", hashes[culprit-1], out, log.String())
 	}
 }
 
