@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"os"
 	"path/filepath"
 
@@ -60,9 +59,7 @@ type Job struct {
 	lost      int
 	testMin   float64
 	buildMin  float64
-	nBuilds   int
-	runWall   float64 // minutes of run wall time without builds
-	nRunWall  int
+	clock     clock // measured wall time: the planner's costs
 	sig       map[string]string
 	expanded  map[string]bool
 	revert    []Record
@@ -306,9 +303,9 @@ func (j *Job) apply(r Record) {
 		}
 		if r.Built {
 			j.builds++
-			j.nBuilds++
 			j.buildMin += r.BuildTime / 60
 		}
+		j.clock.add(r, j.Spec.Options.Unit == UnitTime)
 		if r.Signature != "" {
 			j.sig[r.Commit] = r.Signature
 		}
@@ -320,10 +317,6 @@ func (j *Job) apply(r Record) {
 		}
 		j.runs++
 		j.testMin += r.Elapsed / 60
-		if w := r.Wall - r.BuildTime; w > 0 {
-			j.runWall += w / 60
-			j.nRunWall++
-		}
 		exp := 1.0
 		if j.Spec.Options.Unit == UnitTime {
 			exp = r.Elapsed / 60
@@ -397,35 +390,7 @@ func (j *Job) costOf(r Record) float64 {
 
 // updateCosts sets the planner's costs from the options or measurements.
 func (j *Job) updateCosts() {
-	o := j.Spec.Options
-	runWall := 0.5 // minutes, until measured
-	if j.nRunWall > 0 {
-		runWall = math.Max(j.runWall/float64(j.nRunWall), 1e-4)
-	}
-	build := 10.0 // minutes, until measured
-	if j.nBuilds > 0 {
-		build = j.buildMin / float64(j.nBuilds)
-	}
-	var c Costs
-	if o.Unit == UnitTime {
-		overhead := 0.5
-		if j.nRunWall > 0 && j.runs > 0 {
-			overhead = math.Max(0, (j.runWall-j.testMin)/float64(j.nRunWall))
-		}
-		c = Costs{Build: build, Run: overhead}
-		if o.BuildCost > 0 {
-			c.Build = o.BuildCost
-		}
-	} else {
-		c = Costs{Run: 1, Build: 3}
-		if j.nBuilds > 0 && j.nRunWall > 0 {
-			c.Build = math.Min(1000, build/runWall)
-		}
-		if o.BuildCost > 0 {
-			c.Build = o.BuildCost
-		}
-	}
-	j.core.Plan.Costs = c
+	j.core.Plan.Costs = j.clock.costs(j.Spec.Options)
 }
 
 // Close releases the job (journal and lock).

@@ -14,6 +14,18 @@ type Costs struct {
 	// runs mode (a run costs one run), the boot and set-up time in minutes
 	// in time mode.
 	Run float64
+	// Yield is the exposure one minute of test gives (time mode; 0 means
+	// 1): the kernel pipeline counts exposure in traffic, so that a run
+	// of a minute at twice the reference throughput exposes two.
+	Yield float64
+}
+
+// yield is c.Yield, 1 when unset.
+func (c Costs) yield() float64 {
+	if c.Yield <= 0 {
+		return 1
+	}
+	return c.Yield
 }
 
 // Request asks for a test of position Pos with exposure Exposure: the
@@ -140,9 +152,12 @@ func (s *Search) plan(c Costs, opts []float64, pending []Request) (Request, bool
 	pb := make([]float64, ns*no)
 	A := make([]float64, (ns+1)*no) // prefix Σ M πb
 	H := make([]float64, (ns+1)*no) // prefix Σ M h(πb)
+	// The options are minutes of test (time mode); the model counts
+	// their exposure.
+	y := c.yield()
 	for j := 0; j < ns; j++ {
 		for o, e := range opts {
-			v := s.model.passBad(s.segF[j], s.segE[j], e)
+			v := s.model.passBad(s.segF[j], s.segE[j], e*y)
 			pb[j*no+o] = v
 			A[(j+1)*no+o] = A[j*no+o] + s.segM[j]*v
 			H[(j+1)*no+o] = H[j*no+o] + s.segM[j]*h2(v)
@@ -151,7 +166,7 @@ func (s *Search) plan(c Costs, opts []float64, pending []Request) (Request, bool
 	pg := make([]float64, no)
 	hg := make([]float64, no)
 	for o, e := range opts {
-		pg[o] = s.model.passGood(e)
+		pg[o] = s.model.passGood(e * y)
 		hg[o] = h2(pg[o])
 	}
 	best := Request{Pos: -1}
@@ -220,7 +235,7 @@ func (s *Search) planJoint(c Costs, opts []float64, pending []Request, cands []i
 		// Fewer batch sizes: the joint information is costly to compute.
 		opts = []float64{1, 4, 16}
 	}
-	base := s.jointMI(pending)
+	base := s.jointMI(pending, c.yield())
 	best := Request{Pos: -1}
 	bestScore := 0.0
 	tests := append([]Request(nil), pending...)
@@ -235,7 +250,7 @@ func (s *Search) planJoint(c Costs, opts []float64, pending []Request, cands []i
 		w := s.st[x].masking()
 		for _, e := range opts {
 			tests[len(tests)-1] = Request{Pos: x, Exposure: e}
-			g := s.jointMI(tests) - base
+			g := s.jointMI(tests, c.yield()) - base
 			if g < minUsefulGain {
 				continue
 			}
@@ -255,8 +270,9 @@ func (s *Search) planJoint(c Costs, opts []float64, pending []Request, cands []i
 
 // jointMI is the mutual information between the outcomes (all pass, or a
 // failure) of the given tests and the first bad position, treating the
-// outcomes as independent given it.
-func (s *Search) jointMI(tests []Request) float64 {
+// outcomes as independent given it; y is the exposure of a minute of test
+// (time mode; see Costs.Yield).
+func (s *Search) jointMI(tests []Request, y float64) float64 {
 	if len(tests) == 0 {
 		return 0
 	}
@@ -316,9 +332,9 @@ func (s *Search) jointMI(tests []Request) float64 {
 		for t, r := range tests {
 			var v float64
 			if p.hi <= r.Pos { // every hypothesis of the part makes r.Pos bad
-				v = s.model.passBad(s.segF[p.seg], s.segE[p.seg], r.Exposure)
+				v = s.model.passBad(s.segF[p.seg], s.segE[p.seg], r.Exposure*y)
 			} else {
-				v = s.model.passGood(r.Exposure)
+				v = s.model.passGood(r.Exposure * y)
 			}
 			pass[i*L+t] = v
 			hc += p.m * h2(v)

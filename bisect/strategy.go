@@ -255,12 +255,15 @@ func (c *Core) Next(pending []Request) (Request, *Conclusion) {
 		runs, _, _ := s.Stat(bad)
 		other, _ := s.Other(bad)
 		if !(runs+other == 0 && inflight > 0) {
-			if e+inflight >= c.Plan.EndpointBudget {
+			// Requests are minutes of test (time mode), the budget
+			// exposure.
+			y := c.Plan.Costs.yield()
+			if e+inflight*y >= c.Plan.EndpointBudget {
 				return Request{Pos: -1}, nil // wait for the runs in flight
 			}
 			x := 1.0
 			if c.Plan.Unit == UnitTime {
-				x = math.Min(c.Plan.RunMax, c.Plan.EndpointBudget-e-inflight)
+				x = math.Min(c.Plan.RunMax, (c.Plan.EndpointBudget-e-inflight*y)/y)
 			}
 			return Request{Pos: bad, Exposure: x}, nil
 		}
