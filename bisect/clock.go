@@ -19,10 +19,15 @@ type clock struct {
 	passTest, passExposure float64
 }
 
-// add measures one journaled run (or skip).
-func (c *clock) add(r Record, timeMode bool) {
-	if r.Built && r.BuildTime > 0 {
+// add measures one journaled run (or skip); first says it is the first
+// of its commit, whose build it paid for: a build taken from a cache
+// (Built false) is a build of no time.
+func (c *clock) add(r Record, first, timeMode bool) {
+	switch {
+	case r.Built:
 		c.builds = append(c.builds, r.BuildTime/60)
+	case first:
+		c.builds = append(c.builds, 0)
 	}
 	w := (r.Wall - r.BuildTime) / 60
 	if r.Verdict == Skip || w <= 0 {

@@ -24,8 +24,8 @@ func TestClockCosts(t *testing.T) {
 		{Verdict: Skip, Built: true, BuildTime: 40, Wall: 40},
 		{Verdict: Pass, Built: true, BuildTime: 30, Wall: 30 + 50, Elapsed: 40, Budget: 20},
 	}
-	for _, r := range runs {
-		c.add(r, true)
+	for i, r := range runs {
+		c.add(r, i != 2, true)
 	}
 	got := c.costs(Options{Unit: UnitTime})
 	if math.Abs(got.Build-0.5) > 1e-9 || math.Abs(got.Yield-2) > 1e-9 {
@@ -37,6 +37,15 @@ func TestClockCosts(t *testing.T) {
 	if got := c.costs(Options{Unit: UnitTime, BuildCost: 7}); got.Build != 7 {
 		t.Errorf("--build-cost 7: build %g", got.Build)
 	}
+	// Builds found in the cache (a second demo) cost nothing: the first
+	// run of a commit that did not build counts a build of no time.
+	var warm clock
+	for i := 0; i < 3; i++ {
+		warm.add(Record{Verdict: Pass, Wall: 50, Elapsed: 40, Budget: 20}, true, true)
+	}
+	if got := warm.costs(Options{Unit: UnitTime}); got.Build != 0 {
+		t.Errorf("builds from the cache cost %g min", got.Build)
+	}
 	// Runs mode: a build costs the median later build over a run's wall.
 	var r clock
 	for _, rec := range []Record{
@@ -44,7 +53,7 @@ func TestClockCosts(t *testing.T) {
 		{Verdict: Pass, Built: true, BuildTime: 30, Wall: 40},
 		{Verdict: Pass, Wall: 10},
 	} {
-		r.add(rec, false)
+		r.add(rec, rec.Built, false)
 	}
 	if got := r.costs(Options{Unit: UnitRuns}); got.Run != 1 || math.Abs(got.Build-3) > 1e-9 {
 		t.Errorf("runs costs %+v, want a build of 3 runs", got)

@@ -305,7 +305,7 @@ func (j *Job) apply(r Record) {
 			j.builds++
 			j.buildMin += r.BuildTime / 60
 		}
-		j.clock.add(r, j.Spec.Options.Unit == UnitTime)
+		j.clock.add(r, !j.core.Search.Built(pos), j.Spec.Options.Unit == UnitTime)
 		if r.Signature != "" {
 			j.sig[r.Commit] = r.Signature
 		}
