@@ -11,11 +11,15 @@ import (
 
 // Progress reports one event of a running bisection.
 type Progress struct {
-	Phase    string // "endpoint", "search", "revert"
-	Seq      int
-	Commit   Commit
-	Pos, N   int
-	Verdict  Verdict
+	Phase   string // "endpoint", "search", "revert"
+	Seq     int
+	Commit  Commit
+	Pos, N  int
+	Verdict Verdict
+	// FailSig is a failure's signature, and Other says it is not the
+	// one bisected: the run counted as neither pass nor fail.
+	FailSig  string
+	Other    bool
 	Elapsed  time.Duration
 	Err      error
 	Best     Commit
@@ -31,8 +35,12 @@ func (p Progress) String() string {
 	if p.Err != nil {
 		return fmt.Sprintf("[%d] %s %s: error (retried): %v", p.Seq, p.Phase, p.Commit.Short(), p.Err)
 	}
+	v := string(p.Verdict)
+	if p.Other {
+		v = "fail of another signature (not counted): " + p.FailSig
+	}
 	return fmt.Sprintf("[%d] %-8s %s %-4s %6.1fs | best %s %5.1f%% | %d runs, %d builds",
-		p.Seq, p.Phase, p.Commit.Short(), p.Verdict, p.Elapsed.Seconds(), p.Best.Short(), 100*p.BestP, p.Runs, p.Builds)
+		p.Seq, p.Phase, p.Commit.Short(), v, p.Elapsed.Seconds(), p.Best.Short(), 100*p.BestP, p.Runs, p.Builds)
 }
 
 type runDone struct {
@@ -233,7 +241,8 @@ func (j *Job) Run(ctx context.Context, tester Tester, progress func(Progress)) (
 			if progress != nil {
 				best, p := j.core.Search.Best()
 				progress(Progress{Phase: j.phase(d.revert), Seq: d.seq, Commit: j.commitOf(d.commit), Pos: j.index[d.commit], N: len(j.commits),
-					Verdict: d.out.Verdict, Elapsed: d.out.Elapsed, Best: j.commits[best], BestP: p, Runs: j.runs, Builds: j.builds})
+					Verdict: d.out.Verdict, FailSig: d.out.FailSig, Other: d.out.Verdict == Fail && !j.core.Matches(d.out.FailSig),
+					Elapsed: d.out.Elapsed, Best: j.commits[best], BestP: p, Runs: j.runs, Builds: j.builds})
 			}
 		case <-backoff:
 			backoff = nil
