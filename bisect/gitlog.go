@@ -3,15 +3,19 @@ package bisect
 import (
 	"fmt"
 	"io"
+	"sort"
 	"strings"
 )
 
 // CommitSummary is what the bisection knows about one tested commit.
 type CommitSummary struct {
-	Pos     int     `json:"pos"`
-	Commit  Commit  `json:"commit"`
-	Runs    int     `json:"runs"`
-	Fails   int     `json:"fails"`
+	Pos    int    `json:"pos"`
+	Commit Commit `json:"commit"`
+	Runs   int    `json:"runs"`
+	Fails  int    `json:"fails"`
+	// Other counts the runs that failed with another signature than the
+	// one bisected (not in Runs).
+	Other   int     `json:"other_fails,omitempty"`
 	Skipped bool    `json:"skipped,omitempty"`
 	ProbBad float64 `json:"p_bad"`
 	// Verdict is the one the bisection settles on: "bad" at or after the
@@ -67,10 +71,12 @@ func (j *Job) Tested() []CommitSummary {
 			out = append(out, CommitSummary{Pos: pos, Commit: j.commits[pos], First: r.Seq})
 		}
 		cs := &out[i]
-		switch r.Verdict {
-		case Skip:
+		switch {
+		case r.Verdict == Skip:
 			cs.Skipped = true
-		case Fail:
+		case r.Verdict == Fail && !j.core.Matches(r.FailSig):
+			cs.Other++
+		case r.Verdict == Fail:
 			cs.Runs++
 			cs.Fails++
 		default:
@@ -125,6 +131,9 @@ func (j *Job) WriteLog(w io.Writer) error {
 		if t.Skipped && t.Runs == 0 {
 			return " (untestable)"
 		}
+		if t.Other > 0 {
+			return fmt.Sprintf(" (%d runs, %d failed; %d more failed with another signature)", t.Runs, t.Fails, t.Other)
+		}
 		return fmt.Sprintf(" (%d runs, %d failed)", t.Runs, t.Fails)
 	}
 	fmt.Fprintf(&b, "# %s: [%s] %s%s\n", termBad, bad.Hash, oneLine(bad.Subject), note(bad.Hash))
@@ -136,6 +145,29 @@ func (j *Job) WriteLog(w io.Writer) error {
 		_, err := io.WriteString(w, b.String())
 		return err
 	}
+	// git keeps one commit of the new term (bad; fixed for a fix) and
+	// moves it to every commit marked so: those go last, newest first, so
+	// that it ends on the oldest. (With --parallel, commits are not first
+	// tested in that order.)
+	newVerdict := "bad"
+	if j.Spec.IsFix() {
+		newVerdict = "good" // in the search's terms; git's "fixed"
+	}
+	sort.SliceStable(tested, func(a, b int) bool {
+		na, nb := tested[a].Verdict == newVerdict, tested[b].Verdict == newVerdict
+		if na != nb {
+			return nb
+		}
+		if !na {
+			return false
+		}
+		// Newest first: the search runs forwards in time for a
+		// regression, backwards for a fix.
+		if j.Spec.IsFix() {
+			return tested[a].Pos < tested[b].Pos
+		}
+		return tested[a].Pos > tested[b].Pos
+	})
 	for _, t := range tested {
 		if t.Pos == 0 || t.Pos == len(j.commits)-1 {
 			continue

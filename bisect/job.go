@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"math"
 	"os"
 	"path/filepath"
 	"time"
@@ -55,15 +54,14 @@ type Job struct {
 	nextSeq   int
 	open      map[int]bool // begun, not completed
 	runs      int
+	others    int // runs that failed with another signature
 	builds    int
 	skips     int
 	infra     int
 	lost      int
 	testMin   float64
 	buildMin  float64
-	nBuilds   int
-	runWall   float64 // minutes of run wall time without builds
-	nRunWall  int
+	clock     clock // measured wall time: the planner's costs
 	sig       map[string]string
 	expanded  map[string]bool
 	revert    []Record
@@ -262,6 +260,7 @@ func newJob(dir string, spec JobSpec, commits []Commit, hist History) (*Job, err
 		Model:      o.Model,
 		RunBase:    o.RunTime.Minutes(),
 		RunMax:     o.MaxRunTime.Minutes(),
+		Signature:  o.Signature,
 	}
 	plan.EndpointBudget = 1e18
 	if o.Unit == UnitRuns {
@@ -326,9 +325,9 @@ func (j *Job) apply(r Record) {
 		}
 		if r.Built {
 			j.builds++
-			j.nBuilds++
 			j.buildMin += r.BuildTime / 60
 		}
+		j.clock.add(r, !j.core.Search.Built(pos), j.Spec.Options.Unit == UnitTime)
 		if r.Signature != "" {
 			j.sig[r.Commit] = r.Signature
 		}
@@ -343,10 +342,6 @@ func (j *Job) apply(r Record) {
 		if r.Verdict == Pass {
 			j.longestPass = max(j.longestPass, time.Duration(r.Elapsed*float64(time.Second)))
 		}
-		if w := r.Wall - r.BuildTime; w > 0 {
-			j.runWall += w / 60
-			j.nRunWall++
-		}
 		exp := 1.0
 		if j.Spec.Options.Unit == UnitTime {
 			exp = r.Elapsed / 60
@@ -359,7 +354,9 @@ func (j *Job) apply(r Record) {
 				j.badTime += r.Elapsed / 60
 			}
 		}
-		j.core.Record(pos, r.Verdict == Fail, exp, j.costOf(r))
+		if !j.core.Observe(pos, r.Verdict == Fail, r.FailSig, exp, j.costOf(r)) {
+			j.others++
+		}
 		if j.keepHist {
 			j.posterior = append(j.posterior, binPosterior(j.core.Search.Posterior(), reportBins))
 			_, bp := j.core.Search.Best()
@@ -368,6 +365,8 @@ func (j *Job) apply(r Record) {
 	case RecInfra:
 		delete(j.open, r.Seq)
 		j.infra++
+	case RecCancel:
+		delete(j.open, r.Seq)
 	case RecRevert:
 		delete(j.open, r.Seq)
 		if r.Built {
@@ -416,35 +415,7 @@ func (j *Job) costOf(r Record) float64 {
 
 // updateCosts sets the planner's costs from the options or measurements.
 func (j *Job) updateCosts() {
-	o := j.Spec.Options
-	runWall := 0.5 // minutes, until measured
-	if j.nRunWall > 0 {
-		runWall = math.Max(j.runWall/float64(j.nRunWall), 1e-4)
-	}
-	build := 10.0 // minutes, until measured
-	if j.nBuilds > 0 {
-		build = j.buildMin / float64(j.nBuilds)
-	}
-	var c Costs
-	if o.Unit == UnitTime {
-		overhead := 0.5
-		if j.nRunWall > 0 && j.runs > 0 {
-			overhead = math.Max(0, (j.runWall-j.testMin)/float64(j.nRunWall))
-		}
-		c = Costs{Build: build, Run: overhead}
-		if o.BuildCost > 0 {
-			c.Build = o.BuildCost
-		}
-	} else {
-		c = Costs{Run: 1, Build: 3}
-		if j.nBuilds > 0 && j.nRunWall > 0 {
-			c.Build = math.Min(1000, build/runWall)
-		}
-		if o.BuildCost > 0 {
-			c.Build = o.BuildCost
-		}
-	}
-	j.core.Plan.Costs = c
+	j.core.Plan.Costs = j.clock.costs(j.Spec.Options)
 }
 
 // Close releases the job (journal and lock).

@@ -32,6 +32,13 @@ type fakeTester struct {
 	calls      []int // seq of every completed call
 	onCall     func(n int)
 	n          int
+	// A second bug (culprit2 > 0): commits from culprit2 on fail a run
+	// with probability rate2, with the failure signature "B" (the first
+	// bug's is "A"); its failures come first.
+	culprit2 int
+	rate2    float64
+	// delay makes every run take this long (cancelled with its context).
+	delay time.Duration
 }
 
 func newFake(commits []Commit, culprit int, rate float64, seed uint64) *fakeTester {
@@ -63,6 +70,13 @@ func (f *fakeTester) outcome(bad bool, rate float64, budget time.Duration) Outco
 }
 
 func (f *fakeTester) Test(ctx context.Context, commit string, budget time.Duration) (Outcome, error) {
+	if f.delay > 0 {
+		select {
+		case <-time.After(f.delay):
+		case <-ctx.Done():
+			return Outcome{}, ctx.Err()
+		}
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.n++
@@ -82,8 +96,14 @@ func (f *fakeTester) Test(ctx context.Context, commit string, budget time.Durati
 	if f.skip[pos] {
 		return Outcome{Verdict: Skip, Reason: "does not build"}, nil
 	}
+	if f.culprit2 > 0 && pos >= f.culprit2 && f.rng.Float64() < f.rate2 {
+		return Outcome{Verdict: Fail, FailSig: "B", Elapsed: 20 * time.Millisecond, Signature: f.sig[pos]}, nil
+	}
 	o := f.outcome(pos >= f.culprit, f.rate, budget)
 	o.Signature = f.sig[pos]
+	if o.Verdict == Fail && f.culprit2 > 0 {
+		o.FailSig = "A"
+	}
 	return o, nil
 }
 
@@ -617,4 +637,158 @@ func TestJobFindsFix(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestJobSignatures bisects a range with two bugs of different failure
+// signatures: the search follows the signature of bad's first failure (or
+// the one --signature picks), counts the other's failures as neither pass
+// nor fail, and the reports say what decided and list the others apart.
+func TestJobSignatures(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		signature string
+		culpritA  int
+		culpritB  int
+		rateB     float64
+		want      string // the bug whose culprit is found
+	}{
+		// The search bisects the signature of bad's first failure.
+		{"first failure of bad", "", 30, 90, 0.5, ""},
+		// --signature picks A, whose culprit is later in the range.
+		{"signature regexp", "^A$", 90, 30, 0.5, "A"},
+		// A another bug hides often below A's culprit.
+		{"other bug masks", "A", 40, 20, 0.6, "A"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			hist := linear(128)
+			dir := t.TempDir()
+			job, err := Create(dir, testSpec(Options{Confidence: 0.99, Signature: tc.signature}), hist)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer job.Close()
+			f := newFake(hist, tc.culpritA, 0.5, 3)
+			f.culprit2, f.rate2 = tc.culpritB, tc.rateB
+			res, err := job.Run(context.Background(), f, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.want == "" {
+				for _, r := range job.Records() {
+					if r.Type == RecRun && r.Verdict == Fail {
+						tc.want = r.FailSig
+						break
+					}
+				}
+			}
+			want := map[string]int{"A": tc.culpritA, "B": tc.culpritB}[tc.want]
+			if res.Status != StatusFound || res.Culprit != hist[want].Hash {
+				t.Fatalf("%s %s, want the culprit of %s (%s); %s", res.Status, res.Culprit, tc.want, hist[want].Hash, res.Reason)
+			}
+			if res.Signature != tc.want || res.OtherFails == 0 {
+				t.Errorf("signature %q with %d other failures, want %q and some", res.Signature, res.OtherFails, tc.want)
+			}
+			others := job.OtherFailures()
+			if len(others) != 1 || others[0].Signature == tc.want || len(others[0].Runs) != res.OtherFails {
+				t.Errorf("other failures %+v, result says %d", others, res.OtherFails)
+			}
+			d := res.Decided
+			if d == nil || d.Bad != res.Culprit || len(d.BadRuns) == 0 || d.Good != hist[want-1].Hash || len(d.GoodRuns) == 0 {
+				t.Fatalf("decided %+v", d)
+			}
+			var md, js strings.Builder
+			job.WriteMarkdown(&md)
+			job.WriteJSON(&js)
+			for _, s := range []string{"decided by", "Failures of other signatures", fmt.Sprintf("#%d", d.BadRuns[0])} {
+				if !strings.Contains(md.String(), s) {
+					t.Errorf("markdown report lacks %q", s)
+				}
+			}
+			if !strings.Contains(js.String(), `"other_fails"`) || !strings.Contains(js.String(), `"decided"`) {
+				t.Errorf("JSON report lacks the other failures or what decided")
+			}
+			// The journal gives back the same answer, and one without
+			// signatures (written before they existed) still resumes.
+			re, err := Open(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s, _ := re.core.Target(); s != tc.want || re.Status().OtherFails != res.OtherFails {
+				t.Errorf("reopened: signature %q, %d other failures", s, re.Status().OtherFails)
+			}
+		})
+	}
+}
+
+// TestJournalWithoutSignatures resumes a journal whose runs have no
+// failure signature (older kbisect): every failure counts.
+func TestJournalWithoutSignatures(t *testing.T) {
+	hist := linear(64)
+	dir := t.TempDir()
+	job, err := Create(dir, testSpec(Options{Confidence: 0.99}), hist)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFake(hist, 20, 0.5, 5)
+	f.onCall = func(n int) {
+		if n == 15 {
+			f.always = true
+		}
+	}
+	job.Spec.Options.Retries = 1
+	job.Run(context.Background(), f, nil)
+	job.Close()
+	b, err := os.ReadFile(filepath.Join(dir, JournalName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(b), "fail_signature") {
+		t.Fatal("the fake tester wrote failure signatures")
+	}
+	f.always = false
+	f.onCall = nil
+	job, err = Resume(dir, hist)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer job.Close()
+	res, err := job.Run(context.Background(), f, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Status != StatusFound || res.Culprit != hist[20].Hash || res.OtherFails != 0 {
+		t.Errorf("%s %s with %d other failures, want %s", res.Status, res.Culprit, res.OtherFails, hist[20].Hash)
+	}
+}
+
+// TestJobCancelsRunsInFlight: with --parallel, the bisection concludes as
+// soon as the runs seen are enough, cancelling those still in flight (wall
+// time); they are journaled as cancelled, not lost.
+func TestJobCancelsRunsInFlight(t *testing.T) {
+	hist := linear(100)
+	dir := t.TempDir()
+	job, err := Create(dir, testSpec(Options{Confidence: 0.99, Parallel: 4}), hist)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer job.Close()
+	f := newFake(hist, 61, 0.6, 8)
+	f.delay = 30 * time.Millisecond
+	res, err := job.Run(context.Background(), f, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Status != StatusFound || res.Culprit != hist[61].Hash || res.LostRuns != 0 {
+		t.Fatalf("%s %s, %d lost runs; want %s found, none lost", res.Status, res.Culprit, res.LostRuns, hist[61].Hash)
+	}
+	cancelled := 0
+	for _, r := range checkJournal(t, dir) {
+		if r.Type == RecCancel {
+			cancelled++
+		}
+	}
+	if cancelled == 0 {
+		t.Errorf("no run in flight was cancelled at the conclusion")
+	}
+	t.Logf("%d runs, %d cancelled in flight", res.Runs, cancelled)
 }

@@ -29,6 +29,7 @@ const (
 	RecRevert    = "revert"    // a run of bad with the culprit reverted
 	RecFinish    = "finish"    // the bisection ended; Result holds the answer
 	RecInterrupt = "interrupt" // stopped by a signal; resumable
+	RecCancel    = "cancel"    // a run cut short: the search concluded without it
 )
 
 // Record is one line of the journal.
@@ -40,16 +41,19 @@ type Record struct {
 	Worker int    `json:"worker,omitempty"`
 	Commit string `json:"commit,omitempty"`
 	// Budget is what the run was given, in seconds.
-	Budget    float64         `json:"budget_s,omitempty"`
-	Verdict   Verdict         `json:"verdict,omitempty"`
-	Elapsed   float64         `json:"elapsed_s,omitempty"`
-	Wall      float64         `json:"wall_s,omitempty"`
-	Built     bool            `json:"built,omitempty"`
-	BuildTime float64         `json:"build_s,omitempty"`
-	Signature string          `json:"signature,omitempty"`
-	Reason    string          `json:"reason,omitempty"`
-	Evidence  json.RawMessage `json:"evidence,omitempty"`
-	Error     string          `json:"error,omitempty"`
+	Budget    float64 `json:"budget_s,omitempty"`
+	Verdict   Verdict `json:"verdict,omitempty"`
+	Elapsed   float64 `json:"elapsed_s,omitempty"`
+	Wall      float64 `json:"wall_s,omitempty"`
+	Built     bool    `json:"built,omitempty"`
+	BuildTime float64 `json:"build_s,omitempty"`
+	Signature string  `json:"signature,omitempty"`
+	// FailSig is the signature of a failure (Outcome.FailSig); journals
+	// written before it have none.
+	FailSig  string          `json:"fail_signature,omitempty"`
+	Reason   string          `json:"reason,omitempty"`
+	Evidence json.RawMessage `json:"evidence,omitempty"`
+	Error    string          `json:"error,omitempty"`
 	// Expanded are the commits a merge brought in (expand), oldest first.
 	Expanded []Commit `json:"expanded,omitempty"`
 	Spec     *JobSpec `json:"spec,omitempty"`

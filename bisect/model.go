@@ -221,6 +221,34 @@ type posStat struct {
 	runs  int
 	skip  bool // untestable (build or boot failure): keeps its mass, never tested again
 	built bool // a build exists: another run costs no build
+	// other counts the runs that ended in a failure of another signature
+	// than the one bisected, otherE their exposure: they say nothing
+	// about the bug (neither pass nor fail) but cost what they cost.
+	other  int
+	otherE float64
+}
+
+// maskedAfter is the number of runs that all failed with another
+// signature, none counting, after which a position is untestable: another
+// bug hides this one there (for good: at 90% of the runs, the odds of so
+// many in a row are 0.6%). Fewer only make it dearer (posStat.masking).
+const maskedAfter = 48
+
+// masked reports whether failures of another signature hide the bug at
+// this position.
+func (st *posStat) masked() bool {
+	return st.runs == 0 && st.other >= maskedAfter
+}
+
+// untestable reports whether the position can no longer be tested: it
+// does not build or boot, or another bug hides this one there.
+func (st *posStat) untestable() bool { return st.skip || st.masked() }
+
+// masking is the expected number of runs per run that counts, from the
+// share of runs that ended in a failure of another signature (Laplace's
+// rule): 1 where there was none.
+func (st *posStat) masking() float64 {
+	return float64(st.runs+st.other+1) / float64(st.runs+1)
 }
 
 // Search is the state of a bisection over an ordered list of positions: 0
@@ -293,6 +321,22 @@ func (s *Search) Record(pos int, failed bool, e float64) {
 		st.E += e
 	}
 	s.dirty = true
+}
+
+// RecordOther records a run at pos that ended in a failure of another
+// signature than the one bisected, with exposure e: it counts as neither a
+// pass nor a fail.
+func (s *Search) RecordOther(pos int, e float64) {
+	st := &s.st[pos]
+	st.other++
+	st.otherE += e
+	st.built = true
+}
+
+// Other returns the runs at pos that failed with another signature, and
+// their exposure.
+func (s *Search) Other(pos int) (runs int, exposure float64) {
+	return s.st[pos].other, s.st[pos].otherE
 }
 
 // MarkSkip records that position pos cannot be tested.
@@ -509,8 +553,9 @@ func (s *Search) Stat(pos int) (runs int, fails, exposure float64) {
 	return st.runs, st.F, st.E
 }
 
-// Skipped reports whether pos was found untestable.
-func (s *Search) Skipped(pos int) bool { return s.st[pos].skip }
+// Skipped reports whether pos was found untestable: it does not build or
+// boot, or failures of another signature hide the bug there.
+func (s *Search) Skipped(pos int) bool { return s.st[pos].untestable() }
 
 // Built reports whether pos has a build.
 func (s *Search) Built(pos int) bool { return s.st[pos].built }
@@ -518,7 +563,7 @@ func (s *Search) Built(pos int) bool { return s.st[pos].built }
 // untestable reports whether every position in lo..hi was found untestable.
 func (s *Search) untestable(lo, hi int) bool {
 	for i := lo; i <= hi; i++ {
-		if !s.st[i].skip {
+		if !s.st[i].untestable() {
 			return false
 		}
 	}

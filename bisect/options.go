@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -114,8 +115,12 @@ type Options struct {
 	MaxRuns int           `json:"max_runs,omitempty"`
 	MaxTime time.Duration `json:"max_time,omitempty"`
 	// VerifyRevert tests bad with the culprit reverted once it is found.
-	VerifyRevert bool        `json:"verify_revert,omitempty"`
-	Model        ModelParams `json:"model"`
+	VerifyRevert bool `json:"verify_revert,omitempty"`
+	// Signature, a regular expression, picks the failures bisected by
+	// their signature (Outcome.FailSig); empty: the signature of the first
+	// failure of bad.
+	Signature string      `json:"signature,omitempty"`
+	Model     ModelParams `json:"model"`
 }
 
 func (o *Options) defaults() {
@@ -190,6 +195,9 @@ func (o *Options) settle() error {
 	}
 	if o.Parallel > 64 {
 		return fmt.Errorf("%d tests in parallel: at most 64", o.Parallel)
+	}
+	if _, err := regexp.Compile(o.Signature); err != nil {
+		return fmt.Errorf("signature %q: not a regular expression: %w", o.Signature, err)
 	}
 	return nil
 }

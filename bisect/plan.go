@@ -14,6 +14,18 @@ type Costs struct {
 	// runs mode (a run costs one run), the boot and set-up time in minutes
 	// in time mode.
 	Run float64
+	// Yield is the exposure one minute of test gives (time mode; 0 means
+	// 1): the kernel pipeline counts exposure in traffic, so that a run
+	// of a minute at twice the reference throughput exposes two.
+	Yield float64
+}
+
+// yield is c.Yield, 1 when unset.
+func (c Costs) yield() float64 {
+	if c.Yield <= 0 {
+		return 1
+	}
+	return c.Yield
 }
 
 // Request asks for a test of position Pos with exposure Exposure: the
@@ -70,7 +82,7 @@ func (s *Search) candidates() []int {
 	seen := make(map[int]bool, 64)
 	var out []int
 	add := func(x int) {
-		if x < 0 || x >= n || seen[x] || s.st[x].skip {
+		if x < 0 || x >= n || seen[x] || s.st[x].untestable() {
 			return
 		}
 		seen[x] = true
@@ -86,7 +98,7 @@ func (s *Search) candidates() []int {
 		for d := 0; d <= hi-lo; d++ {
 			found := false
 			for _, y := range [2]int{x - d, x + d} {
-				if y >= lo && y <= hi && s.st[y].runs == 0 && !s.st[y].skip {
+				if y >= lo && y <= hi && s.st[y].runs == 0 && !s.st[y].untestable() {
 					add(y)
 					found = true
 				}
@@ -140,9 +152,12 @@ func (s *Search) plan(c Costs, opts []float64, pending []Request) (Request, bool
 	pb := make([]float64, ns*no)
 	A := make([]float64, (ns+1)*no) // prefix Σ M πb
 	H := make([]float64, (ns+1)*no) // prefix Σ M h(πb)
+	// The options are minutes of test (time mode); the model counts
+	// their exposure.
+	y := c.yield()
 	for j := 0; j < ns; j++ {
 		for o, e := range opts {
-			v := s.model.passBad(s.segF[j], s.segE[j], e)
+			v := s.model.passBad(s.segF[j], s.segE[j], e*y)
 			pb[j*no+o] = v
 			A[(j+1)*no+o] = A[j*no+o] + s.segM[j]*v
 			H[(j+1)*no+o] = H[j*no+o] + s.segM[j]*h2(v)
@@ -151,7 +166,7 @@ func (s *Search) plan(c Costs, opts []float64, pending []Request) (Request, bool
 	pg := make([]float64, no)
 	hg := make([]float64, no)
 	for o, e := range opts {
-		pg[o] = s.model.passGood(e)
+		pg[o] = s.model.passGood(e * y)
 		hg[o] = h2(pg[o])
 	}
 	best := Request{Pos: -1}
@@ -174,10 +189,13 @@ func (s *Search) plan(c Costs, opts []float64, pending []Request) (Request, bool
 			pp[o] = p
 			gain[o] = h2(p) - hc
 		}
-		fixed := c.Run
+		build := 0.0
 		if !s.st[x].built {
-			fixed += c.Build
+			build = c.Build
 		}
+		// Runs that end in a failure of another signature count for
+		// nothing: each run that counts costs masking() runs.
+		mw := s.st[x].masking()
 		// Expected exposure of option o when the run(s) stop at the
 		// first failure.
 		x0 := opts[0]
@@ -187,9 +205,9 @@ func (s *Search) plan(c Costs, opts []float64, pending []Request) (Request, bool
 			}
 			var cost float64
 			if s.unit == UnitRuns {
-				cost = fixed - c.Run + x0*c.Run
+				cost = build + x0*c.Run*mw
 			} else {
-				cost = fixed + x0
+				cost = build + (c.Run+x0)*mw
 			}
 			if cost <= 0 {
 				cost = 1e-9
@@ -217,40 +235,29 @@ func (s *Search) planJoint(c Costs, opts []float64, pending []Request, cands []i
 		// Fewer batch sizes: the joint information is costly to compute.
 		opts = []float64{1, 4, 16}
 	}
-	base := s.jointMI(pending)
+	base := s.jointMI(pending, c.yield())
 	best := Request{Pos: -1}
 	bestScore := 0.0
 	tests := append([]Request(nil), pending...)
 	tests = append(tests, Request{})
 	for _, x := range cands {
-		fixed := c.Run
+		// A build under way costs the worker that waits for it about as
+		// much as a build of its own: it is counted in full.
+		build := 0.0
 		if !s.st[x].built {
-			fixed += c.Build
+			build = c.Build
 		}
-		inflight := false
-		for _, p := range pending {
-			if p.Pos == x {
-				inflight = true
-			}
-		}
-		if inflight {
-			fixed -= c.Build // the build is under way
-			if fixed < c.Run {
-				fixed = c.Run
-			}
-		}
+		w := s.st[x].masking()
 		for _, e := range opts {
 			tests[len(tests)-1] = Request{Pos: x, Exposure: e}
-			g := s.jointMI(tests) - base
+			g := s.jointMI(tests, c.yield()) - base
 			if g < minUsefulGain {
 				continue
 			}
 			// Cost without the fail-stop discount: good enough to rank.
-			cost := fixed
-			if s.unit == UnitRuns {
-				cost = fixed - c.Run + e*c.Run
-			} else {
-				cost += e
+			cost := build + e*c.Run*w
+			if s.unit == UnitTime {
+				cost = build + (c.Run+e)*w
 			}
 			if sc := g / cost; sc > bestScore {
 				bestScore = sc
@@ -263,11 +270,28 @@ func (s *Search) planJoint(c Costs, opts []float64, pending []Request, cands []i
 
 // jointMI is the mutual information between the outcomes (all pass, or a
 // failure) of the given tests and the first bad position, treating the
-// outcomes as independent given it.
-func (s *Search) jointMI(tests []Request) float64 {
+// outcomes as independent given it; y is the exposure of a minute of test
+// (time mode; see Costs.Yield).
+func (s *Search) jointMI(tests []Request, y float64) float64 {
 	if len(tests) == 0 {
 		return 0
 	}
+	// Tests of one position are one test of their summed exposure: their
+	// outcomes are not independent (they share the position's rate).
+	merged := make([]Request, 0, len(tests))
+	for _, t := range tests {
+		dup := false
+		for i := range merged {
+			if merged[i].Pos == t.Pos {
+				merged[i].Exposure += t.Exposure
+				dup = true
+			}
+		}
+		if !dup {
+			merged = append(merged, t)
+		}
+	}
+	tests = merged
 	s.update()
 	// Parts: segments split just after every test position.
 	type part struct {
@@ -308,9 +332,9 @@ func (s *Search) jointMI(tests []Request) float64 {
 		for t, r := range tests {
 			var v float64
 			if p.hi <= r.Pos { // every hypothesis of the part makes r.Pos bad
-				v = s.model.passBad(s.segF[p.seg], s.segE[p.seg], r.Exposure)
+				v = s.model.passBad(s.segF[p.seg], s.segE[p.seg], r.Exposure*y)
 			} else {
-				v = s.model.passGood(r.Exposure)
+				v = s.model.passGood(r.Exposure * y)
 			}
 			pass[i*L+t] = v
 			hc += p.m * h2(v)

@@ -56,6 +56,9 @@ type Report struct {
 	Commits int             `json:"commits"`
 	Top     []TopCommit     `json:"top"`
 	Tested  []CommitSummary `json:"tested"`
+	// OtherFails are the failures of other signatures than the one
+	// bisected: neither pass nor fail.
+	OtherFails []OtherFailure `json:"other_fails,omitempty"`
 	// BestP is the probability of the most probable commit after every run.
 	BestP []float64 `json:"best_p,omitempty"`
 	// Runs are the journal's run, infra and revert records.
@@ -78,7 +81,7 @@ func (j *Job) Top(k int) []TopCommit {
 
 // Report returns the JSON report.
 func (j *Job) Report() *Report {
-	r := &Report{Result: j.Status(), Spec: j.Spec, Commits: len(j.commits), Top: j.Top(10), Tested: j.Tested(), BestP: j.bestP}
+	r := &Report{Result: j.Status(), Spec: j.Spec, Commits: len(j.commits), Top: j.Top(10), Tested: j.Tested(), BestP: j.bestP, OtherFails: j.OtherFailures()}
 	for _, rec := range j.records {
 		switch rec.Type {
 		case RecRun, RecInfra, RecRevert:
@@ -174,6 +177,15 @@ func (j *Job) summaryLines() [][2]string {
 	if r.Revert != nil {
 		add("revert check", r.Revert.Verdict+": "+r.Revert.Reason)
 	}
+	if r.Signature != "" {
+		add("failure bisected", r.Signature)
+	}
+	if r.Decided != nil {
+		add("decided by", r.Decided.Text(j))
+	}
+	if r.OtherFails > 0 {
+		add("not counted", j.otherText())
+	}
 	add("range", fmt.Sprintf("good %s .. bad %s, %d commits", DescribeCommit(j.commits[0]), DescribeCommit(j.commits[len(j.commits)-1]), len(j.commits)-1))
 	add("strategy", fmt.Sprintf("%s, confidence %.3g, unit %s", j.Spec.Options.Strategy, j.Spec.Options.Confidence, j.Spec.Options.Unit))
 	add("runs", fmt.Sprintf("%d (%d builds, %d skipped, %d infrastructure errors, %d lost)", r.Runs, r.Builds, r.Skips, r.InfraErrors, r.LostRuns))
@@ -208,12 +220,18 @@ func (j *Job) WriteMarkdown(w io.Writer) error {
 	for _, t := range tested {
 		fmt.Fprintf(&b, "| %d | %s | %d | %d | %.3g | %s |\n", t.Pos, mdEscape(DescribeCommit(t.Commit)), t.Runs, t.Fails, t.ProbBad, t.Verdict)
 	}
+	if others := j.OtherFailures(); len(others) > 0 {
+		b.WriteString("\n## Failures of other signatures (not counted)\n\n| signature | runs | commits |\n|---|---|---|\n")
+		for _, o := range others {
+			fmt.Fprintf(&b, "| %s | %s | %s |\n", mdEscape(sigText(o.Signature)), runList(o.Runs, 20), shortList(o.Commits))
+		}
+	}
 	b.WriteString("\n## Runs\n\n| # | time | commit | verdict | test | build | note |\n|---|---|---|---|---|---|---|\n")
 	for _, r := range j.records {
 		if r.Type != RecRun && r.Type != RecInfra && r.Type != RecRevert {
 			continue
 		}
-		v := string(r.Verdict)
+		v := j.verdictText(r)
 		note := r.Reason
 		if r.Type == RecInfra {
 			v, note = "error", r.Error
@@ -231,6 +249,15 @@ func (j *Job) WriteMarkdown(w io.Writer) error {
 	return err
 }
 
+// shortList writes commits as short hashes.
+func shortList(hashes []string) string {
+	out := make([]string, len(hashes))
+	for i, h := range hashes {
+		out[i] = gitrepo.Short(h)
+	}
+	return strings.Join(out, " ")
+}
+
 func mdEscape(s string) string {
 	return strings.NewReplacer("|", `\|`, "\n", " ").Replace(s)
 }
@@ -242,7 +269,7 @@ func (j *Job) WriteHTML(w io.Writer) error {
 	fmt.Fprintf(&b, "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>%s</title>\n", html.EscapeString(title))
 	b.WriteString(`<style>body{font-family:sans-serif;max-width:1000px;margin:2em auto;color:#222}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:2px 8px;text-align:left;font-size:90%}
-.pass{color:#2a7}.fail{color:#c33}.skip{color:#888}.error{color:#d80}code{font-size:90%}</style></head><body>
+.pass{color:#2a7}.fail{color:#c33}.skip{color:#888}.error{color:#d80}.other{color:#a5a}code{font-size:90%}</style></head><body>
 `)
 	fmt.Fprintf(&b, "<h1>%s</h1>\n<table>\n", html.EscapeString(title))
 	for _, r := range j.summaryLines() {
@@ -250,7 +277,7 @@ table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:
 	}
 	b.WriteString("</table>\n<h2>Posterior after every run</h2>\n<p>Each row is the posterior over the commits (good left, bad right) after one run; darker is more probable. The curve is the probability of the most probable commit.</p>\n")
 	b.WriteString(j.PosteriorSVG())
-	b.WriteString("\n<h2>Runs over time</h2>\n<p>One lane per worker: green pass, red fail, grey skip, orange infrastructure error, blue revert check.</p>\n")
+	b.WriteString("\n<h2>Runs over time</h2>\n<p>One lane per worker: green pass, red fail, purple fail of another signature (not counted), grey skip, orange infrastructure error, blue revert check.</p>\n")
 	b.WriteString(j.TimelineSVG())
 	b.WriteString("\n<h2>Most probable first bad commits</h2>\n<table><tr><th>commit</th><th>P(first bad)</th></tr>\n")
 	for _, t := range j.Top(10) {
@@ -263,16 +290,27 @@ table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:
 		fmt.Fprintf(&b, "<tr><td>%d</td><td><code>%s</code> %s</td><td>%d</td><td>%d</td><td>%.3g</td><td>%s</td></tr>\n",
 			t.Pos, t.Commit.Short(), html.EscapeString(t.Commit.Subject), t.Runs, t.Fails, t.ProbBad, t.Verdict)
 	}
-	b.WriteString("</table>\n<h2>Runs</h2>\n<table><tr><th>#</th><th>time</th><th>commit</th><th>verdict</th><th>test</th><th>build</th><th>note</th></tr>\n")
+	b.WriteString("</table>\n")
+	if others := j.OtherFailures(); len(others) > 0 {
+		b.WriteString("<h2>Failures of other signatures (not counted)</h2>\n<table><tr><th>signature</th><th>runs</th><th>commits</th></tr>\n")
+		for _, o := range others {
+			fmt.Fprintf(&b, "<tr><td><code>%s</code></td><td>%s</td><td><code>%s</code></td></tr>\n", html.EscapeString(sigText(o.Signature)), runList(o.Runs, 20), shortList(o.Commits))
+		}
+		b.WriteString("</table>\n")
+	}
+	b.WriteString("<h2>Runs</h2>\n<table><tr><th>#</th><th>time</th><th>commit</th><th>verdict</th><th>test</th><th>build</th><th>note</th></tr>\n")
 	for _, r := range j.records {
 		if r.Type != RecRun && r.Type != RecInfra && r.Type != RecRevert {
 			continue
 		}
 		v, note := string(r.Verdict), r.Reason
-		if r.Type == RecInfra {
-			v, note = "error", r.Error
-		}
 		cls := v
+		if v == string(Fail) && !j.core.Matches(r.FailSig) {
+			v, cls = j.verdictText(r), "other"
+		}
+		if r.Type == RecInfra {
+			v, note, cls = "error", r.Error, "error"
+		}
 		if r.Type == RecRevert {
 			v = "revert " + v
 		}
@@ -376,6 +414,9 @@ func (j *Job) TimelineSVG() string {
 		end := r.Time
 		start := end.Add(-time.Duration(r.Wall * float64(time.Second)))
 		color := map[Verdict]string{Pass: "#2a7", Fail: "#c33", Skip: "#999"}[r.Verdict]
+		if r.Verdict == Fail && !j.core.Matches(r.FailSig) {
+			color = "#a5a" // another bug
+		}
 		if r.Type == RecInfra {
 			color = "#e90"
 		}

@@ -24,6 +24,13 @@ type Result struct {
 	// "same-binary-as-parent".
 	Flags  []string      `json:"flags,omitempty"`
 	Revert *RevertResult `json:"revert,omitempty"`
+	// Decided names the runs that decided the culprit.
+	Decided *Decision `json:"decided,omitempty"`
+	// Signature is the failure signature bisected (of the first failure
+	// that counted); OtherFails counts the runs that failed with another,
+	// which counted as neither pass nor fail.
+	Signature  string `json:"fail_signature,omitempty"`
+	OtherFails int    `json:"other_fails,omitempty"`
 
 	Runs        int `json:"runs"`
 	Builds      int `json:"builds"`
@@ -67,7 +74,9 @@ func (j *Job) result(c *Conclusion) *Result {
 		TestSeconds: j.testMin * 60, BuildSecs: j.buildMin * 60,
 		Rate: s.RateEstimate(), Strategy: j.Spec.Options.Strategy,
 		Good: j.Spec.Good, Bad: j.Spec.Bad, Job: j.Dir, Find: FindRegression,
+		OtherFails: j.others,
 	}
+	res.Signature, _ = j.core.Target()
 	if j.Spec.IsFix() {
 		res.Find = FindFix
 	}
@@ -99,6 +108,7 @@ func (j *Job) result(c *Conclusion) *Result {
 		cu := j.commits[j.answer(c.Pos)]
 		res.Culprit, res.Subject = cu.Hash, cu.Subject
 		res.Flags = j.flags(j.answer(c.Pos))
+		res.Decided = j.decision(c.Pos)
 		if j.Spec.Options.VerifyRevert {
 			if runs, fails, skips, minutes, reason := j.revertRuns(cu.Hash); runs+skips > 0 {
 				rr := &RevertResult{Runs: runs, Fails: fails, Minutes: minutes}

@@ -23,11 +23,13 @@ func (j *Job) revertRuns(culprit string) (runs, fails, skips int, minutes float6
 		if r.Commit != culprit {
 			continue
 		}
-		switch r.Verdict {
-		case Skip:
+		switch {
+		case r.Verdict == Skip:
 			skips++
 			reason = r.Reason
-		case Fail:
+		case r.Verdict == Fail && !j.core.Matches(r.FailSig):
+			continue // another bug: neither pass nor fail
+		case r.Verdict == Fail:
 			fails++
 			runs++
 			reason = r.Reason

@@ -11,11 +11,15 @@ import (
 
 // Progress reports one event of a running bisection.
 type Progress struct {
-	Phase    string // "endpoint", "search", "revert"
-	Seq      int
-	Commit   Commit
-	Pos, N   int
-	Verdict  Verdict
+	Phase   string // "endpoint", "search", "revert"
+	Seq     int
+	Commit  Commit
+	Pos, N  int
+	Verdict Verdict
+	// FailSig is a failure's signature, and Other says it is not the
+	// one bisected: the run counted as neither pass nor fail.
+	FailSig  string
+	Other    bool
 	Elapsed  time.Duration
 	Err      error
 	Best     Commit
@@ -31,8 +35,12 @@ func (p Progress) String() string {
 	if p.Err != nil {
 		return fmt.Sprintf("[%d] %s %s: error (retried): %v", p.Seq, p.Phase, p.Commit.Short(), p.Err)
 	}
+	v := string(p.Verdict)
+	if p.Other {
+		v = "fail of another signature (not counted): " + p.FailSig
+	}
 	return fmt.Sprintf("[%d] %-8s %s %-4s %6.1fs | best %s %5.1f%% | %d runs, %d builds",
-		p.Seq, p.Phase, p.Commit.Short(), p.Verdict, p.Elapsed.Seconds(), p.Best.Short(), 100*p.BestP, p.Runs, p.Builds)
+		p.Seq, p.Phase, p.Commit.Short(), v, p.Elapsed.Seconds(), p.Best.Short(), 100*p.BestP, p.Runs, p.Builds)
 }
 
 type runDone struct {
@@ -74,9 +82,15 @@ func (j *Job) Run(ctx context.Context, tester Tester, progress func(Progress)) (
 	var lastErr string
 	var backoff <-chan time.Time
 	var pendingConcl *Conclusion
-	runCtx, cancelRuns := context.WithCancel(ctx)
-	defer cancelRuns()
+	// The runs' context: cancelled to stop the runs in flight, and made
+	// again after.
+	newRunCtx := func() (context.Context, context.CancelFunc) { return context.WithCancel(ctx) }
+	runCtx, cancelRuns := newRunCtx()
+	defer func() { cancelRuns() }()
 	cancelled := ctx.Done()
+	// cutting says the search concluded with runs in flight: they are
+	// cancelled (wall time), and those cut short are journaled as such.
+	cutting := false
 
 	start := func(w int, req Request, revert bool) error {
 		seq := j.nextSeq
@@ -89,8 +103,8 @@ func (j *Job) Run(ctx context.Context, tester Tester, progress func(Progress)) (
 			return err
 		}
 		inflight[w] = req
+		rctx := withRunInfo(runCtx, RunInfo{Seq: seq, Worker: w, JobDir: j.Dir})
 		go func() {
-			rctx := withRunInfo(runCtx, RunInfo{Seq: seq, Worker: w, JobDir: j.Dir})
 			t0 := time.Now()
 			var out Outcome
 			var err error
@@ -114,6 +128,12 @@ func (j *Job) Run(ctx context.Context, tester Tester, progress func(Progress)) (
 			req, concl, revert := j.next(pend)
 			if concl != nil {
 				pendingConcl = concl
+				if concl.Status != StatusError && len(inflight) > 0 {
+					// Wall time: the conclusion holds on the runs seen;
+					// waiting for those in flight would only delay it.
+					cutting = true
+					cancelRuns()
+				}
 				break
 			}
 			if req.Pos < 0 {
@@ -135,6 +155,10 @@ func (j *Job) Run(ctx context.Context, tester Tester, progress func(Progress)) (
 			if pendingConcl != nil {
 				c := pendingConcl
 				pendingConcl = nil
+				if cutting {
+					cutting = false
+					runCtx, cancelRuns = newRunCtx()
+				}
 				if c.Status != StatusError {
 					// Runs that were in flight may have changed the
 					// answer: ask again.
@@ -168,9 +192,15 @@ func (j *Job) Run(ctx context.Context, tester Tester, progress func(Progress)) (
 			if ctx.Err() != nil && (d.err != nil || d.out.Verdict == Error) {
 				continue // lost in flight: the run was cut short
 			}
+			if cutting && (d.err != nil || d.out.Verdict == Error) {
+				if err := j.append(Record{Type: RecCancel, Seq: d.seq, Worker: d.worker, Commit: d.commit, Wall: d.wall.Seconds()}); err != nil {
+					return nil, err
+				}
+				continue
+			}
 			rec := Record{Seq: d.seq, Worker: d.worker, Commit: d.commit, Budget: d.budget.Seconds(),
 				Wall: d.wall.Seconds(), Elapsed: d.out.Elapsed.Seconds(), Built: d.out.Built,
-				BuildTime: d.out.BuildTime.Seconds(), Signature: d.out.Signature, Reason: d.out.Reason,
+				BuildTime: d.out.BuildTime.Seconds(), Signature: d.out.Signature, FailSig: d.out.FailSig, Reason: d.out.Reason,
 				Evidence: d.out.Evidence, Verdict: d.out.Verdict}
 			if d.err != nil || d.out.Verdict == Error || (d.out.Verdict != Pass && d.out.Verdict != Fail && d.out.Verdict != Skip) {
 				rec.Type = RecInfra
@@ -215,7 +245,8 @@ func (j *Job) Run(ctx context.Context, tester Tester, progress func(Progress)) (
 			if progress != nil {
 				best, p := j.core.Search.Best()
 				progress(Progress{Phase: j.phase(d.revert), Seq: d.seq, Commit: j.commitOf(d.commit), Pos: j.index[d.commit], N: len(j.commits),
-					Verdict: d.out.Verdict, Elapsed: d.out.Elapsed, Best: j.commits[best], BestP: p, Runs: j.runs, Builds: j.builds})
+					Verdict: d.out.Verdict, FailSig: d.out.FailSig, Other: d.out.Verdict == Fail && !j.core.Matches(d.out.FailSig),
+					Elapsed: d.out.Elapsed, Best: j.commits[best], BestP: p, Runs: j.runs, Builds: j.builds})
 			}
 		case <-backoff:
 			backoff = nil

@@ -3,6 +3,7 @@ package bisect
 import (
 	"fmt"
 	"math"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -106,6 +107,11 @@ type Plan struct {
 	// allows at low detection rates: it stops when the posterior of one
 	// commit reaches 1 - Margin·(1-Confidence) (see Core.target).
 	Margin float64
+	// Signature, a regular expression, says which failures are the bug:
+	// those whose signature it matches. Empty: the signature of the first
+	// failure of bad. Failures of other signatures count as neither pass
+	// nor fail (see Core.Observe).
+	Signature string
 }
 
 func (p *Plan) defaults() {
@@ -147,6 +153,11 @@ type Core struct {
 	Search *Search
 	opts   []float64
 	spent  float64
+	// sigRe is Plan.Signature compiled; targetSig the signature bisected
+	// once known (the first failure that matched).
+	sigRe       *regexp.Regexp
+	targetSig   string
+	targetKnown bool
 }
 
 // NewCore returns a Core over n positions.
@@ -163,6 +174,10 @@ func NewCore(n int, plan Plan) *Core {
 	}
 	c := &Core{Plan: plan, Search: NewSearch(n, plan.Unit, mp)}
 	c.opts = exposureOptions(plan.Unit, plan.RunBase, plan.RunMax)
+	if plan.Signature != "" {
+		// Options.Validate has checked it; an invalid one matches all.
+		c.sigRe, _ = regexp.Compile(plan.Signature)
+	}
 	return c
 }
 
@@ -172,6 +187,38 @@ func (c *Core) Record(pos int, failed bool, exposure, cost float64) {
 	c.Search.Record(pos, failed, exposure)
 	c.spent += cost
 }
+
+// Observe adds the outcome of one run at pos as Record does, with the
+// signature of its failure. A failure of another signature than the one
+// bisected counts as neither pass nor fail, only as a cost: it must not
+// steer the search towards another bug. Observe reports whether the run
+// counted.
+func (c *Core) Observe(pos int, failed bool, sig string, exposure, cost float64) bool {
+	if failed && !c.Matches(sig) {
+		c.Search.RecordOther(pos, exposure)
+		c.spent += cost
+		return false
+	}
+	if failed && !c.targetKnown {
+		c.targetSig, c.targetKnown = sig, true
+	}
+	c.Record(pos, failed, exposure, cost)
+	return true
+}
+
+// Matches reports whether a failure of signature sig is the bug bisected:
+// sig matches Plan.Signature, or without one, equals the signature of the
+// first failure (any signature matches before it).
+func (c *Core) Matches(sig string) bool {
+	if c.sigRe != nil {
+		return c.sigRe.MatchString(sig)
+	}
+	return !c.targetKnown || sig == c.targetSig
+}
+
+// Target returns the signature of the first failure that counted, and
+// whether there was one.
+func (c *Core) Target() (string, bool) { return c.targetSig, c.targetKnown }
 
 // AddCost adds a cost that brought no run (a build that failed).
 func (c *Core) AddCost(cost float64) { c.spent += cost }
@@ -187,10 +234,14 @@ func (c *Core) Next(pending []Request) (Request, *Conclusion) {
 	s := c.Search
 	bad := c.bad()
 	if _, f, e := s.Stat(bad); f == 0 {
-		if s.Skipped(bad) {
+		if s.st[bad].skip {
 			return Request{}, &Conclusion{Status: StatusInconclusive, Pos: bad, Lo: bad, Hi: bad,
 				Reason: "bad cannot be tested (build or boot failure)"}
 		}
+		// Runs of bad that failed with another signature spend its
+		// budget too.
+		_, oe := s.Other(bad)
+		e += oe
 		var inflight float64
 		for _, p := range pending {
 			if p.Pos == bad {
@@ -201,14 +252,24 @@ func (c *Core) Next(pending []Request) (Request, *Conclusion) {
 			return Request{}, &Conclusion{Status: StatusNoRegression, Pos: bad, Lo: bad, Hi: bad,
 				Reason: c.endpointReason(e)}
 		}
-		if e+inflight >= c.Plan.EndpointBudget {
-			return Request{Pos: -1}, nil // wait for the runs in flight
+		runs, _, _ := s.Stat(bad)
+		other, _ := s.Other(bad)
+		if !(runs+other == 0 && inflight > 0) {
+			// Requests are minutes of test (time mode), the budget
+			// exposure.
+			y := c.Plan.Costs.yield()
+			if e+inflight*y >= c.Plan.EndpointBudget {
+				return Request{Pos: -1}, nil // wait for the runs in flight
+			}
+			x := 1.0
+			if c.Plan.Unit == UnitTime {
+				x = math.Min(c.Plan.RunMax, (c.Plan.EndpointBudget-e-inflight*y)/y)
+			}
+			return Request{Pos: bad, Exposure: x}, nil
 		}
-		x := 1.0
-		if c.Plan.Unit == UnitTime {
-			x = math.Min(c.Plan.RunMax, c.Plan.EndpointBudget-e-inflight)
-		}
-		return Request{Pos: bad, Exposure: x}, nil
+		// Wall time: while the first run of bad is under way, the other
+		// workers (--parallel) start the search as if it had failed, as
+		// bad does more often than not; if it passes, they all run bad.
 	}
 	if c.Plan.MaxCost > 0 && c.spent >= c.Plan.MaxCost {
 		pos, p := s.Best()
@@ -240,7 +301,7 @@ func (c *Core) Next(pending []Request) (Request, *Conclusion) {
 		}
 		lo, hi, mass := s.credibleRun(target)
 		return Request{}, &Conclusion{Status: StatusInconclusive, Pos: pos, Lo: lo, Hi: hi, Confidence: mass,
-			Reason: "no commit left that can be tested: the first bad commit is one of the candidates (untestable commits in between)"}
+			Reason: "no commit left that can be tested: the first bad commit is one of the candidates (untestable commits in between: they do not build or boot, or fail with another signature)"}
 	}
 	if c.Plan.Unit == UnitRuns {
 		// Runs are done one at a time; the plan is made again after each.
@@ -286,12 +347,16 @@ func (c *Core) fmtCost(x float64) string {
 // endpointReason explains a bad commit that did not fail: with exposure e
 // and no failure, the rate is below -ln(0.05)/e at 95% confidence.
 func (c *Core) endpointReason(e float64) string {
+	what := "bad did not fail"
+	if o, _ := c.Search.Other(c.bad()); o > 0 {
+		what = fmt.Sprintf("bad did not fail with the signature bisected (%d runs failed with others)", o)
+	}
 	if c.Plan.Unit == UnitRuns {
 		bound := 1 - math.Pow(0.05, 1/e)
-		return fmt.Sprintf("bad did not fail in %.0f runs: its failure probability per run is below %.2g%% (95%% confidence); raise --budget, or check the test", e, 100*bound)
+		return fmt.Sprintf("%s in %.0f runs: its failure probability per run is below %.2g%% (95%% confidence); raise --budget, or check the test", what, e, 100*bound)
 	}
 	perHour := -math.Log(0.05) / e * 60
-	return fmt.Sprintf("bad did not fail in %s of testing: its failure rate is below %.2g per hour (95%% confidence); raise --budget, or check the test", fmtMinutes(e), perHour)
+	return fmt.Sprintf("%s in %s of testing: its failure rate is below %.2g per hour (95%% confidence); raise --budget, or check the test", what, fmtMinutes(e), perHour)
 }
 
 func fmtMinutes(m float64) string {

@@ -46,7 +46,12 @@ type Outcome struct {
 	// Signature identifies the binary built (may be empty): a culprit that
 	// builds to the same binary as its parent is flagged.
 	Signature string
-	Reason    string
+	// FailSig names the failure of a Fail (may be empty): the bisection
+	// bisects one failure signature (see Options.Signature), and failures
+	// of others count as neither pass nor fail. Not to be confused with
+	// Signature, the binary's.
+	FailSig string
+	Reason  string
 	// Evidence is the run's own record, e.g. `kbisect run --json` output.
 	Evidence json.RawMessage
 }

@@ -23,6 +23,12 @@ func (j *Job) WriteResult(w io.Writer, r *Result) {
 		if r.Revert != nil {
 			fmt.Fprintf(w, "revert check: %s: %s\n", r.Revert.Verdict, r.Revert.Reason)
 		}
+		if r.Signature != "" {
+			fmt.Fprintf(w, "failure bisected: %s\n", r.Signature)
+		}
+		if r.Decided != nil {
+			fmt.Fprintf(w, "decided by: %s\n", r.Decided.Text(j))
+		}
 	case StatusNoRegression:
 		if j.Spec.IsFix() {
 			fmt.Fprintf(w, "no fix in the range: %s\n", r.Reason)
@@ -41,6 +47,30 @@ func (j *Job) WriteResult(w io.Writer, r *Result) {
 	default:
 		fmt.Fprintf(w, "stopped: %s\n", r.Reason)
 	}
+	if r.OtherFails > 0 {
+		fmt.Fprintf(w, "not counted: %s\n", j.otherText())
+	}
+}
+
+// otherText says which runs failed with other signatures than the one
+// bisected.
+func (j *Job) otherText() string {
+	var parts []string
+	n := 0
+	for _, o := range j.OtherFailures() {
+		n += len(o.Runs)
+		parts = append(parts, fmt.Sprintf("%q %d times on %d commits", sigText(o.Signature), len(o.Runs), len(o.Commits)))
+	}
+	return fmt.Sprintf("%d runs failed with another signature (%s)", n, strings.Join(parts, "; "))
+}
+
+// verdictText is a run's verdict, a failure of another signature than the
+// one bisected marked as such.
+func (j *Job) verdictText(r Record) string {
+	if r.Verdict == Fail && !j.core.Matches(r.FailSig) {
+		return "fail (other signature: " + sigText(r.FailSig) + ")"
+	}
+	return string(r.Verdict)
 }
 
 // culpritLabel names what the bisection finds.
@@ -107,6 +137,12 @@ func (j *Job) WriteStatus(w io.Writer) {
 	fmt.Fprintf(w, "runs:     %d (%d builds, %d skipped, %d infrastructure errors, %d lost%s)\n", r.Runs, r.Builds, r.Skips, r.InfraErrors, r.LostRuns, inFlight)
 	fmt.Fprintf(w, "time:     %s of test, %s of builds\n", time.Duration(r.TestSeconds*float64(time.Second)).Round(time.Second), time.Duration(r.BuildSecs*float64(time.Second)).Round(time.Second))
 	fmt.Fprintf(w, "rate:     %.3g %s (estimated)\n", r.Rate, r.RateUnit)
+	if r.Signature != "" {
+		fmt.Fprintf(w, "failure:  %s\n", r.Signature)
+	}
+	if r.OtherFails > 0 {
+		fmt.Fprintf(w, "other:    %s\n", j.otherText())
+	}
 	fmt.Fprintf(w, "posterior (%s):\n", j.culpritLabel())
 	for _, t := range j.Top(5) {
 		fmt.Fprintf(w, "  %6.2f%%  %s\n", 100*t.P, DescribeCommit(t.Commit))
@@ -124,7 +160,7 @@ func (j *Job) WriteStatus(w io.Writer) {
 		fmt.Fprintln(w, "last runs:")
 	}
 	for _, rec := range last {
-		v := string(rec.Verdict)
+		v := j.verdictText(rec)
 		if rec.Type == RecInfra {
 			v = "error: " + rec.Error
 		}

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kbisect/kbisect/internal/failsig"
 	"github.com/kbisect/kbisect/internal/fsutil"
 
 	"github.com/kbisect/kbisect/testcases/proto"
@@ -277,9 +278,6 @@ func writeJSON(path string, v any) error {
 	return fsutil.WriteFile(path, append(b, '\n'), 0o644)
 }
 
-// oopsMarkers are console lines that show the kernel hit a bug.
-var oopsMarkers = []string{"Oops:", "BUG:", "WARNING:", "general protection fault", "Kernel panic", "kernel BUG at", "Call Trace:"}
-
 // scanOopses returns the console lines that show a kernel bug.
 func scanOopses(console string) []string {
 	b, err := os.ReadFile(console)
@@ -288,11 +286,8 @@ func scanOopses(console string) []string {
 	}
 	var out []string
 	for _, line := range strings.Split(string(b), "\n") {
-		for _, m := range oopsMarkers {
-			if strings.Contains(line, m) {
-				out = append(out, strings.TrimSpace(line))
-				break
-			}
+		if failsig.IsOops(line) {
+			out = append(out, strings.TrimSpace(line))
 		}
 		if len(out) >= 10 {
 			break

@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/kbisect/kbisect/bisect"
 	"github.com/kbisect/kbisect/internal/bisectrun"
+	"github.com/kbisect/kbisect/internal/failsig"
 	"github.com/kbisect/kbisect/internal/gitrepo"
 	"github.com/kbisect/kbisect/internal/procgroup"
 )
@@ -256,8 +258,24 @@ func (t *Tester) run(ctx context.Context, s *space, commit string, budget time.D
 	if out.Verdict != bisect.Pass {
 		out.Reason = res.Reason()
 	}
+	if out.Verdict == bisect.Fail {
+		out.FailSig = logSignature(logName)
+	}
 	out.Evidence, _ = json.Marshal(evidence{Exit: res.Exit, Signal: res.Signal, Log: logName, Dir: s.ws.Dir})
 	return out, nil
+}
+
+// logSignature is the failure signature a run's log gives: what the
+// command printed after failsig.Marker (KBISECT-SIGNATURE:), else the first
+// kernel oops line (see failsig.FromOutput). It reads at most 16 MiB.
+func logSignature(name string) string {
+	f, err := os.Open(name)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	b, _ := io.ReadAll(io.LimitReader(f, 16<<20))
+	return failsig.FromOutput(b)
 }
 
 var verdicts = map[bisectrun.Verdict]bisect.Verdict{

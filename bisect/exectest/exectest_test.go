@@ -26,20 +26,24 @@ func TestExitCodes(t *testing.T) {
 		budget  time.Duration
 		want    bisect.Verdict
 		wantErr string
+		sig     string // the failure signature
 	}{
-		{"good", "echo fine; exit 0", 0, bisect.Pass, ""},
-		{"bad", "echo corrupted byte at 42; exit 1", 0, bisect.Fail, ""},
-		{"bad 124", "exit 124", 0, bisect.Fail, ""},
-		{"not found 127", "no-such-program-kbisect", 0, "", "exited 127"},
-		{"cannot run 126", "exit 126", 0, "", "exited 126"},
-		{"skip", "exit 125", 0, bisect.Skip, ""},
-		{"abort 128", "exit 128", 0, "", "exited 128"},
-		{"abort 255", "exit 255", 0, "", "exited 255"},
-		{"killed", "kill -9 $$", 0, "", "exited 137"},
-		{"timeout", "sleep 30", 300 * time.Millisecond, "", "timed out"},
-		{"sees the tree", "test -f n && test \"$(cat n)\" = 3", 0, bisect.Pass, ""},
-		{"sees the bug", "test -f bug", 0, bisect.Pass, ""},
-		{"environment", "test \"$KBISECT_COMMIT\" = \"$(git rev-parse HEAD)\" && test -n \"$KBISECT_JOB\"", 0, bisect.Pass, ""},
+		{"good", "echo fine; exit 0", 0, bisect.Pass, "", ""},
+		{"bad", "echo corrupted byte at 42; exit 1", 0, bisect.Fail, "", ""},
+		{"bad 124", "exit 124", 0, bisect.Fail, "", ""},
+		{"not found 127", "no-such-program-kbisect", 0, "", "exited 127", ""},
+		{"cannot run 126", "exit 126", 0, "", "exited 126", ""},
+		{"signed", "echo 'KBISECT-SIGNATURE: checksum mismatch'; exit 1", 0, bisect.Fail, "", "checksum mismatch"},
+		{"oops", "echo '[ 1.5] BUG: kernel NULL pointer dereference, address: 0000000000000010'; exit 3", 0, bisect.Fail, "", "oops: BUG: kernel NULL pointer dereference, address: N"},
+		{"a pass has none", "echo 'KBISECT-SIGNATURE: x'", 0, bisect.Pass, "", ""},
+		{"skip", "exit 125", 0, bisect.Skip, "", ""},
+		{"abort 128", "exit 128", 0, "", "exited 128", ""},
+		{"abort 255", "exit 255", 0, "", "exited 255", ""},
+		{"killed", "kill -9 $$", 0, "", "exited 137", ""},
+		{"timeout", "sleep 30", 300 * time.Millisecond, "", "timed out", ""},
+		{"sees the tree", "test -f n && test \"$(cat n)\" = 3", 0, bisect.Pass, "", ""},
+		{"sees the bug", "test -f bug", 0, bisect.Pass, "", ""},
+		{"environment", "test \"$KBISECT_COMMIT\" = \"$(git rev-parse HEAD)\" && test -n \"$KBISECT_JOB\"", 0, bisect.Pass, "", ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -62,6 +66,9 @@ func TestExitCodes(t *testing.T) {
 			}
 			if out.Verdict != tc.want {
 				t.Fatalf("verdict %s, want %s (%s)", out.Verdict, tc.want, out.Reason)
+			}
+			if out.FailSig != tc.sig {
+				t.Errorf("failure signature %q, want %q", out.FailSig, tc.sig)
 			}
 			if !out.Built || !strings.HasPrefix(out.Signature, "tree:") {
 				t.Errorf("first test of a commit: built %v, signature %q", out.Built, out.Signature)
@@ -180,7 +187,7 @@ exit 0`)
 		t.Fatalf("git bisect replay: %v\n%s\nlog:\n%s", err, out, log.String())
 	}
 	if !strings.Contains(string(out), hashes[culprit-1]+" is the first bad commit") {
-		t.Errorf("git bisect replay did not name %s:\n%s", hashes[culprit-1], out)
+		t.Errorf("git bisect replay did not name %s:\n%s\nlog:\n%s", hashes[culprit-1], out, log.String())
 	}
 }
 

@@ -59,6 +59,9 @@ func (t *Tester) Test(ctx context.Context, commit string, budget time.Duration) 
 	if out.Verdict == bisect.Pass || out.Verdict == bisect.Fail {
 		out.Elapsed = r.Exposure()
 	}
+	if out.Verdict == bisect.Fail {
+		out.FailSig = FailSignature(r)
+	}
 	return out, nil
 }
 

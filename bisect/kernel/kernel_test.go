@@ -11,6 +11,7 @@ import (
 	"github.com/kbisect/kbisect/bisect"
 	"github.com/kbisect/kbisect/kbuild"
 	"github.com/kbisect/kbisect/testcases"
+	"github.com/kbisect/kbisect/testcases/proto"
 )
 
 // fakePipeline returns a canned result.
@@ -41,8 +42,10 @@ func TestOutcomes(t *testing.T) {
 	}{
 		// Exposure is traffic: 150 MB checked is a minute at 20 Mbit/s.
 		{"fail stops early", &testcases.CommitResult{Verdict: testcases.Fail, Reason: "corruption", Artifact: built,
-			Report: &testcases.Report{Verdict: testcases.Fail, TestSeconds: 42, BytesVerified: 105e6}},
-			bisect.Outcome{Verdict: bisect.Fail, Reason: "corruption", Built: true, BuildTime: 3 * time.Minute, Signature: "sig1", Elapsed: 42 * time.Second}, nil},
+			Report: &testcases.Report{Verdict: testcases.Fail, Test: "natt-esp", TestSeconds: 42, BytesVerified: 105e6,
+				Corruptions: []proto.Corruption{{Length: 1, Expected: proto.HexBytes{0x41}, Seen: proto.HexBytes{0x51}}}, Wire: testcases.Wire{Verdict: "decap"}}},
+			bisect.Outcome{Verdict: bisect.Fail, Reason: "corruption", Built: true, BuildTime: 3 * time.Minute, Signature: "sig1", Elapsed: 42 * time.Second,
+				FailSig: "natt-esp: corruption, wire decap, 1 byte, one bit flipped"}, nil},
 		{"a slow pass counts its traffic", &testcases.CommitResult{Verdict: testcases.Pass, Reason: "ok", Artifact: cached,
 			Report: &testcases.Report{Verdict: testcases.Pass, TestSeconds: 299, BytesVerified: 150e6}},
 			bisect.Outcome{Verdict: bisect.Pass, Reason: "ok", Signature: "sig2", Elapsed: time.Minute}, nil},
@@ -80,5 +83,41 @@ func TestOutcomes(t *testing.T) {
 				t.Errorf("outcome\n%+v, want\n%+v", out, tc.want)
 			}
 		})
+	}
+}
+
+// TestFailSignature checks the names of failures: what tells one bug from
+// another, and nothing that changes from run to run.
+func TestFailSignature(t *testing.T) {
+	corrupt := func(wire string, c proto.Corruption) *testcases.Report {
+		c.Offset = 12345 // not in the signature
+		return &testcases.Report{Verdict: testcases.Fail, Test: "natt-esp", Corruptions: []proto.Corruption{c}, Wire: testcases.Wire{Verdict: wire}}
+	}
+	guests := func(g testcases.GuestReport) *testcases.Report {
+		r := &testcases.Report{Verdict: testcases.Fail, Test: "natt-esp"}
+		r.Guests[1] = g
+		return r
+	}
+	tests := []struct {
+		name string
+		r    *testcases.Report
+		want string
+	}{
+		{"pass", &testcases.Report{Verdict: testcases.Pass}, ""},
+		{"bit flip at the receiver", corrupt("decap", proto.Corruption{Length: 1, Expected: proto.HexBytes{0}, Seen: proto.HexBytes{0x10}}),
+			"natt-esp: corruption, wire decap, 1 byte, one bit flipped"},
+		{"zeroed on the sender's side", corrupt("encap", proto.Corruption{Length: 8, Expected: proto.HexBytes{1, 2, 3}, Seen: proto.HexBytes{0, 0, 0}}),
+			"natt-esp: corruption, wire encap, 2-16 bytes, zeroed"},
+		{"long change through the NAT", corrupt("nat", proto.Corruption{Length: 100, Expected: proto.HexBytes{1, 2}, Seen: proto.HexBytes{7, 9}}),
+			"natt-esp: corruption, wire nat, more than 16 bytes, changed"},
+		{"authentication failures only", guests(testcases.GuestReport{Role: "receiver", AuthFailures: 3}),
+			"natt-esp: ESP authentication failures at the receiver"},
+		{"oops", guests(testcases.GuestReport{Role: "receiver", Oopses: []string{"[ 9.1] BUG: kernel NULL pointer dereference, address: 0000000000000008"}}),
+			"oops: BUG: kernel NULL pointer dereference, address: N"},
+	}
+	for _, tc := range tests {
+		if got := FailSignature(tc.r); got != tc.want {
+			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
+		}
 	}
 }

@@ -27,10 +27,15 @@ const (
 	Skips    = "skips"    // 5% of the commits cannot be built
 	None     = "none"     // no regression in the range: bad never fails
 	Old      = "old"      // the bug predates good: every commit fails, good included
+	// TwoBugs puts a second bug in the range, of another signature, at
+	// its own culprit and with the same rate: the search bisects the
+	// signature of the first failure of bad and must find that bug's
+	// culprit.
+	TwoBugs = "twobugs"
 )
 
 // Scenarios lists the scenario names.
-var Scenarios = []string{Normal, Varying, Spurious, Skips, None, Old}
+var Scenarios = []string{Normal, Varying, Spurious, Skips, None, Old, TwoBugs}
 
 // Config is a simulation.
 type Config struct {
@@ -44,7 +49,11 @@ type Config struct {
 	RunMinutes float64
 	Overhead   float64
 	// BuildCost is the cost of a build, in runs (runs mode) or minutes.
-	BuildCost  float64
+	BuildCost float64
+	// Parallel is the number of tests in flight at once (multisection):
+	// each worker asks for a test when it is free, and a simulated wall
+	// clock runs builds (BuildCost) and runs (1, or Overhead plus the test
+	// in time mode) on it.
 	Parallel   int
 	Strategies []bisect.StrategySpec
 	Scenario   string
@@ -93,8 +102,14 @@ type Row struct {
 	Builds         float64 `json:"builds"`
 	// Cost is runs + BuildCost·builds (runs mode), or minutes of test,
 	// overheads and builds (time mode).
-	Cost   float64 `json:"cost"`
-	Rounds float64 `json:"rounds,omitempty"`
+	Cost float64 `json:"cost"`
+	// Parallel is the number of workers, and Wall the mean wall time with
+	// them, in runs (runs mode) or minutes: the cost with one worker.
+	Parallel int     `json:"parallel"`
+	Wall     float64 `json:"wall"`
+	// Other is the mean number of runs that failed with another signature
+	// (the two-bug scenario).
+	Other float64 `json:"other_fails,omitempty"`
 	// Bound is the information bound log2(N)/C(p) in runs (runs mode).
 	Bound float64 `json:"bound,omitempty"`
 	// Minutes is the mean test time in minutes (time mode).
@@ -241,6 +256,10 @@ type trial struct {
 	rate    []float64
 	skip    []bool
 	false_  float64
+	// culprit2 and rate2 are the second bug's (TwoBugs; culprit2 == n
+	// otherwise): its failures have the signature "B", the first bug's "A".
+	culprit2 int
+	rate2    []float64
 }
 
 // result of one strategy on one trial.
@@ -251,8 +270,9 @@ type result struct {
 	runs       int
 	builds     int
 	cost       float64
-	rounds     int
+	wall       float64
 	minutes    float64
+	other      int
 }
 
 func splitmix(x uint64) uint64 {
@@ -292,31 +312,68 @@ func (c *Config) newTrial(idx int, rate float64) *trial {
 		t.skip[i] = c.SkipRate > 0 && uniform(seed, 3, uint64(i)) < c.SkipRate
 	}
 	t.false_ = c.SpuriousRate
+	t.culprit2, t.rate2 = n, make([]float64, n)
+	if c.Scenario == TwoBugs {
+		t.culprit2 = 1 + int(uniform(seed, 7)*float64(c.Commits))
+		for i := t.culprit2; i < n; i++ {
+			t.rate2[i] = rate
+		}
+	}
 	return t
 }
 
-// outcome of the k-th run at pos: failed, and the exposure used.
-func (t *trial) run(timeMode bool, pos, k int, exposure float64) (bool, float64) {
-	u := uniform(t.seed, 4, uint64(pos), uint64(k))
+// outcome of the k-th run at pos: failed, with which signature ("A" the
+// first bug, "B" the second), and the exposure used.
+func (t *trial) run(timeMode bool, pos, k int, exposure float64) (bool, string, float64) {
 	r := t.rate[pos]
-	if timeMode {
-		lam := r
-		if pos < t.culprit {
-			lam = t.false_ // spurious failures per minute on good commits
-		}
-		if lam <= 0 {
-			return false, exposure
-		}
-		tf := -math.Log(1-u) / lam
-		if tf < exposure {
-			return true, tf
-		}
-		return false, exposure
-	}
 	if pos < t.culprit {
-		r = t.false_
+		r = t.false_ // spurious failures on good commits
 	}
-	return u < r, 1
+	r2 := t.rate2[pos]
+	u := uniform(t.seed, 4, uint64(pos), uint64(k))
+	u2 := uniform(t.seed, 5, uint64(pos), uint64(k))
+	if timeMode {
+		// Each bug fails at its own rate per minute; the run stops at
+		// the first failure.
+		tf, sig := math.Inf(1), ""
+		if r > 0 {
+			tf, sig = -math.Log(1-u)/r, "A"
+		}
+		if r2 > 0 {
+			if t2 := -math.Log(1-u2) / r2; t2 < tf {
+				tf, sig = t2, "B"
+			}
+		}
+		if tf < exposure {
+			return true, sig, tf
+		}
+		return false, "", exposure
+	}
+	a, b := u < r, u2 < r2
+	if a && b {
+		// Both would fail the run: which shows first is a coin toss.
+		a = uniform(t.seed, 6, uint64(pos), uint64(k)) < 0.5
+		b = !a
+	}
+	switch {
+	case a:
+		return true, "A", 1
+	case b:
+		return true, "B", 1
+	}
+	return false, "", 1
+}
+
+// inflight is a test under way on the simulated wall clock.
+type inflight struct {
+	req    bisect.Request
+	end    float64 // wall time it completes
+	failed bool
+	sig    string
+	used   float64 // exposure used
+	cost   float64 // its cost, build included
+	build  bool    // it builds the commit
+	skip   bool    // the build fails
 }
 
 func (c *Config) play(t *trial, sp bisect.StrategySpec, timeMode bool) result {
@@ -343,65 +400,78 @@ func (c *Config) play(t *trial, sp bisect.StrategySpec, timeMode bool) result {
 	core := bisect.NewCore(t.n, plan)
 	var res result
 	counts := make(map[int]int)
+	built := make(map[int]float64) // wall time each build is (or was) done
+	var running []inflight
 	var concl *bisect.Conclusion
-	for concl == nil {
-		var reqs []bisect.Request
-		for len(reqs) < c.Parallel {
-			req, cc := core.Next(reqs)
+	now := 0.0
+	for {
+		// Free workers ask for tests.
+		for len(running) < c.Parallel {
+			pending := make([]bisect.Request, len(running))
+			for i, f := range running {
+				pending[i] = f.req
+			}
+			req, cc := core.Next(pending)
 			if cc != nil {
-				if len(reqs) == 0 {
-					concl = cc
-				}
+				// The tests still in flight are cancelled, as the
+				// engine does: the conclusion holds on the runs seen.
+				concl = cc
 				break
 			}
 			if req.Pos < 0 {
 				break
 			}
-			reqs = append(reqs, req)
+			running = append(running, c.start(t, plan, req, now, built, counts, timeMode))
 		}
 		if concl != nil {
 			break
 		}
-		if len(reqs) == 0 {
+		if len(running) == 0 {
 			panic("simulator: strategy asked for nothing and concluded nothing")
 		}
-		res.rounds++
-		for _, req := range reqs {
-			cost := plan.Costs.Run
-			if !timeMode {
-				cost = 1
+		// The first test to complete.
+		first := 0
+		for i, f := range running {
+			if f.end < running[first].end {
+				first = i
 			}
-			if !core.Search.Built(req.Pos) {
-				if t.skip[req.Pos] {
-					core.Search.MarkSkip(req.Pos)
-					res.builds++
-					res.cost += plan.Costs.Build
-					core.AddCost(plan.Costs.Build)
-					continue
-				}
-				res.builds++
-				cost += plan.Costs.Build
-			}
-			k := counts[req.Pos]
-			counts[req.Pos] = k + 1
-			failed, used := t.run(timeMode, req.Pos, k, req.Exposure)
-			res.runs++
-			if timeMode {
-				cost += used
-				res.minutes += used
-			}
-			res.cost += cost
-			core.Record(req.Pos, failed, used, cost)
+		}
+		f := running[first]
+		running = append(running[:first], running[first+1:]...)
+		now = f.end
+		res.cost += f.cost
+		if f.skip {
+			res.builds++
+			core.Search.MarkSkip(f.req.Pos)
+			core.AddCost(f.cost)
+			continue
+		}
+		if f.build {
+			res.builds++
+		}
+		core.Search.MarkBuilt(f.req.Pos)
+		res.runs++
+		if timeMode {
+			res.minutes += f.used
+		}
+		if !core.Observe(f.req.Pos, f.failed, f.sig, f.used, f.cost) {
+			res.other++
 		}
 	}
+	res.wall = now
 	res.confidence = concl.Confidence
 	res.confident = concl.Status == bisect.StatusFound && concl.Confidence >= c.Confidence
+	// The culprit to find is the bug of the signature bisected.
+	culprit := t.culprit
+	if sig, _ := core.Target(); sig == "B" {
+		culprit = t.culprit2
+	}
 	switch {
-	case t.culprit == 0 || t.culprit == t.n:
+	case culprit == 0 || culprit == t.n:
 		res.right = concl.Status == bisect.StatusNoRegression
 	case concl.Status == bisect.StatusFound:
-		res.right = concl.Pos == t.culprit
-	case concl.Status == bisect.StatusInconclusive && concl.Lo <= t.culprit && t.culprit <= concl.Hi && concl.Confidence >= c.Confidence:
+		res.right = concl.Pos == culprit
+	case concl.Status == bisect.StatusInconclusive && concl.Lo <= culprit && culprit <= concl.Hi && concl.Confidence >= c.Confidence:
 		// Right when the candidates are the culprit and untestable
 		// commits only: nothing smaller could be said.
 		extra := 0
@@ -413,6 +483,34 @@ func (c *Config) play(t *trial, sp bisect.StrategySpec, timeMode bool) result {
 		res.right = extra == 0
 	}
 	return res
+}
+
+// start begins the test req at wall time now: it waits for a build of the
+// commit under way, or builds it, then runs; the outcome is drawn now.
+func (c *Config) start(t *trial, plan bisect.Plan, req bisect.Request, now float64, built map[int]float64, counts map[int]int, timeMode bool) inflight {
+	f := inflight{req: req}
+	ready := now
+	if done, ok := built[req.Pos]; ok {
+		ready = math.Max(now, done)
+	} else {
+		ready = now + plan.Costs.Build
+		built[req.Pos] = ready
+		f.build, f.cost = true, plan.Costs.Build
+		if t.skip[req.Pos] {
+			f.skip, f.end = true, ready
+			return f
+		}
+	}
+	k := counts[req.Pos]
+	counts[req.Pos] = k + 1
+	f.failed, f.sig, f.used = t.run(timeMode, req.Pos, k, req.Exposure)
+	run := 1.0
+	if timeMode {
+		run = plan.Costs.Run + f.used
+	}
+	f.cost += run
+	f.end = ready + run
+	return f
 }
 
 // Run runs the simulation and returns one row per rate and strategy.
@@ -496,7 +594,8 @@ func (c *Config) row(sp bisect.StrategySpec, rate float64, timeMode bool, rs []r
 		row.MeanRuns += float64(r.runs)
 		row.Builds += float64(r.builds)
 		row.Cost += r.cost
-		row.Rounds += float64(r.rounds)
+		row.Wall += r.wall
+		row.Other += float64(r.other)
 		row.Minutes += r.minutes
 	}
 	n := float64(len(rs))
@@ -508,34 +607,54 @@ func (c *Config) row(sp bisect.StrategySpec, rate float64, timeMode bool, rs []r
 	row.MeanRuns /= n
 	row.Builds /= n
 	row.Cost /= n
-	row.Rounds /= n
+	row.Wall /= n
+	row.Other /= n
 	row.Minutes /= n
 	sort.Float64s(runs)
 	row.P90Runs = runs[int(math.Ceil(0.9*n))-1]
-	if c.Parallel <= 1 {
-		row.Rounds = 0
-	}
+	row.Parallel = c.Parallel
 	return row
 }
 
-// WriteTable prints rows as an aligned table.
-func WriteTable(w io.Writer, rows []Row, parallel int) error {
+// SpeedUp is the wall-time speed-up of row r over the row of rows with one
+// worker for the same strategy, rate and scenario (0: none).
+func SpeedUp(rows []Row, r Row) float64 {
+	for _, b := range rows {
+		if b.Parallel == 1 && b.Strategy == r.Strategy && b.P == r.P && b.Rate == r.Rate && b.Scenario == r.Scenario && r.Wall > 0 {
+			return b.Wall / r.Wall
+		}
+	}
+	return 0
+}
+
+// WriteTable prints rows as an aligned table: with the wall time and the
+// speed-up over one worker when rows have several, the runs that failed
+// with another signature when there were any.
+func WriteTable(w io.Writer, rows []Row) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	timeMode := len(rows) > 0 && rows[0].Rate > 0
+	parallel, other := false, false
+	for _, r := range rows {
+		parallel = parallel || r.Parallel > 1
+		other = other || r.Other > 0
+	}
 	head := "strategy\t"
 	if timeMode {
 		head += "rate/min\t"
 	} else {
 		head += "p\t"
 	}
-	head += "success\tconf>=c right\tmean runs\tp90 runs\tbuilds\tcost\t"
-	if parallel > 1 {
-		head += "rounds\t"
+	head += "success\tconf>=c right\tmean conf\tmean runs\tp90 runs\tbuilds\tcost\t"
+	if parallel {
+		head += "K\twall\tspeed-up\t"
+	}
+	if other {
+		head += "other fails\t"
 	}
 	if timeMode {
 		head += "test min\t"
 	} else {
-		head += "bound\t"
+		head += "bound\tx bound\t"
 	}
 	fmt.Fprintln(tw, head)
 	for _, r := range rows {
@@ -553,14 +672,21 @@ func WriteTable(w io.Writer, rows []Row, parallel int) error {
 		if r.Confident > 0 {
 			calib = fmt.Sprintf("%.1f%% of %d", 100*r.ConfidentRight, r.Confident)
 		}
-		line += fmt.Sprintf("%.1f%%\t%s\t%.1f\t%.0f\t%.1f\t%.1f\t", 100*r.Success, calib, r.MeanRuns, r.P90Runs, r.Builds, r.Cost)
-		if parallel > 1 {
-			line += fmt.Sprintf("%.1f\t", r.Rounds)
+		line += fmt.Sprintf("%.1f%%\t%s\t%.3f\t%.1f\t%.0f\t%.1f\t%.1f\t", 100*r.Success, calib, r.MeanConfidence, r.MeanRuns, r.P90Runs, r.Builds, r.Cost)
+		if parallel {
+			sp := "-"
+			if x := SpeedUp(rows, r); x > 0 {
+				sp = fmt.Sprintf("%.2f", x)
+			}
+			line += fmt.Sprintf("%d\t%.1f\t%s\t", r.Parallel, r.Wall, sp)
+		}
+		if other {
+			line += fmt.Sprintf("%.1f\t", r.Other)
 		}
 		if timeMode {
 			line += fmt.Sprintf("%.1f\t", r.Minutes)
 		} else {
-			line += fmt.Sprintf("%.0f\t", r.Bound)
+			line += fmt.Sprintf("%.0f\t%.2f\t", r.Bound, r.MeanRuns/r.Bound)
 		}
 		fmt.Fprintln(tw, line)
 	}

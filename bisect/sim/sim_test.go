@@ -134,23 +134,54 @@ func TestTimeMode(t *testing.T) {
 	t.Logf("rate 0.1/min: success %.0f%%, %.1f runs, %.0f test minutes, cost %.0f min", 100*r.Success, r.MeanRuns, r.Minutes, r.Cost)
 }
 
-// TestParallel checks multisection: fewer rounds than runs, still right.
+// TestParallel checks multisection on the simulated wall clock: four
+// workers find the culprit at least 0.6x4 = 2.4 times faster than one, and
+// still rightly.
 func TestParallel(t *testing.T) {
 	const trials = 60
-	rows, err := Run(context.Background(), Config{Commits: 1024, Trials: trials, Ps: []float64{0.5}, BuildCost: 2, Parallel: 4, Seed: 9,
-		Strategies: strategies(t, "bayes")})
-	if err != nil {
-		t.Fatal(err)
+	var rows []Row
+	for _, k := range []int{1, 4} {
+		r, err := Run(context.Background(), Config{Commits: 1024, Trials: trials, Ps: []float64{0.5}, BuildCost: 2, Parallel: k, Seed: 9,
+			Strategies: strategies(t, "bayes")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows = append(rows, r...)
 	}
-	r := rows[0]
+	r := rows[1]
 	fails := int(math.Round((1 - r.Success) * trials))
 	if max := maxFailures(trials, 0.01); fails > max {
 		t.Errorf("%d of %d wrong", fails, trials)
 	}
-	if r.Rounds <= 0 || r.Rounds > r.MeanRuns/2.5 {
-		t.Errorf("%.1f rounds for %.1f runs with 4 in flight", r.Rounds, r.MeanRuns)
+	if rows[0].Wall != rows[0].Cost {
+		t.Errorf("one worker: wall %.1f, cost %.1f: not the same", rows[0].Wall, rows[0].Cost)
 	}
-	t.Logf("parallel 4: %.1f runs in %.1f rounds", r.MeanRuns, r.Rounds)
+	if sp := SpeedUp(rows, r); sp < 2.4 {
+		t.Errorf("speed-up %.2f with 4 workers (wall %.1f, one worker's %.1f), want >= 2.4", sp, r.Wall, rows[0].Wall)
+	}
+	t.Logf("parallel 4: %.1f runs, wall %.1f against %.1f: speed-up %.2f", r.MeanRuns, r.Wall, rows[0].Wall, SpeedUp(rows, r))
+}
+
+// TestTwoBugs bisects ranges with two bugs of different signatures: the
+// culprit of the one bad failed with first is found >= 99% of the time.
+func TestTwoBugs(t *testing.T) {
+	for _, p := range []float64{0.9, 0.2} {
+		const trials = 150
+		rows, err := Run(context.Background(), Config{Commits: 1024, Trials: trials, Ps: []float64{p}, BuildCost: 2, Seed: 4,
+			Scenario: TwoBugs, Strategies: strategies(t, "bayes")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := rows[0]
+		fails := int(math.Round((1 - r.Success) * trials))
+		if max := maxFailures(trials, 0.01); fails > max {
+			t.Errorf("p=%g: %d of %d wrong", p, fails, trials)
+		}
+		if r.Other <= 0 {
+			t.Errorf("p=%g: no failure of the other bug", p)
+		}
+		t.Logf("two bugs p=%g: success %.1f%%, %.1f runs, %.1f failed with the other signature", p, 100*r.Success, r.MeanRuns, r.Other)
+	}
 }
 
 func TestConfigErrors(t *testing.T) {
@@ -178,7 +209,7 @@ func TestFullSize(t *testing.T) {
 		t.Fatal(err)
 	}
 	var b strings.Builder
-	WriteTable(&b, rows, 1)
+	WriteTable(&b, rows)
 	t.Log("\n" + b.String())
 	research := map[float64]float64{0.9: 28, 0.5: 57, 0.2: 153, 0.05: 615}
 	for _, r := range rows {
@@ -207,7 +238,7 @@ func TestFullSize(t *testing.T) {
 			}
 		}
 		b.Reset()
-		WriteTable(&b, rows, 1)
+		WriteTable(&b, rows)
 		t.Log(sc + "\n" + b.String())
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"regexp"
 	"strings"
 	"time"
 
@@ -65,6 +66,14 @@ or ten times the longest pass so far (at least a minute; before any pass the
 whole when it times out or kbisect dies. Without --exec the test is the
 kernel pipeline (build + run).
 
+Each failure has a signature: for --exec, what the command prints after
+KBISECT-SIGNATURE: (else the first kernel oops line of its output); for the
+kernel pipeline, the corruption's wire verdict and shape, ESP authentication
+failures, or a guest's first oops line. The search bisects the signature of
+bad's first failure (or those --signature matches): failures of other
+signatures, another bug, count as neither pass nor fail, and the reports list
+them apart.
+
 --find fix looks for the commit that made the bug go away instead (what to
 backport): --bad is then the older commit, where the bug shows, and --good a
 newer one where it does not. A fail still proves the bug there and a pass is
@@ -101,6 +110,7 @@ SIGHUP (resumable), 2 bad input (nothing made).`,
 	f.StringVar(&bf.job, "job", "", "job directory (default under the kbisect cache)")
 	f.BoolVar(&bf.asJSON, "json", false, "print the result as one JSON object")
 	f.BoolVar(&o.VerifyRevert, "verify-revert", false, "after finding the culprit, test bad with it reverted")
+	f.StringVar(&o.Signature, "signature", "", "bisect the failures whose signature this regular expression matches (default: the signature of bad's first failure)")
 	f.IntVar(&o.MaxRuns, "max-runs", 0, "stop (inconclusive) after this many runs (0: no limit)")
 	f.DurationVar(&o.MaxTime, "max-time", 0, "stop (inconclusive) after this much test time (0: no limit)")
 	f.IntVar(&o.Retries, "retries", 3, "infrastructure errors in a row before stopping")
@@ -233,6 +243,9 @@ func runBisect(cmd *cobra.Command, bf *bisectFlags) error {
 	}
 	if _, err := bisect.ParseStrategy(o.Strategy); err != nil {
 		return fmt.Errorf("--strategy: %w", err)
+	}
+	if _, err := regexp.Compile(o.Signature); err != nil {
+		return fmt.Errorf("--signature %q: not a regular expression (%v); give one such as 'corruption, wire decap'", o.Signature, err)
 	}
 	var err error
 	if o.BudgetRuns, o.Budget, err = bisect.ParseBudget(bf.budget); err != nil {

@@ -17,6 +17,7 @@ func newSimCmd() *cobra.Command {
 		strategies string
 		asJSON     bool
 		seed       uint64
+		parallel   []int
 	)
 	cmd := &cobra.Command{
 		Use:   "sim",
@@ -27,15 +28,21 @@ rate per minute (--rate), builds that cost --build-cost runs (or minutes), all
 strategies on the same seeds. The strategies do not know p.
 
 It prints, per strategy and p: the success rate, the calibration (of the
-bisections that ended at >= --confidence, the fraction that was right), mean
-and 90th percentile runs, builds, total cost (runs + build-cost x builds),
-rounds with --parallel, and the information bound log2(N)/C(p). The default
-strategy is marked with *.
+bisections that ended at >= --confidence, the fraction that was right, and
+the mean confidence), mean and 90th percentile runs, builds, total cost (runs
++ build-cost x builds), and the information bound log2(N)/C(p) with the
+runs' ratio to it. The default strategy is marked with *.
+
+--parallel K runs K tests at once (multisection) on a simulated wall clock
+(a run takes 1, a build --build-cost); several values (1,2,4,8) add the wall
+time and its speed-up over one worker.
 
 Scenarios: normal; varying (each bad commit fails at its own rate in
 [p/4, p]); spurious (good commits fail 0.2% of runs); skips (5% of the commits
 cannot be built); none (no regression: bad never fails); old (the bug
-predates good).`,
+predates good); twobugs (a second bug of another failure signature, at its
+own culprit and rate p: the search bisects the signature of bad's first
+failure and must find that bug's culprit).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg.Seed = seed
@@ -46,9 +53,17 @@ predates good).`,
 				}
 			}
 			start := time.Now()
-			rows, err := sim.Run(cmd.Context(), cfg)
-			if err != nil {
-				return err
+			var rows []sim.Row
+			for _, k := range parallel {
+				if k < 1 || k > 64 {
+					return fmt.Errorf("--parallel %d: give 1 to 64", k)
+				}
+				cfg.Parallel = k
+				r, err := sim.Run(cmd.Context(), cfg)
+				if err != nil {
+					return err
+				}
+				rows = append(rows, r...)
 			}
 			if asJSON {
 				enc := json.NewEncoder(cmd.OutOrStdout())
@@ -59,7 +74,7 @@ predates good).`,
 				}
 				return nil
 			}
-			if err := sim.WriteTable(cmd.OutOrStdout(), rows, cfg.Parallel); err != nil {
+			if err := sim.WriteTable(cmd.OutOrStdout(), rows); err != nil {
 				return err
 			}
 			fmt.Fprintf(os.Stderr, "%d commits, %d trials, scenario %s, build cost %g, %s\n",
@@ -75,9 +90,9 @@ predates good).`,
 	f.Float64Var(&cfg.RunMinutes, "run-minutes", 1, "with --rate: the shortest run, in minutes (runs go up to 16x)")
 	f.Float64Var(&cfg.Overhead, "overhead", 0.5, "with --rate: the fixed cost of one run (boot), in minutes")
 	f.Float64Var(&cfg.BuildCost, "build-cost", 2, "cost of a build, in runs (or minutes with --rate)")
-	f.IntVar(&cfg.Parallel, "parallel", 1, "tests in flight at once (multisection); rounds are reported")
+	f.IntSliceVar(&parallel, "parallel", []int{1}, "tests in flight at once (multisection); several (1,2,4,8) print the wall time and the speed-up over one")
 	f.StringVar(&strategies, "strategies", "", "comma-separated strategies: bayes, git-bisect, classic:K, syzkaller, bisectkit, oracle (default all but oracle)")
-	f.StringVar(&cfg.Scenario, "scenario", sim.Normal, "normal, varying, spurious, skips, none or old")
+	f.StringVar(&cfg.Scenario, "scenario", sim.Normal, "normal, varying, spurious, skips, none, old or twobugs")
 	f.Uint64Var(&seed, "seed", 1, "random seed")
 	f.Float64Var(&cfg.Confidence, "confidence", 0.99, "stop when one commit holds this posterior probability")
 	f.Float64Var(&cfg.Budget, "budget", 0, "runs (or minutes with --rate) within which bad must fail (default 300)")
