@@ -44,6 +44,7 @@ type Job struct {
 	Spec JobSpec
 
 	hist    History
+	repo    *gitrepo.Repo // the history's repository, when known
 	commits []Commit
 	index   map[string]int
 	core    *Core
@@ -201,12 +202,22 @@ func ResumeDir(ctx context.Context, dir string) (*Job, error) {
 	if err != nil {
 		return nil, fmt.Errorf("resume %s: %w", dir, err)
 	}
-	return Resume(dir, hist)
+	j, err := Resume(dir, hist)
+	if err != nil {
+		return nil, err
+	}
+	// A fix bisection's history is reversed, no GitHistory: the
+	// repository is kept apart.
+	j.repo = repo
+	return j, nil
 }
 
-// Repo is the repository of the job's history, when it was resumed or
-// created with a GitHistory; nil otherwise.
+// Repo is the repository of the job's history, when it was resumed with
+// ResumeDir or created with a GitHistory; nil otherwise.
 func (j *Job) Repo() *gitrepo.Repo {
+	if j.repo != nil {
+		return j.repo
+	}
 	if h, ok := j.hist.(*GitHistory); ok {
 		return h.Repo()
 	}

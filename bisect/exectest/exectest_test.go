@@ -343,4 +343,15 @@ exit 0`)
 	if !strings.Contains(string(out), hashes[fix-1]+" is the first fixed commit") {
 		t.Errorf("git bisect replay did not name %s:\n%s\nlog:\n%s", hashes[fix-1], out, log.String())
 	}
+	job.Close()
+	// A fix bisection resumes with its repository (the kernel pipeline
+	// builds from it).
+	again, err := bisect.ResumeDir(ctx, jobDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.Repo() == nil || again.Repo().Dir != repo.Dir {
+		t.Errorf("resumed fix job's repository %v, want %s", again.Repo(), repo.Dir)
+	}
+	again.Close()
 }
