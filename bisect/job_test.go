@@ -37,6 +37,8 @@ type fakeTester struct {
 	// bug's is "A"); its failures come first.
 	culprit2 int
 	rate2    float64
+	// failSig, when set, is the signature of the failures of the one bug.
+	failSig string
 	// delay makes every run take this long (cancelled with its context).
 	delay time.Duration
 }
@@ -103,6 +105,9 @@ func (f *fakeTester) Test(ctx context.Context, commit string, budget time.Durati
 	o.Signature = f.sig[pos]
 	if o.Verdict == Fail && f.culprit2 > 0 {
 		o.FailSig = "A"
+	}
+	if o.Verdict == Fail && f.failSig != "" {
+		o.FailSig = f.failSig
 	}
 	return o, nil
 }
@@ -721,7 +726,9 @@ func TestJobSignatures(t *testing.T) {
 }
 
 // TestJournalWithoutSignatures resumes a journal whose runs have no
-// failure signature (older kbisect): every failure counts.
+// failure signature (older kbisect): every failure counts, those the
+// resumed job signs included (a failure without a signature does not pin
+// the signature bisected).
 func TestJournalWithoutSignatures(t *testing.T) {
 	hist := linear(64)
 	dir := t.TempDir()
@@ -747,6 +754,7 @@ func TestJournalWithoutSignatures(t *testing.T) {
 	}
 	f.always = false
 	f.onCall = nil
+	f.failSig = "natt-esp: corruption, wire encap, 2-16 bytes, changed"
 	job, err = Resume(dir, hist)
 	if err != nil {
 		t.Fatal(err)
@@ -758,6 +766,9 @@ func TestJournalWithoutSignatures(t *testing.T) {
 	}
 	if res.Status != StatusFound || res.Culprit != hist[20].Hash || res.OtherFails != 0 {
 		t.Errorf("%s %s with %d other failures, want %s", res.Status, res.Culprit, res.OtherFails, hist[20].Hash)
+	}
+	if res.Signature != f.failSig {
+		t.Errorf("signature %q, want the first signed failure's %q", res.Signature, f.failSig)
 	}
 }
 

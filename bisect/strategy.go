@@ -199,7 +199,7 @@ func (c *Core) Observe(pos int, failed bool, sig string, exposure, cost float64)
 		c.spent += cost
 		return false
 	}
-	if failed && !c.targetKnown {
+	if failed && sig != "" && !c.targetKnown {
 		c.targetSig, c.targetKnown = sig, true
 	}
 	c.Record(pos, failed, exposure, cost)
@@ -208,8 +208,13 @@ func (c *Core) Observe(pos int, failed bool, sig string, exposure, cost float64)
 
 // Matches reports whether a failure of signature sig is the bug bisected:
 // sig matches Plan.Signature, or without one, equals the signature of the
-// first failure (any signature matches before it).
+// first signed failure (any signature matches before it). A failure
+// without a signature (a journal of an older kbisect, a test that names
+// none) cannot be told apart, so it counts, as in git bisect.
 func (c *Core) Matches(sig string) bool {
+	if sig == "" {
+		return true
+	}
 	if c.sigRe != nil {
 		return c.sigRe.MatchString(sig)
 	}
