@@ -188,7 +188,7 @@ var Gates = []Gate{
 	{Symbol: "TTY", Versions: Range{From: V(3, 9, 0)}, Why: "TTY became optional in 3.9; before, always built in"},
 	{Symbol: "EXPERIMENTAL", Versions: Range{Until: V(3, 9, 0)}, Why: "removed in 3.9; before, virtio and others depend on it"},
 	{Symbol: "VIRTUALIZATION", Versions: Range{Until: V(3, 0, 0)}, Why: "virtio sat under the Virtualization menu in 2.6.x"},
-	{Symbol: "VIRTIO_MENU", Versions: Range{From: V(5, 8, 0)}, Why: "the virtio drivers menu became a symbol in 5.8"},
+	{Symbol: "VIRTIO_MENU", Versions: Range{From: V(4, 16, 0)}, Why: "the virtio drivers menu became a symbol in 4.16, default y but off in a tinyconfig (the ladder: absent in 4.14.5, present in 4.19.78; 4.19 and 5.4 did not configure with the 5.8 this table said)"},
 	{Symbol: "HYPERVISOR_GUEST", Versions: Range{From: V(3, 10, 0)}, Why: "added in 3.10 (PARAVIRT_GUEST before)"},
 	{Symbol: "PARAVIRT_GUEST", Versions: Range{Until: V(3, 10, 0)}, Why: "the paravirtualized guest menu before 3.10 (HYPERVISOR_GUEST since): PARAVIRT and the Xen guest depend on it (present in 2.6.32, removed in 3.10)"},
 	{Symbol: "PM", Versions: Range{Until: V(3, 1, 0)}, Optional: true, Why: "2.6.32's ACPI depends on PM (a prompt then; by 3.14 a def_bool of PM_SLEEP || PM_RUNTIME, and ACPI no longer depends on it)"},

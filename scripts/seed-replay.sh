@@ -121,8 +121,10 @@ bisect() { # bisect NAME ARGS...: a job already in OUT is resumed (or reported i
 	if [ -f "$OUT/$name/journal.jsonl" ]; then
 		"$KBISECT" bisect resume "$OUT/$name" --json >"$OUT/$name.json"
 	else
+		# One bug, many shapes (encap or decap, any length, authentication
+		# failures alone): every natt-esp failure counts.
 		"$KBISECT" bisect --repo "$LADDER" --hypervisor xen --config tinyconfig --run-time 30s --budget 10m \
-			--confidence 0.99 --job "$OUT/$name" --json "$@" >"$OUT/$name.json"
+			--confidence 0.99 --signature natt-esp --job "$OUT/$name" --json "$@" >"$OUT/$name.json"
 	fi
 	set -e
 	jq -r --arg name "$name" '[$name, .find, .status, .culprit, .subject, (.confidence | . * 10000 | round / 10000), .runs, .builds] | @tsv' "$OUT/$name.json"

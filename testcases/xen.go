@@ -2,6 +2,7 @@ package testcases
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -134,6 +135,7 @@ func runXenPair(ctx context.Context, o *Options, r *Report) error {
 		Logf:       func(f string, a ...any) { o.progress(f, a...) },
 	}
 	if tc.ESP && captureDir(o) != "" {
+		os.Remove(filepath.Join(o.RunDir, xenctl.CaptureStatsName))
 		xo.CaptureDir = abs(o.RunDir)
 		xo.Pcaps = wire.pcaps
 		for _, p := range wire.pcaps {
@@ -156,7 +158,10 @@ func runXenPair(ctx context.Context, o *Options, r *Report) error {
 	}
 	defer pair.Close()
 	results := collect(o, r, pair)
-	oa, ob := pair.Wait()
+	oa, ob := pair.Wait() // and the nested host, which wrote out the captures
+	if len(r.Pcaps) > 0 {
+		r.captureComplete = xenCaptureLossless(o.RunDir)
+	}
 	outcomes := [2]*vm.Outcome{oa, ob}
 	for i, out := range outcomes {
 		r.Guests[i].Outcome = string(out.Kind)
@@ -164,6 +169,17 @@ func runXenPair(ctx context.Context, o *Options, r *Report) error {
 		r.Guests[i].setResult(results[i])
 	}
 	return verdict(ctx, o, r, results, outcomes)
+}
+
+// xenCaptureLossless reports whether dom0 wrote out every capture of the
+// run in dir and dropped no frame crossing a vif.
+func xenCaptureLossless(dir string) bool {
+	b, err := os.ReadFile(filepath.Join(dir, xenctl.CaptureStatsName))
+	if err != nil {
+		return false
+	}
+	var st xenctl.CaptureStats
+	return json.Unmarshal(b, &st) == nil && st.Lossless()
 }
 
 // Dom0Kernel returns the kernel a nested Xen dom0 boots and its modules

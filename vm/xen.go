@@ -472,9 +472,18 @@ func (h *xenHost) release() {
 	if !last {
 		return
 	}
+	// dom0 powers off once its domUs are gone and its captures are
+	// written out. A capture that fell behind under load (dom0 shares a
+	// TCG CPU with netback) drains its socket and writes through 9p for
+	// tens of seconds: killed sooner, the pcap ends inside a packet and
+	// the run's wire verdict is lost.
+	grace := 15 * time.Second
+	if h.xo.CaptureDir != "" {
+		grace = 2 * time.Minute
+	}
 	select {
 	case <-h.exited:
-	case <-time.After(15 * time.Second):
+	case <-time.After(grace):
 		h.signal(syscall.SIGKILL)
 		<-h.exited
 	}

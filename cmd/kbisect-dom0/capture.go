@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -13,6 +14,8 @@ import (
 	"github.com/google/gopacket/layers"
 	"github.com/google/gopacket/pcapgo"
 	"golang.org/x/sys/unix"
+
+	"github.com/kbisect/kbisect/vm/xenctl"
 )
 
 // outDir is where the host's shared directory is mounted (virtio-9p).
@@ -23,11 +26,12 @@ const snaplen = 262144
 
 // captures records vifs in pcap files in the shared directory.
 type captures struct {
-	c    *controller
-	mu   sync.Mutex
-	stop chan struct{}
-	wg   sync.WaitGroup
-	on   map[string]bool
+	c     *controller
+	mu    sync.Mutex
+	stop  chan struct{}
+	wg    sync.WaitGroup
+	on    map[string]bool
+	stats xenctl.CaptureStats
 }
 
 // startCaptures mounts the host's share; nil if it cannot.
@@ -144,15 +148,22 @@ func (cs *captures) capture(vif, path string) error {
 			// The socket may still hold the run's last frames (its FINs
 			// among them) when the domUs are gone: a reader that fell
 			// behind under load. They are part of the run.
+			stopped, backlog := time.Now(), n
 			for recv(unix.MSG_DONTWAIT) == nil {
 			}
+			backlog = n - backlog
 			close(frames)
 			err := <-written
 			kernelDrops := -1 // unknown
 			if st, gerr := unix.GetsockoptTpacketStats(fd, unix.SOL_PACKET, unix.PACKET_STATISTICS); gerr == nil {
 				kernelDrops = int(st.Drops)
 			}
-			cs.c.logf("capture %s: %d frames in %s, %d dropped by the socket, %d by the writer", vif, n, filepath.Base(path), kernelDrops, queueDrops)
+			cs.c.logf("capture %s: %d frames in %s (%d left in the socket at the end), %d dropped by the socket, %d by the writer; written out in %.1fs", vif, n, filepath.Base(path), backlog, kernelDrops, queueDrops, time.Since(stopped).Seconds())
+			if err == nil {
+				cs.mu.Lock()
+				cs.stats.Vifs = append(cs.stats.Vifs, xenctl.VifCapture{Vif: vif, Pcap: filepath.Base(path), Frames: n, SocketDrops: kernelDrops, WriterDrops: queueDrops})
+				cs.mu.Unlock()
+			}
 			return err
 		default:
 		}
@@ -167,6 +178,13 @@ func (cs *captures) close() {
 	}
 	close(cs.stop)
 	cs.wg.Wait()
+	// Written last: its presence says every pcap is complete on disk.
+	unix.Sync()
+	if b, err := json.Marshal(&cs.stats); err == nil {
+		if err := os.WriteFile(filepath.Join(outDir, xenctl.CaptureStatsName), b, 0o644); err != nil {
+			cs.c.logf("capture: %v", err)
+		}
+	}
 	unix.Sync()
 	unix.Unmount(outDir, 0)
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -38,7 +39,10 @@ type scenario struct {
 	wire  string
 	// missing, when set, must appear in one of Report.Missing.
 	missing string
-	check   func(t *testing.T, s *synth, r *Report)
+	// inside analyzes with AnalyzeOptions.ReceiverInside: a capture that
+	// dropped nothing and ran to the end.
+	inside bool
+	check  func(t *testing.T, s *synth, r *Report)
 }
 
 var scenarios = []scenario{
@@ -306,6 +310,28 @@ var scenarios = []scenario{
 		},
 	},
 	{
+		// The same packet lost before a capture known to drop nothing
+		// (dom0's said so): a loss on the path, which no one received.
+		name: "lost before a lossless capture", wire: WireClean, inside: true,
+		build: func(s *synth) {
+			o := noOpt()
+			o.skipUp = true
+			s.handshake(0, noOpt())
+			for i := 0; i < 6; i++ {
+				s.data(0, int64(i)*mss, mss, noOpt())
+				if i == 2 {
+					s.data(0, int64(i)*mss, mss, o)
+				}
+			}
+			s.fin(0, 6*mss, noOpt())
+		},
+		check: func(t *testing.T, s *synth, r *Report) {
+			if len(r.Missing) != 0 || !slices.ContainsFunc(r.Notes, func(n string) bool { return strings.Contains(n, "lost before the capture point") }) {
+				t.Errorf("missing %q, notes %q: want none missing and the loss noted", r.Missing, r.Notes)
+			}
+		},
+	},
+	{
 		name: "no FIN", wire: WireUnknown, missing: "no FIN",
 		build: func(s *synth) {
 			s.handshake(0, noOpt())
@@ -384,7 +410,10 @@ func TestAnalyzeScenarios(t *testing.T) {
 						s = newSynth(t, suite, pattern, 2, sc.nat)
 					}
 					sc.build(s)
-					r := analyze(t, s, s.close())
+					r, err := Analyze(context.Background(), AnalyzeOptions{Pcaps: s.close(), Keys: s.keys, ReceiverInside: sc.inside})
+					if err != nil {
+						t.Fatalf("Analyze: %v", err)
+					}
 					if r.Wire != sc.wire {
 						t.Fatalf("wire = %s (%s), want %s; missing %q", r.Wire, r.Reason, sc.wire, r.Missing)
 					}

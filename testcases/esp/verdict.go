@@ -379,7 +379,13 @@ func (a *analyzer) verdict() {
 		}
 		r.ESPMissing += miss
 		r.Undecryptable += undec
-		if miss > 0 {
+		if miss > 0 && a.opts.ReceiverInside && seen.has(1) {
+			// The capture dropped nothing and is on the only path from
+			// sender to receiver: these were lost before it (a full ring,
+			// a queue) and reached no one; TCP sent their bytes again.
+			notes = append(notes, fmt.Sprintf("SA 0x%08x (sender to receiver): %d of %d ESP packets were lost before the capture point (sequence gaps%s), which dropped nothing: never delivered",
+				g.spi, miss, last, firstGap(seen, last)))
+		} else if miss > 0 {
 			why := "dropped by the capture or before it"
 			if !seen.has(1) {
 				why = "the capture started late or dropped them"

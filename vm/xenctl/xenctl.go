@@ -21,6 +21,39 @@ import (
 // PlanPath is where the controller finds the Plan in dom0's initramfs.
 const PlanPath = "/kbisect/dom0.json"
 
+// CaptureStatsName is the file in the share where the controller writes its
+// CaptureStats once every capture is written out: absent, the captures
+// did not end cleanly.
+const CaptureStatsName = "capture-stats.json"
+
+// CaptureStats counts, per vif, the frames captured and those that crossed
+// the vif but are not in its pcap.
+type CaptureStats struct {
+	Vifs []VifCapture `json:"vifs"`
+}
+
+// VifCapture is one vif's capture.
+type VifCapture struct {
+	Vif    string `json:"vif"`
+	Pcap   string `json:"pcap"`
+	Frames int    `json:"frames"`
+	// SocketDrops are frames the packet socket dropped (-1: unknown);
+	// WriterDrops frames the pcap writer could not keep.
+	SocketDrops int `json:"socket_drops"`
+	WriterDrops int `json:"writer_drops"`
+}
+
+// Lossless reports whether every vif's capture holds every frame that
+// crossed it.
+func (s *CaptureStats) Lossless() bool {
+	for _, v := range s.Vifs {
+		if v.SocketDrops != 0 || v.WriterDrops != 0 {
+			return false
+		}
+	}
+	return len(s.Vifs) > 0
+}
+
 // Prefix starts every protocol line.
 const Prefix = "KBXEN "
 
