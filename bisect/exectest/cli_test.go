@@ -349,3 +349,27 @@ func TestCLIBadInput(t *testing.T) {
 		t.Errorf("status of an empty dir: %d %q", r.code, r.stderr)
 	}
 }
+
+// TestGitBisectRunBadFlag: `git bisect run kbisect test` with a mistyped
+// flag stops git's bisection (exit 128) instead of marking every commit
+// bad, and git names no first bad commit.
+func TestGitBisectRunBadFlag(t *testing.T) {
+	bin := buildCLI(t)
+	dir, hashes := makeRepo(t, 8, 5)
+	gitT(t, dir, "bisect", "start", hashes[7], hashes[0])
+	for _, args := range [][]string{{"test", "--confg", "tinyconfig"}, {"test", "extra-argument"}} {
+		cmd := exec.Command("git", append([]string{"-C", dir, "bisect", "run", bin}, args...)...)
+		out, err := cmd.CombinedOutput()
+		if err == nil {
+			t.Fatalf("git bisect run %v succeeded:\n%s", args, out)
+		}
+		if strings.Contains(string(out), "is the first bad commit") || !strings.Contains(string(out), "exit 128 stops git bisect run") {
+			t.Errorf("git bisect run %v did not abort on the usage error:\n%s", args, out)
+		}
+		// Nothing was marked beyond the two ends git was started with.
+		log := gitT(t, dir, "bisect", "log")
+		if n := strings.Count(log, "\ngit bisect bad") + strings.Count(log, "\ngit bisect good"); n != 0 {
+			t.Errorf("git bisect log after %v marks %d commits, want none:\n%s", args, n, log)
+		}
+	}
+}

@@ -81,7 +81,14 @@ failed: no disk, no QEMU, a timeout).
 
   git bisect start BAD GOOD
   git bisect run kbisect test --config ~/my.config --duration 2m --runs 3`,
-		Args: cobra.NoArgs,
+		// Under git bisect run, exit 2 would mark the commit bad: a
+		// mistyped flag must stop the bisection (128), not steer it.
+		Args: func(cmd *cobra.Command, args []string) error {
+			if err := cobra.NoArgs(cmd, args); err != nil {
+				return testUsageError(err)
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			abort := func(err error) error { return &exitError{code: bisectrun.ExitAbort, err: err} }
 			if runs < 1 {
@@ -120,6 +127,7 @@ failed: no disk, no QEMU, a timeout).
 			}
 		},
 	}
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return testUsageError(err) })
 	k.register(cmd.Flags())
 	fl := cmd.Flags()
 	fl.StringVar(&repo, "repo", ".", "kernel git repository (only read)")
@@ -127,4 +135,10 @@ failed: no disk, no QEMU, a timeout).
 	fl.IntVar(&runs, "runs", 1, "test up to this many times; any failure makes the commit bad")
 	fl.BoolVar(&jsonOut, "json", false, "print each run's JSON")
 	return cmd
+}
+
+// testUsageError is kbisect test's answer to bad usage: exit 128, which
+// aborts a git bisect run instead of marking the commit bad.
+func testUsageError(err error) error {
+	return &exitError{code: bisectrun.ExitAbort, err: fmt.Errorf("%w (see kbisect test --help; exit 128 stops git bisect run)", err)}
 }
