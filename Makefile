@@ -17,7 +17,7 @@ setup:
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o $(AGENT) ./cmd/kbisect-agent
-	$(GO) build -o $(KBISECT) ./cmd/kbisect
+	$(GO) build -buildvcs=auto -o $(KBISECT) ./cmd/kbisect
 
 # staticcheck from the Go module proxy, pinned to a release that knows
 # this Go.

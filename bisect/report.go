@@ -14,6 +14,7 @@ import (
 
 	"github.com/kbisect/kbisect/internal/fsutil"
 	"github.com/kbisect/kbisect/internal/gitrepo"
+	"github.com/kbisect/kbisect/internal/version"
 )
 
 // reportBins is the number of columns of the posterior plot.
@@ -51,6 +52,8 @@ type TopCommit struct {
 
 // Report is the JSON report of a bisection.
 type Report struct {
+	// Kbisect is the version and commit of the kbisect that wrote it.
+	Kbisect string          `json:"kbisect"`
 	Result  *Result         `json:"result"`
 	Spec    JobSpec         `json:"spec"`
 	Commits int             `json:"commits"`
@@ -81,7 +84,7 @@ func (j *Job) Top(k int) []TopCommit {
 
 // Report returns the JSON report.
 func (j *Job) Report() *Report {
-	r := &Report{Result: j.Status(), Spec: j.Spec, Commits: len(j.commits), Top: j.Top(10), Tested: j.Tested(), BestP: j.bestP, OtherFails: j.OtherFailures()}
+	r := &Report{Kbisect: version.String(), Result: j.Status(), Spec: j.Spec, Commits: len(j.commits), Top: j.Top(10), Tested: j.Tested(), BestP: j.bestP, OtherFails: j.OtherFailures()}
 	for _, rec := range j.records {
 		switch rec.Type {
 		case RecRun, RecInfra, RecRevert:

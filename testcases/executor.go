@@ -97,7 +97,7 @@ func ReattachRemote(o Options) (*Remote, error) {
 
 func (rm *Remote) newReport() *Report {
 	o := &rm.Options
-	r := &Report{Test: o.Test, Topology: o.Topology, RunDir: abs(o.RunDir)}
+	r := newReport(o)
 	if rm.tc.ESP {
 		r.Crypto = o.Crypto
 	}

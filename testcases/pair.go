@@ -32,7 +32,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return nil, err
 	}
 	start := time.Now()
-	r := &Report{Test: o.Test, Topology: o.Topology, RunDir: abs(o.RunDir)}
+	r := newReport(&o)
 	if Registry[o.Test].ESP {
 		r.Crypto = o.Crypto
 	}

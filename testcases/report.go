@@ -1,8 +1,11 @@
 package testcases
 
 import (
-	"github.com/kbisect/kbisect/testcases/proto"
+	"encoding/json"
 	"time"
+
+	"github.com/kbisect/kbisect/internal/version"
+	"github.com/kbisect/kbisect/testcases/proto"
 )
 
 // Verdict is what a run, or the test of a commit, showed.
@@ -21,6 +24,8 @@ const (
 
 // Report is the outcome of one run, as `kbisect run --json` prints it.
 type Report struct {
+	// Kbisect is the version and commit of the kbisect that ran it.
+	Kbisect string  `json:"kbisect"`
 	Verdict Verdict `json:"verdict"`
 	Reason  string  `json:"reason"`
 	Test    string  `json:"test"`
@@ -160,4 +165,19 @@ func (r *Report) KernelPanicked() bool {
 		}
 	}
 	return false
+}
+
+// newReport starts the report of a run.
+func newReport(o *Options) *Report {
+	return &Report{Kbisect: version.String(), Test: o.Test, Topology: o.Topology, RunDir: abs(o.RunDir)}
+}
+
+// MarshalJSON writes no corruptions as [], never null: a list a script
+// can take the length of.
+func (r Report) MarshalJSON() ([]byte, error) {
+	type plain Report
+	if r.Corruptions == nil {
+		r.Corruptions = []proto.Corruption{}
+	}
+	return json.Marshal(plain(r))
 }

@@ -373,3 +373,11 @@ func TestGitBisectRunBadFlag(t *testing.T) {
 		}
 	}
 }
+
+// TestCLIVersion: kbisect --version names the build.
+func TestCLIVersion(t *testing.T) {
+	r := runCLI(t, buildCLI(t), "--version")
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "kbisect version ") {
+		t.Errorf("--version: exit %d, %q", r.code, r.stdout)
+	}
+}

@@ -15,6 +15,8 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/kbisect/kbisect/internal/version"
 )
 
 // exitError carries a specific exit status out of a command (kbisect test
@@ -40,6 +42,7 @@ func newRootCmd() *cobra.Command {
 		Short:         "Bisect sporadic kernel bugs on pairs of guests",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       version.String(),
 	}
 	root.AddCommand(newRunCmd(), newTestCmd(), newBuildCmd(), newKconfigCmd(), newBisectCmd(),
 		newValidateCmd(), newAnalyzeCmd(), newSimCmd(), newDemoCmd(), newLadderCmd(), newCandidatesCmd(), newMatrixCmd())

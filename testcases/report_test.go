@@ -1,0 +1,21 @@
+package testcases
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+// TestReportJSON: a run's JSON names the kbisect that made it, and no
+// corruptions are [], never null.
+func TestReportJSON(t *testing.T) {
+	b, err := json.Marshal(newReport(&Options{Test: "natt-esp"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"corruptions":[]`, `"kbisect":"devel`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("report JSON lacks %s: %s", want, b)
+		}
+	}
+}
