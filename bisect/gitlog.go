@@ -102,9 +102,10 @@ func (j *Job) Tested() []CommitSummary {
 }
 
 // WriteLog writes the bisection as a `git bisect` log: `git bisect replay`
-// accepts it. Every tested commit is marked as the bisection settles it
-// (bad from the culprit on, good before it), whatever its single runs
-// said; a comment gives its runs and failures. A fix bisection is written
+// accepts it. A tested commit is marked as the bisection settles it (bad
+// from the culprit on, good before it), whatever its single runs said, when
+// the posterior holds that at the job's confidence; the others are listed
+// in comments as undecided. A comment gives each one's runs and failures. A fix bisection is written
 // with git's terms old=broken and new=fixed: git bisect then names the
 // first fixed commit.
 func (j *Job) WriteLog(w io.Writer) error {
@@ -168,6 +169,14 @@ func (j *Job) WriteLog(w io.Writer) error {
 		}
 		return tested[a].Pos > tested[b].Pos
 	})
+	// A commit is marked only when the posterior holds it at the job's
+	// confidence: a commit that passed a few times in an unfinished job
+	// may still be bad, and marking it good would send a user who goes
+	// on by hand (git bisect replay) past the culprit.
+	o := j.Spec.Options
+	o.defaults()
+	conf := o.Confidence
+	var undecided []CommitSummary
 	for _, t := range tested {
 		if t.Pos == 0 || t.Pos == len(j.commits)-1 {
 			continue
@@ -177,8 +186,15 @@ func (j *Job) WriteLog(w io.Writer) error {
 		if term == "" {
 			continue
 		}
+		if (t.Verdict == "good" && t.ProbBad > 1-conf) || (t.Verdict == "bad" && t.ProbBad < conf) {
+			undecided = append(undecided, t)
+			continue
+		}
 		fmt.Fprintf(&b, "# %s: [%s] %s%s\n", term, h, oneLine(t.Commit.Subject), note(h))
 		fmt.Fprintf(&b, "git bisect %s %s\n", term, h)
+	}
+	for _, t := range undecided {
+		fmt.Fprintf(&b, "# undecided at confidence %g: [%s] %s%s, P(%s) %.3g\n", conf, t.Commit.Hash, oneLine(t.Commit.Subject), note(t.Commit.Hash), termBad, t.ProbBad)
 	}
 	what := "first bad commit"
 	if j.Spec.IsFix() {

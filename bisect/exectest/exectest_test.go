@@ -3,6 +3,7 @@ package exectest
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -354,4 +355,52 @@ exit 0`)
 		t.Errorf("resumed fix job's repository %v, want %s", again.Repo(), repo.Dir)
 	}
 	again.Close()
+}
+
+// TestUnfinishedLogReplay: the git bisect log of a bisection stopped early
+// (inconclusive) marks only what the posterior holds at the job's
+// confidence, so `git bisect replay` of it never leaves the culprit outside
+// the range git has left.
+func TestUnfinishedLogReplay(t *testing.T) {
+	const n, culprit = 48, 30
+	repoDir, hashes := makeRepo(t, n, culprit)
+	repo := openRepo(t, repoDir)
+	ctx := context.Background()
+	for _, maxRuns := range []int{3, 6, 10, 16} {
+		t.Run(fmt.Sprintf("%d-runs", maxRuns), func(t *testing.T) {
+			spec := bisect.JobSpec{Repo: repo.Dir, Good: hashes[0], Bad: hashes[n-1],
+				Options: bisect.Options{Confidence: 0.99, MaxRuns: maxRuns}}
+			hist, err := bisect.LoadJobHistory(ctx, repo, spec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			spec.Exec = flakyScript(t, 300, "0")
+			jobDir := t.TempDir()
+			job, err := bisect.Create(jobDir, spec, hist)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer job.Close()
+			res, err := job.Run(ctx, New(repo, spec.Exec, jobDir, 1), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var log bytes.Buffer
+			if err := job.WriteLog(&log); err != nil {
+				t.Fatal(err)
+			}
+			logFile := filepath.Join(t.TempDir(), "bisect.log")
+			os.WriteFile(logFile, log.Bytes(), 0o644)
+			clone := filepath.Join(t.TempDir(), "clone")
+			gitT(t, "", "clone", "-q", repoDir, clone)
+			if out, err := exec.Command("git", "-C", clone, "bisect", "replay", logFile).CombinedOutput(); err != nil {
+				t.Fatalf("git bisect replay: %v\n%s\nlog:\n%s", err, out, log.String())
+			}
+			goods := strings.Fields(gitT(t, clone, "for-each-ref", "--format=%(refname)", "refs/bisect/good-*"))
+			left := gitT(t, clone, append([]string{"rev-list", "refs/bisect/bad", "--not"}, goods...)...)
+			if !strings.Contains(left, hashes[culprit-1]) {
+				t.Errorf("%s after %d runs: git's range left out the culprit %s\nlog:\n%s", res.Status, maxRuns, hashes[culprit-1], log.String())
+			}
+		})
+	}
 }
