@@ -803,3 +803,41 @@ func TestJobCancelsRunsInFlight(t *testing.T) {
 	}
 	t.Logf("%d runs, %d cancelled in flight", res.Runs, cancelled)
 }
+
+// TestProgressEstimate: the progress lines estimate the runs left from the
+// bits the runs so far gained; half-way through, the estimate is within a
+// factor of three of the runs the search then still took.
+func TestProgressEstimate(t *testing.T) {
+	for _, tc := range []struct {
+		n, culprit int
+		rate       float64
+	}{{128, 77, 0.5}, {256, 40, 0.8}, {64, 20, 0.3}} {
+		t.Run(fmt.Sprintf("%d-%g", tc.n, tc.rate), func(t *testing.T) {
+			hist := linear(tc.n)
+			job, err := Create(t.TempDir(), testSpec(Options{Confidence: 0.99}), hist)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer job.Close()
+			var events []Progress
+			res, err := job.Run(context.Background(), newFake(hist, tc.culprit, tc.rate, 11), func(p Progress) {
+				if p.Finished == nil && p.Err == nil {
+					events = append(events, p)
+				}
+			})
+			if err != nil || res.Status != StatusFound {
+				t.Fatalf("%v %+v", err, res)
+			}
+			total := res.Runs
+			mid := events[len(events)/2]
+			actual := total - mid.Runs
+			if mid.LeftRuns == 0 || float64(mid.LeftRuns) > 3*float64(actual)+3 || 3*float64(mid.LeftRuns)+3 < float64(actual) {
+				t.Errorf("after %d of %d runs: estimate %d runs left, took %d", mid.Runs, total, mid.LeftRuns, actual)
+			}
+			if !strings.Contains(mid.String(), "runs,") || !strings.Contains(mid.String(), "left") {
+				t.Errorf("progress line without the estimate: %s", mid)
+			}
+			t.Logf("after %d of %d runs: estimate %d left (%s), took %d", mid.Runs, total, mid.LeftRuns, mid.LeftTime, actual)
+		})
+	}
+}

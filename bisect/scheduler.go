@@ -18,14 +18,18 @@ type Progress struct {
 	Verdict Verdict
 	// FailSig is a failure's signature, and Other says it is not the
 	// one bisected: the run counted as neither pass nor fail.
-	FailSig  string
-	Other    bool
-	Elapsed  time.Duration
-	Err      error
-	Best     Commit
-	BestP    float64
-	Runs     int
-	Builds   int
+	FailSig string
+	Other   bool
+	Elapsed time.Duration
+	Err     error
+	Best    Commit
+	BestP   float64
+	Runs    int
+	Builds  int
+	// LeftRuns and LeftTime estimate what the search still needs (0:
+	// no estimate yet); see Job.estimate.
+	LeftRuns int
+	LeftTime time.Duration
 	Message  string
 	Finished *Result
 }
@@ -39,8 +43,64 @@ func (p Progress) String() string {
 	if p.Other {
 		v = "fail of another signature (not counted): " + p.FailSig
 	}
-	return fmt.Sprintf("[%d] %-8s %s %-4s %6.1fs | best %s %5.1f%% | %d runs, %d builds",
-		p.Seq, p.Phase, p.Commit.Short(), v, p.Elapsed.Seconds(), p.Best.Short(), 100*p.BestP, p.Runs, p.Builds)
+	eta := ""
+	if p.LeftRuns > 0 {
+		eta = fmt.Sprintf(" | about %d runs, %s left", p.LeftRuns, p.LeftTime.Round(time.Minute))
+	}
+	return fmt.Sprintf("[%d] %-8s %s %-4s %6.1fs | best %s %5.1f%% | %d runs, %d builds%s",
+		p.Seq, p.Phase, p.Commit.Short(), v, p.Elapsed.Seconds(), p.Best.Short(), 100*p.BestP, p.Runs, p.Builds, eta)
+}
+
+// estimate is what the search still needs, at the rate the job's runs
+// have gained so far, in two measures: the bits of uncertainty left in the
+// posterior above what the confidence leaves (the search narrowing the
+// range), and the bits the best candidate still lacks to reach the
+// confidence, -log2(1-P) (the search confirming it: passes of a sporadic
+// bug gain little each). The first underestimates (the last bits cost the
+// most), the second overestimates (early runs gain little on it): their
+// geometric mean, within a factor of about two in TestProgressEstimate,
+// each run at the wall time
+// the job's runs and builds have taken on average. A rough figure, none
+// before the search has gained anything.
+func (j *Job) estimate() (runs int, left time.Duration) {
+	n := len(j.commits) - 1
+	if n < 2 || j.runs == 0 || j.clock.runs == 0 {
+		return 0, 0
+	}
+	h := 0.0
+	for _, p := range j.core.Search.Posterior() {
+		if p > 0 {
+			h -= p * math.Log2(p)
+		}
+	}
+	o := j.Spec.Options
+	o.defaults()
+	lg := math.Log2(float64(n))
+	perRunGain := func(start, now, end float64) float64 {
+		gained := now - start
+		if gained <= 0 || now >= end {
+			return 0
+		}
+		return (end - now) / (gained / float64(j.runs))
+	}
+	_, best := j.core.Search.Best()
+	confirm := func(p float64) float64 { return -math.Log2(math.Max(1-p, 1e-12)) }
+	narrow := perRunGain(-lg, -h, -(1-o.Confidence)*lg)
+	confirming := perRunGain(confirm(1/float64(n)), confirm(best), confirm(o.Confidence))
+	r := math.Max(narrow, confirming)
+	if narrow > 0 && confirming > 0 {
+		r = math.Sqrt(narrow * confirming)
+	}
+	if r <= 0 {
+		return 0, 0
+	}
+	runs = int(math.Ceil(r))
+	var built float64
+	for _, b := range j.clock.builds {
+		built += b
+	}
+	perRun := (j.clock.wall + built) / float64(j.clock.runs) // minutes
+	return runs, time.Duration(float64(runs) * perRun * float64(time.Minute))
 }
 
 type runDone struct {
@@ -244,9 +304,11 @@ func (j *Job) Run(ctx context.Context, tester Tester, progress func(Progress)) (
 			j.updateCosts()
 			if progress != nil {
 				best, p := j.core.Search.Best()
+				leftRuns, leftTime := j.estimate()
 				progress(Progress{Phase: j.phase(d.revert), Seq: d.seq, Commit: j.commitOf(d.commit), Pos: j.index[d.commit], N: len(j.commits),
 					Verdict: d.out.Verdict, FailSig: d.out.FailSig, Other: d.out.Verdict == Fail && !j.core.Matches(d.out.FailSig),
-					Elapsed: d.out.Elapsed, Best: j.commits[best], BestP: p, Runs: j.runs, Builds: j.builds})
+					Elapsed: d.out.Elapsed, Best: j.commits[best], BestP: p, Runs: j.runs, Builds: j.builds,
+					LeftRuns: leftRuns, LeftTime: leftTime})
 			}
 		case <-backoff:
 			backoff = nil
