@@ -381,3 +381,19 @@ func TestCLIVersion(t *testing.T) {
 		t.Errorf("--version: exit %d, %q", r.code, r.stdout)
 	}
 }
+
+// TestCLIJSONError: with --json, bad input is also one JSON object on
+// stdout (the error and the exit status), beside the line on stderr.
+func TestCLIJSONError(t *testing.T) {
+	r := runCLI(t, buildCLI(t), "bisect", "--repo", t.TempDir(), "--good", "x", "--bad", "y", "--json")
+	var obj struct {
+		Error    string `json:"error"`
+		ExitCode int    `json:"exit_code"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &obj); err != nil || r.code != 2 || obj.ExitCode != 2 || !strings.Contains(obj.Error, "not a git repository") {
+		t.Errorf("exit %d, stdout %q (%v), stderr %q", r.code, r.stdout, err, r.stderr)
+	}
+	if !strings.Contains(r.stderr, "kbisect: ") {
+		t.Errorf("stderr lacks the error line: %q", r.stderr)
+	}
+}

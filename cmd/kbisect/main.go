@@ -8,6 +8,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -58,7 +59,7 @@ func main() {
 		sigs = append(sigs, syscall.SIGHUP)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), sigs...)
-	err := newRootCmd().ExecuteContext(ctx)
+	cmd, err := newRootCmd().ExecuteContextC(ctx)
 	stop()
 	if err == nil {
 		return
@@ -72,5 +73,13 @@ func main() {
 		}
 	}
 	fmt.Fprintf(os.Stderr, "kbisect: %v\n", err)
+	// With --json, stdout is read by a program: it gets the error as the
+	// one JSON object it expects.
+	if f := cmd.Flags().Lookup("json"); f != nil && f.Value.String() == "true" {
+		json.NewEncoder(os.Stdout).Encode(struct {
+			Error    string `json:"error"`
+			ExitCode int    `json:"exit_code"`
+		}{err.Error(), code})
+	}
 	os.Exit(code)
 }
