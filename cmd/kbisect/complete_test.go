@@ -64,3 +64,25 @@ func TestCompletion(t *testing.T) {
 		t.Errorf("completion bash: %v, %d bytes", err, script.Len())
 	}
 }
+
+// TestFlagSuggestion: a mistyped flag gets the nearest one, a wild one
+// the help to read.
+func TestFlagSuggestion(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"bisect", "--confidnce", "0.9"}, "unknown flag: --confidnce: did you mean --confidence?"},
+		{[]string{"run", "--topolgy", "nat"}, "did you mean --topology?"},
+		{[]string{"test", "--confg", "x"}, "did you mean --config?"},
+		{[]string{"run", "--zzzzzz"}, "unknown flag: --zzzzzz (see kbisect run --help)"},
+	} {
+		root := newRootCmd()
+		root.SetArgs(tc.args)
+		root.SetOut(&bytes.Buffer{})
+		err := root.Execute()
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: %v, want %q", tc.args, err, tc.want)
+		}
+	}
+}

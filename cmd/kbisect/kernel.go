@@ -127,7 +127,7 @@ failed: no disk, no QEMU, a timeout).
 			}
 		},
 	}
-	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return testUsageError(err) })
+	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return testUsageError(suggestFlag(c, err)) })
 	k.register(cmd.Flags())
 	fl := cmd.Flags()
 	fl.StringVar(&repo, "repo", ".", "kernel git repository (only read)")

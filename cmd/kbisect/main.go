@@ -48,6 +48,7 @@ func newRootCmd() *cobra.Command {
 	root.AddCommand(newRunCmd(), newTestCmd(), newBuildCmd(), newKconfigCmd(), newBisectCmd(),
 		newValidateCmd(), newAnalyzeCmd(), newSimCmd(), newDemoCmd(), newLadderCmd(), newCandidatesCmd(), newMatrixCmd())
 	addCompletions(root)
+	root.SetFlagErrorFunc(suggestFlag)
 	return root
 }
 
