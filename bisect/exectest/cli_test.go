@@ -397,3 +397,28 @@ func TestCLIJSONError(t *testing.T) {
 		t.Errorf("stderr lacks the error line: %q", r.stderr)
 	}
 }
+
+// TestCLIWritesOnlyItsCache: a command (--help too) writes nothing in the
+// user's cache directory but kbisect's own, and the commands it runs see
+// the XDG_CACHE_HOME it was given.
+func TestCLIWritesOnlyItsCache(t *testing.T) {
+	bin := buildCLI(t)
+	home := t.TempDir()
+	env := []string{"HOME=" + home, "XDG_CACHE_HOME", "KBISECT_CACHE"}
+	if r := runCLIEnv(t, env, bin, "--help"); r.code != 0 {
+		t.Fatalf("--help: exit %d: %s", r.code, r.stderr)
+	}
+	ents, _ := os.ReadDir(filepath.Join(home, ".cache"))
+	for _, e := range ents {
+		if e.Name() != "kbisect" {
+			t.Errorf("kbisect --help wrote ~/.cache/%s", e.Name())
+		}
+	}
+	// An --exec test sees the environment as given: no XDG_CACHE_HOME.
+	dir, hashes := makeRepo(t, 4, 3)
+	r := runCLIEnv(t, env, bin, "bisect", "--repo", dir, "--good", hashes[0], "--bad", hashes[3],
+		"--exec", `test -z "${XDG_CACHE_HOME+set}" || { echo "XDG_CACHE_HOME=$XDG_CACHE_HOME"; exit 1; }`, "--budget", "2", "--job", t.TempDir(), "--json")
+	if r.code != 3 {
+		t.Errorf("exit %d, want 3 (no regression: the test always passes): %s %s", r.code, r.stdout, r.stderr)
+	}
+}

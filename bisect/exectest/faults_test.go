@@ -35,7 +35,35 @@ func waitFor(d time.Duration, cond func() bool) bool {
 // runCLIWithin is runCLI that kills kbisect after d (a failure).
 func runCLIWithin(t *testing.T, d time.Duration, bin string, args ...string) cliResult {
 	t.Helper()
+	return runCLIEnvWithin(t, d, nil, bin, args...)
+}
+
+// runCLIEnv is runCLI with env changed: "K=V" sets K, "K" unsets it.
+func runCLIEnv(t *testing.T, env []string, bin string, args ...string) cliResult {
+	t.Helper()
+	return runCLIEnvWithin(t, 10*time.Minute, env, bin, args...)
+}
+
+func runCLIEnvWithin(t *testing.T, d time.Duration, env []string, bin string, args ...string) cliResult {
+	t.Helper()
 	cmd := exec.Command(bin, args...)
+	if env != nil {
+		drop := map[string]bool{}
+		for _, kv := range env {
+			k, _, _ := strings.Cut(kv, "=")
+			drop[k] = true
+		}
+		for _, kv := range os.Environ() {
+			if k, _, _ := strings.Cut(kv, "="); !drop[k] {
+				cmd.Env = append(cmd.Env, kv)
+			}
+		}
+		for _, kv := range env {
+			if strings.Contains(kv, "=") {
+				cmd.Env = append(cmd.Env, kv)
+			}
+		}
+	}
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e
 	if err := cmd.Start(); err != nil {

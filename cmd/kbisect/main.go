@@ -17,6 +17,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	// Keeps what dependencies write while initialised in kbisect's cache.
+	_ "github.com/kbisect/kbisect/internal/cachedir/settle"
 	"github.com/kbisect/kbisect/internal/version"
 )
 
