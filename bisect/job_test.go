@@ -1,6 +1,7 @@
 package bisect
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -839,5 +840,44 @@ func TestProgressEstimate(t *testing.T) {
 			}
 			t.Logf("after %d of %d runs: estimate %d left (%s), took %d", mid.Runs, total, mid.LeftRuns, mid.LeftTime, actual)
 		})
+	}
+}
+
+// TestEndOfJobReportsMatch: the reports a job writes when it ends are the
+// ones `kbisect bisect report` writes from its journal later (the posterior
+// plot and the run times included).
+func TestEndOfJobReportsMatch(t *testing.T) {
+	hist := linear(64)
+	dir := t.TempDir()
+	job, err := Create(dir, testSpec(Options{Confidence: 0.99}), hist)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := job.Run(context.Background(), newFake(hist, 41, 0.6, 5), nil); err != nil {
+		t.Fatal(err)
+	}
+	live, err := job.WriteReports(filepath.Join(t.TempDir(), "live"))
+	job.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	later, err := OpenReport(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := later.WriteReports(filepath.Join(t.TempDir(), "later"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range live {
+		a, _ := os.ReadFile(live[i])
+		b, _ := os.ReadFile(again[i])
+		if !bytes.Equal(a, b) {
+			t.Errorf("%s differs between the end of the job and bisect report", filepath.Base(live[i]))
+		}
+	}
+	svg, _ := os.ReadFile(live[3])
+	if strings.Contains(string(svg), "no runs yet") {
+		t.Errorf("the end-of-job posterior plot is empty")
 	}
 }

@@ -119,8 +119,17 @@ func (j *Job) WriteJSON(w io.Writer) error {
 }
 
 // WriteReports writes report.md, report.html, report.json, posterior.svg
-// and timeline.svg into dir (made if needed) and returns their paths.
+// and timeline.svg into dir (made if needed) and returns their paths. A
+// job being run keeps no posterior history: its reports are those of its
+// journal (OpenReport), the same as `kbisect bisect report` writes later.
 func (j *Job) WriteReports(dir string) ([]string, error) {
+	if !j.keepHist {
+		rj, err := OpenReport(j.Dir)
+		if err != nil {
+			return nil, fmt.Errorf("report: %w", err)
+		}
+		j = rj
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("report directory: %w", err)
 	}
