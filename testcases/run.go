@@ -146,6 +146,13 @@ func (o *Options) Validate() error {
 	if o.RunDir == "" {
 		return errors.New("no run directory")
 	}
+	// A kernel that is not there is bad input, refused before a run
+	// directory is made, not an error report of a run.
+	for i, flag := range []string{"--kernel", "--peer-kernel"} {
+		if st, err := os.Stat(o.Kernels[i]); err != nil || st.IsDir() {
+			return fmt.Errorf("%s %s: no such kernel image: give a bzImage (such as /boot/vmlinuz-*) or a vmlinux", flag, o.Kernels[i])
+		}
+	}
 	return o.ValidateTest()
 }
 

@@ -4,20 +4,26 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
 
-// TestExecutorBadInput checks that bad --executor flags fail at once with
-// exit status 2 and one line that says what to do, before anything runs.
+// TestExecutorBadInput checks that bad --executor flags and missing
+// kernels fail at once with exit status 2 and one line that says what to
+// do, before anything runs or is made.
 func TestExecutorBadInput(t *testing.T) {
 	bin := buildCLI(t)
-	kernel := "/boot/vmlinuz-does-not-matter"
+	// A file is enough: the executor flags are refused before it is read.
+	kernel := filepath.Join(t.TempDir(), "bzImage")
+	os.WriteFile(kernel, []byte("not read\n"), 0o644)
 	tests := []struct {
 		name string
 		args []string
 		want string
 	}{
+		{"missing kernel", []string{"--kernel", "/nonexistent/bzImage"}, "--kernel /nonexistent/bzImage: no such kernel image"},
+		{"missing peer kernel", []string{"--peer-kernel", "/nonexistent/bzImage"}, "--peer-kernel /nonexistent/bzImage: no such kernel image"},
 		{"unknown executor", []string{"--executor", "slurm"}, "use local or lava"},
 		{"no url", []string{"--executor", "lava"}, "--lava-url"},
 		{"not a url", []string{"--executor", "lava", "--lava-url", "lava.example.org", "--lava-token", "x"}, "http(s)"},
@@ -30,7 +36,8 @@ func TestExecutorBadInput(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			args := append([]string{"run", "--kernel", kernel, "--duration", "5s"}, tc.args...)
 			cmd := exec.Command(bin, args...)
-			cmd.Env = append(os.Environ(), "KBISECT_LAVA_URL=", "KBISECT_LAVA_TOKEN=")
+			cache := t.TempDir()
+			cmd.Env = append(os.Environ(), "KBISECT_LAVA_URL=", "KBISECT_LAVA_TOKEN=", "KBISECT_CACHE="+cache)
 			out, err := cmd.CombinedOutput()
 			var ee *exec.ExitError
 			if !errors.As(err, &ee) || ee.ExitCode() != 2 {
@@ -39,6 +46,14 @@ func TestExecutorBadInput(t *testing.T) {
 			lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 			if len(lines) != 1 || !strings.Contains(lines[0], tc.want) {
 				t.Errorf("output %q, want one line naming %q", out, tc.want)
+			}
+			// (goimports/ is x/tools' index directory, made in kbisect's
+			// cache whatever the command: internal/cachedir/early.)
+			ents, _ := os.ReadDir(cache)
+			for _, e := range ents {
+				if e.Name() != "goimports" {
+					t.Errorf("bad input left %s in the cache", e.Name())
+				}
 			}
 		})
 	}
