@@ -308,16 +308,7 @@ if [ -f bug ]; then
 	[ $((r % 100)) -lt 30 ] && { echo "corruption"; exit 1; }
 fi
 exit 0`)
-	jobDir := t.TempDir()
-	job, err := bisect.Create(jobDir, spec, hist)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer job.Close()
-	res, err := job.Run(ctx, New(repo, spec.Exec, jobDir, 1), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	job, res, jobDir := runJob(t, repo, spec, hist)
 	if res.Status != bisect.StatusFound || res.Culprit != hashes[fix-1] || res.Find != bisect.FindFix {
 		t.Fatalf("got %s %s (%s), want the fix %s", res.Status, res.Culprit, res.Find, hashes[fix-1])
 	}
@@ -329,20 +320,9 @@ exit 0`)
 	if !strings.HasPrefix(text.String(), "first fixed commit: "+hashes[fix-1]) {
 		t.Errorf("result text:\n%s", text.String())
 	}
-	var log bytes.Buffer
-	if err := job.WriteLog(&log); err != nil {
-		t.Fatal(err)
-	}
-	logFile := filepath.Join(t.TempDir(), "bisect.log")
-	os.WriteFile(logFile, log.Bytes(), 0o644)
-	clone := filepath.Join(t.TempDir(), "clone")
-	gitT(t, "", "clone", "-q", repoDir, clone)
-	out, err := exec.Command("git", "-C", clone, "bisect", "replay", logFile).CombinedOutput()
-	if err != nil {
-		t.Fatalf("git bisect replay: %v\n%s\nlog:\n%s", err, out, log.String())
-	}
-	if !strings.Contains(string(out), hashes[fix-1]+" is the first fixed commit") {
-		t.Errorf("git bisect replay did not name %s:\n%s\nlog:\n%s", hashes[fix-1], out, log.String())
+	_, out, log := replayLog(t, job, repoDir)
+	if !strings.Contains(out, hashes[fix-1]+" is the first fixed commit") {
+		t.Errorf("git bisect replay did not name %s:\n%s\nlog:\n%s", hashes[fix-1], out, log)
 	}
 	job.Close()
 	// A fix bisection resumes with its repository (the kernel pipeline
@@ -375,32 +355,49 @@ func TestUnfinishedLogReplay(t *testing.T) {
 				t.Fatal(err)
 			}
 			spec.Exec = flakyScript(t, 300, "0")
-			jobDir := t.TempDir()
-			job, err := bisect.Create(jobDir, spec, hist)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer job.Close()
-			res, err := job.Run(ctx, New(repo, spec.Exec, jobDir, 1), nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var log bytes.Buffer
-			if err := job.WriteLog(&log); err != nil {
-				t.Fatal(err)
-			}
-			logFile := filepath.Join(t.TempDir(), "bisect.log")
-			os.WriteFile(logFile, log.Bytes(), 0o644)
-			clone := filepath.Join(t.TempDir(), "clone")
-			gitT(t, "", "clone", "-q", repoDir, clone)
-			if out, err := exec.Command("git", "-C", clone, "bisect", "replay", logFile).CombinedOutput(); err != nil {
-				t.Fatalf("git bisect replay: %v\n%s\nlog:\n%s", err, out, log.String())
-			}
+			job, res, _ := runJob(t, repo, spec, hist)
+			clone, _, log := replayLog(t, job, repoDir)
 			goods := strings.Fields(gitT(t, clone, "for-each-ref", "--format=%(refname)", "refs/bisect/good-*"))
 			left := gitT(t, clone, append([]string{"rev-list", "refs/bisect/bad", "--not"}, goods...)...)
 			if !strings.Contains(left, hashes[culprit-1]) {
-				t.Errorf("%s after %d runs: git's range left out the culprit %s\nlog:\n%s", res.Status, maxRuns, hashes[culprit-1], log.String())
+				t.Errorf("%s after %d runs: git's range left out the culprit %s\nlog:\n%s", res.Status, maxRuns, hashes[culprit-1], log)
 			}
 		})
 	}
+}
+
+// runJob creates a job for spec in a new directory and runs it with the
+// command tester, one worker.
+func runJob(t *testing.T, repo *gitrepo.Repo, spec bisect.JobSpec, hist bisect.History) (*bisect.Job, *bisect.Result, string) {
+	t.Helper()
+	jobDir := t.TempDir()
+	job, err := bisect.Create(jobDir, spec, hist)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { job.Close() })
+	res, err := job.Run(context.Background(), New(repo, spec.Exec, jobDir, 1), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return job, res, jobDir
+}
+
+// replayLog writes job's git bisect log and replays it in a new clone of
+// repoDir; it returns the clone, git's output and the log.
+func replayLog(t *testing.T, job *bisect.Job, repoDir string) (clone, out, log string) {
+	t.Helper()
+	var b bytes.Buffer
+	if err := job.WriteLog(&b); err != nil {
+		t.Fatal(err)
+	}
+	logFile := filepath.Join(t.TempDir(), "bisect.log")
+	os.WriteFile(logFile, b.Bytes(), 0o644)
+	clone = filepath.Join(t.TempDir(), "clone")
+	gitT(t, "", "clone", "-q", repoDir, clone)
+	o, err := exec.Command("git", "-C", clone, "bisect", "replay", logFile).CombinedOutput()
+	if err != nil {
+		t.Fatalf("git bisect replay: %v\n%s\nlog:\n%s", err, o, b.String())
+	}
+	return clone, string(o), b.String()
 }

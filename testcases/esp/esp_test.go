@@ -45,6 +45,21 @@ type scenario struct {
 	check  func(t *testing.T, s *synth, r *Report)
 }
 
+// lostRetransmission is a stream whose third segment is sent twice, the
+// second copy missing from the capture.
+func lostRetransmission(s *synth) {
+	o := noOpt()
+	o.skipUp = true
+	s.handshake(0, noOpt())
+	for i := 0; i < 6; i++ {
+		s.data(0, int64(i)*mss, mss, noOpt())
+		if i == 2 {
+			s.data(0, int64(i)*mss, mss, o)
+		}
+	}
+	s.fin(0, 6*mss, noOpt())
+}
+
 var scenarios = []scenario{
 	{
 		name: "clean", wire: WireClean,
@@ -293,18 +308,7 @@ var scenarios = []scenario{
 	},
 	{
 		name: "capture lost a retransmitted copy", wire: WireUnknown, missing: "in no capture",
-		build: func(s *synth) {
-			o := noOpt()
-			o.skipUp = true
-			s.handshake(0, noOpt())
-			for i := 0; i < 6; i++ {
-				s.data(0, int64(i)*mss, mss, noOpt())
-				if i == 2 {
-					s.data(0, int64(i)*mss, mss, o)
-				}
-			}
-			s.fin(0, 6*mss, noOpt())
-		},
+		build: lostRetransmission,
 		check: func(t *testing.T, s *synth, r *Report) {
 			wantInt(t, "gap bytes", r.Streams[0].GapBytes, 0)
 		},
@@ -313,18 +317,7 @@ var scenarios = []scenario{
 		// The same packet lost before a capture known to drop nothing
 		// (dom0's said so): a loss on the path, which no one received.
 		name: "lost before a lossless capture", wire: WireClean, inside: true,
-		build: func(s *synth) {
-			o := noOpt()
-			o.skipUp = true
-			s.handshake(0, noOpt())
-			for i := 0; i < 6; i++ {
-				s.data(0, int64(i)*mss, mss, noOpt())
-				if i == 2 {
-					s.data(0, int64(i)*mss, mss, o)
-				}
-			}
-			s.fin(0, 6*mss, noOpt())
-		},
+		build: lostRetransmission,
 		check: func(t *testing.T, s *synth, r *Report) {
 			if len(r.Missing) != 0 || !slices.ContainsFunc(r.Notes, func(n string) bool { return strings.Contains(n, "lost before the capture point") }) {
 				t.Errorf("missing %q, notes %q: want none missing and the loss noted", r.Missing, r.Notes)
