@@ -186,7 +186,10 @@ func TestCLIKillSurvivors(t *testing.T) {
 	script := testenv.WriteScript(t, t.TempDir(), "test.sh", `
 echo "$KBISECT_RUN $(pwd)" >> "$KBISECT_JOB/pwds"
 if [ ! -f "$KBISECT_JOB/behave" ]; then
-	setsid sleep 1000 </dev/null >/dev/null 2>&1 & echo $! > "$KBISECT_JOB/escaped"
+	# The pid is written once the process has left the group (by setsid's
+	# child itself): written by this shell, kbisect could be killed before
+	# the child ran setsid, and the group's end would take it along.
+	setsid sh -c 'echo $$ > "$KBISECT_JOB/escaped.tmp"; mv "$KBISECT_JOB/escaped.tmp" "$KBISECT_JOB/escaped"; exec sleep 1000' </dev/null >/dev/null 2>&1 &
 	sleep 1000 & echo $! > "$KBISECT_JOB/child"
 	echo $$ > "$KBISECT_JOB/leader"
 	wait
