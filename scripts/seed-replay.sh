@@ -137,7 +137,7 @@ if git -C "$LADDER" rev-parse -q --verify v5.10.7 >/dev/null; then
 	fi
 	if ! skip fix-release; then
 		say "the first release without the bug (3.14.5 bad, 5.10.7 good)"
-		bisect fix-release --find fix --bad v3.14.5 --good v5.10.7 | tee -a "$OUT/bisect.tsv"
+		bisect fix-release --find fix --bad v3.14.5 --good v5.10.7 --streams 4 | tee -a "$OUT/bisect.tsv"
 	fi
 	if ! skip window; then
 		say "inside the fix's window: 4.0's i387.c hunk by hunk on 3.19"
