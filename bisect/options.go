@@ -188,16 +188,16 @@ func (o *Options) Validate() error {
 func (o *Options) settle() error {
 	o.defaults()
 	if _, err := ParseStrategy(o.Strategy); err != nil {
-		return err
+		return fmt.Errorf("--strategy: %w", err)
 	}
 	if o.Unit != UnitRuns && o.Unit != UnitTime {
-		return fmt.Errorf("unknown unit %q: use runs or time", o.Unit)
+		return fmt.Errorf("--unit %q: use runs or time", o.Unit)
 	}
 	if o.Parallel > 64 {
-		return fmt.Errorf("%d tests in parallel: at most 64", o.Parallel)
+		return fmt.Errorf("--parallel %d: give 1 to 64", o.Parallel)
 	}
 	if _, err := regexp.Compile(o.Signature); err != nil {
-		return fmt.Errorf("signature %q: not a regular expression: %w", o.Signature, err)
+		return fmt.Errorf("--signature %q: not a regular expression (%v); give one such as 'natt-esp' or 'corruption, wire decap'", o.Signature, err)
 	}
 	return nil
 }

@@ -336,6 +336,10 @@ func TestCLIBadInput(t *testing.T) {
 		{"bad budget", []string{"--good", hashes[0], "--bad", "main", "--exec", ok, "--budget", "soon"}, "--budget"},
 		{"bad strategy", []string{"--good", hashes[0], "--bad", "main", "--exec", ok, "--strategy", "magic"}, "unknown strategy"},
 		{"bad confidence", []string{"--good", hashes[0], "--bad", "main", "--exec", ok, "--confidence", "1.5"}, "--confidence"},
+		{"zero confidence", []string{"--good", hashes[0], "--bad", "main", "--exec", ok, "--confidence", "0"}, "--confidence 0: give a probability"},
+		{"zero parallel", []string{"--good", hashes[0], "--bad", "main", "--exec", ok, "--parallel", "0"}, "--parallel 0: give 1 to 64"},
+		{"too parallel", []string{"--good", hashes[0], "--bad", "main", "--exec", ok, "--parallel", "65"}, "--parallel 65: give 1 to 64"},
+		{"bad signature", []string{"--good", hashes[0], "--bad", "main", "--exec", ok, "--signature", "wire ("}, `--signature "wire (": not a regular expression`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -85,7 +85,7 @@ failed: no disk, no QEMU, a timeout).
 		// mistyped flag must stop the bisection (128), not steer it.
 		Args: func(cmd *cobra.Command, args []string) error {
 			if err := cobra.NoArgs(cmd, args); err != nil {
-				return testUsageError(err)
+				return testUsageError(fmt.Errorf("%w (see kbisect test --help)", err))
 			}
 			return nil
 		},
@@ -140,5 +140,5 @@ failed: no disk, no QEMU, a timeout).
 // testUsageError is kbisect test's answer to bad usage: exit 128, which
 // aborts a git bisect run instead of marking the commit bad.
 func testUsageError(err error) error {
-	return &exitError{code: bisectrun.ExitAbort, err: fmt.Errorf("%w (see kbisect test --help; exit 128 stops git bisect run)", err)}
+	return &exitError{code: bisectrun.ExitAbort, err: fmt.Errorf("%w (exit 128 stops git bisect run)", err)}
 }
