@@ -822,7 +822,7 @@ func TestProgressEstimate(t *testing.T) {
 			defer job.Close()
 			var events []Progress
 			res, err := job.Run(context.Background(), newFake(hist, tc.culprit, tc.rate, 11), func(p Progress) {
-				if p.Finished == nil && p.Err == nil {
+				if p.Finished == nil && p.Err == nil && !p.Started {
 					events = append(events, p)
 				}
 			})

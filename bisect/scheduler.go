@@ -32,12 +32,19 @@ type Progress struct {
 	LeftTime time.Duration
 	Message  string
 	Finished *Result
+	// Started says the run Seq has just begun on Commit, given Budget;
+	// the other events are of runs that ended.
+	Started bool
+	Budget  time.Duration
 }
 
 // String is the event as one line of progress.
 func (p Progress) String() string {
 	if p.Err != nil {
 		return fmt.Sprintf("[%d] %s %s: error (retried): %v", p.Seq, p.Phase, p.Commit.Short(), p.Err)
+	}
+	if p.Started {
+		return fmt.Sprintf("[%d] %-8s %s started (budget %s)", p.Seq, p.Phase, p.Commit.Short(), p.Budget)
 	}
 	v := string(p.Verdict)
 	if p.Other {
@@ -117,7 +124,8 @@ type runDone struct {
 
 // Run runs (or continues) the bisection with tester until it concludes or
 // ctx is cancelled (then it returns ErrInterrupted with the journal
-// consistent). progress, if not nil, is called after every run.
+// consistent). progress, if not nil, is called when a run starts and
+// after every run.
 func (j *Job) Run(ctx context.Context, tester Tester, progress func(Progress)) (*Result, error) {
 	if j.journal == nil {
 		return nil, fmt.Errorf("job %s is open read-only", j.Dir)
@@ -163,6 +171,10 @@ func (j *Job) Run(ctx context.Context, tester Tester, progress func(Progress)) (
 			return err
 		}
 		inflight[w] = req
+		if progress != nil {
+			progress(Progress{Phase: j.phase(revert), Seq: seq, Commit: j.commits[req.Pos], Pos: req.Pos, N: len(j.commits),
+				Started: true, Budget: budget, Runs: j.runs, Builds: j.builds})
+		}
 		rctx := withRunInfo(runCtx, RunInfo{Seq: seq, Worker: w, JobDir: j.Dir})
 		go func() {
 			t0 := time.Now()

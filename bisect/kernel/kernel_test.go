@@ -4,7 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -119,5 +122,76 @@ func TestFailSignature(t *testing.T) {
 		if got := FailSignature(tc.r); got != tc.want {
 			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
 		}
+	}
+}
+
+// linePipeline fails every commit from culprit on with a wire verdict
+// and the run's artefacts, as the commit pipeline reports them.
+type linePipeline struct {
+	pos     map[string]int
+	culprit int
+	dir     string
+}
+
+func (p *linePipeline) Test(ctx context.Context, rev string, d time.Duration) *testcases.CommitResult {
+	run := filepath.Join(p.dir, rev[:12])
+	r := &testcases.Report{Verdict: testcases.Pass, Test: "natt-esp", TestSeconds: d.Seconds(), BytesVerified: 150e6,
+		Wire: testcases.Wire{Verdict: "clean"}, RunDir: run, Pcaps: []string{run + "/wire.pcap"},
+		Keys: run + "/wire.keys.json", ESPSA: run + "/wire.esp_sa", XenConsole: run + "/xen.console",
+		Guests: [2]testcases.GuestReport{{Role: "sender", Console: run + "/sender.console"}, {Role: "receiver", Console: run + "/receiver.console"}}}
+	if p.pos[rev] >= p.culprit {
+		r.Verdict, r.Reason, r.Wire.Verdict = testcases.Fail, "corruption", "encap"
+		r.Corruptions = []proto.Corruption{{Length: 1, Expected: proto.HexBytes{0}, Seen: proto.HexBytes{1}}}
+	}
+	return &testcases.CommitResult{Verdict: r.Verdict, Reason: r.Reason, Report: r, Artifact: &kbuild.Artifact{CacheHit: true}}
+}
+
+// TestReportRuns: the reports of a kernel bisection show each run's wire
+// verdict, and link a failing run's consoles, capture, keys and esp_sa.
+func TestReportRuns(t *testing.T) {
+	hist := make(bisect.LinearHistory, 16)
+	pos := make(map[string]int)
+	for i := range hist {
+		hist[i] = bisect.Commit{Hash: fmt.Sprintf("%02x%038x", i+1, i+1), Subject: fmt.Sprintf("commit %d", i)}
+		pos[hist[i].Hash] = i
+	}
+	spec := bisect.JobSpec{Repo: "/nonexistent/repo", Good: hist[0].Hash, Bad: hist[15].Hash, TestArgs: []string{"--test=natt-esp"},
+		Options: bisect.Options{Confidence: 0.99, Unit: bisect.UnitTime}}
+	dir := t.TempDir()
+	job, err := bisect.Create(dir, spec, hist)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer job.Close()
+	res, err := job.Run(t.Context(), &Tester{Pipeline: &linePipeline{pos: pos, culprit: 9, dir: "/runs"}}, nil)
+	if err != nil || res.Culprit != hist[9].Hash {
+		t.Fatalf("%v: %+v", err, res)
+	}
+	var md strings.Builder
+	if err := job.WriteMarkdown(&md); err != nil {
+		t.Fatal(err)
+	}
+	rows := 0
+	for _, line := range strings.Split(md.String(), "\n") {
+		f := strings.Split(line, " | ")
+		if len(f) != 9 || (f[3] != "pass" && f[3] != "fail") {
+			continue
+		}
+		rows++
+		run := "/runs/" + f[2]
+		want := map[string]string{"pass": "clean", "fail": "encap"}[f[3]]
+		if f[4] != want {
+			t.Errorf("run %s: wire %q, want %q", f[0], f[4], want)
+		}
+		links := []string{"[sender console](<" + run + "/sender.console>)", "[receiver console](<" + run + "/receiver.console>)",
+			"[Xen console](<" + run + "/xen.console>)", "[pcap](<" + run + "/wire.pcap>)", "[keys](<" + run + "/wire.keys.json>)", "[esp_sa](<" + run + "/wire.esp_sa>)"}
+		for _, l := range links {
+			if got := strings.Contains(f[8], l); got != (f[3] == "fail") {
+				t.Errorf("run %s (%s): link %s shown: %v", f[0], f[3], l, got)
+			}
+		}
+	}
+	if rows != res.Runs {
+		t.Errorf("%d run rows, %d runs", rows, res.Runs)
 	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"golang.org/x/term"
 
 	"github.com/kbisect/kbisect/bisect"
 	"github.com/kbisect/kbisect/bisect/exectest"
@@ -372,7 +373,7 @@ func newTester(ctx context.Context, spec bisect.JobSpec, repo *gitrepo.Repo, dir
 func runJob(cmd *cobra.Command, job *bisect.Job, tester bisect.Tester, asJSON, fresh bool) error {
 	// One line per run on stderr, whatever stdout is: a bisection may run
 	// for hours in a log or under nohup, and --json keeps stdout for the
-	// result alone.
+	// result alone; on a terminal, a live line below them.
 	n := len(job.Commits()) - 1
 	verb := "resuming"
 	if fresh {
@@ -380,12 +381,14 @@ func runJob(cmd *cobra.Command, job *bisect.Job, tester bisect.Tester, asJSON, f
 	}
 	fmt.Fprintf(os.Stderr, "kbisect: %s %d commits, good %s .. bad %s; job %s\n", verb, n,
 		bisect.DescribeCommit(job.Commits()[0]), bisect.DescribeCommit(job.Commits()[n]), job.Dir)
-	progress := func(p bisect.Progress) {
-		if p.Finished == nil {
-			fmt.Fprintf(os.Stderr, "%s %s\n", time.Now().Format("15:04:05"), p)
-		}
+	width := 0
+	live := stderrIsTerminal()
+	if live {
+		width, _, _ = term.GetSize(int(os.Stderr.Fd()))
 	}
-	res, err := job.Run(cmd.Context(), tester, progress)
+	progress := newBisectProgress(os.Stderr, live, width)
+	res, err := job.Run(cmd.Context(), tester, progress.Event)
+	progress.Close()
 	if errors.Is(err, bisect.ErrInterrupted) {
 		return &exitError{exitInterrupted, fmt.Errorf("%w: resume with `kbisect bisect resume %s`", err, job.Dir)}
 	}
