@@ -244,6 +244,9 @@ func open(dir string, hist History, keepHist bool) (*Job, error) {
 	if hist == nil {
 		hist = LinearHistory(commits)
 	}
+	if v := recs[0].Spec.Version; v > FormatVersion {
+		return nil, fmt.Errorf("job directory %s: format version %d, written by a newer kbisect (this one reads up to %d): use that kbisect", abs, v, FormatVersion)
+	}
 	j, err := newJob(abs, *recs[0].Spec, commits, hist)
 	if err != nil {
 		return nil, err

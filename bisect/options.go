@@ -3,6 +3,7 @@ package bisect
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"math"
 	"path/filepath"
@@ -14,8 +15,9 @@ import (
 	"github.com/kbisect/kbisect/internal/cachedir"
 )
 
-// FormatVersion is the version of the job directory format.
-const FormatVersion = 1
+// FormatVersion is the version of the job directory format: 2 stores the
+// durations of Options in seconds (1, in nanoseconds, is still read).
+const FormatVersion = 2
 
 // JobSpec identifies a bisection and says how to run it. It is the first
 // record of the journal; resume needs nothing else.
@@ -96,12 +98,12 @@ type Options struct {
 	// before the search (the endpoint check). In runs mode a time Budget
 	// is also capped at 1000 runs.
 	BudgetRuns int           `json:"budget_runs,omitempty"`
-	Budget     time.Duration `json:"budget,omitempty"`
+	Budget     time.Duration `json:"-"` // budget_s
 	// RunTime and MaxRunTime bound the length of one run in time mode.
-	RunTime    time.Duration `json:"run_time,omitempty"`
-	MaxRunTime time.Duration `json:"max_run_time,omitempty"`
+	RunTime    time.Duration `json:"-"` // run_time_s
+	MaxRunTime time.Duration `json:"-"` // max_run_time_s
 	// Timeout is the time limit of one run in runs mode (0: none).
-	Timeout time.Duration `json:"timeout,omitempty"`
+	Timeout time.Duration `json:"-"` // timeout_s
 	// BuildCost is the cost of a build in runs (runs mode) or minutes (time
 	// mode); 0 means measured from the builds done.
 	BuildCost float64 `json:"build_cost,omitempty"`
@@ -110,10 +112,10 @@ type Options struct {
 	// Retries is how many infrastructure errors in a row are retried
 	// before the bisection stops.
 	Retries      int           `json:"retries,omitempty"`
-	RetryBackoff time.Duration `json:"retry_backoff,omitempty"`
+	RetryBackoff time.Duration `json:"-"` // retry_backoff_s
 	// MaxRuns and MaxTime stop the search (inconclusive) when reached.
 	MaxRuns int           `json:"max_runs,omitempty"`
-	MaxTime time.Duration `json:"max_time,omitempty"`
+	MaxTime time.Duration `json:"-"` // max_time_s
 	// VerifyRevert tests bad with the culprit reverted once it is found.
 	VerifyRevert bool `json:"verify_revert,omitempty"`
 	// Signature, a regular expression, picks the failures bisected by
@@ -198,6 +200,68 @@ func (o *Options) settle() error {
 	}
 	if _, err := regexp.Compile(o.Signature); err != nil {
 		return fmt.Errorf("--signature %q: not a regular expression (%v); give one such as 'natt-esp' or 'corruption, wire decap'", o.Signature, err)
+	}
+	return nil
+}
+
+// durations are Options' durations by JSON key: stored as seconds under
+// KEY_s, as in every kbisect JSON file. Journals of format version 1 hold
+// nanoseconds under KEY, still read.
+func (o *Options) durations() []struct {
+	key string
+	d   *time.Duration
+} {
+	return []struct {
+		key string
+		d   *time.Duration
+	}{{"budget", &o.Budget}, {"run_time", &o.RunTime}, {"max_run_time", &o.MaxRunTime},
+		{"timeout", &o.Timeout}, {"retry_backoff", &o.RetryBackoff}, {"max_time", &o.MaxTime}}
+}
+
+// MarshalJSON writes the options with their durations in seconds.
+func (o Options) MarshalJSON() ([]byte, error) {
+	type plain Options
+	b, err := json.Marshal(plain(o))
+	if err != nil {
+		return nil, err
+	}
+	m := map[string]json.RawMessage{}
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, err
+	}
+	for _, f := range o.durations() {
+		if *f.d != 0 {
+			m[f.key+"_s"], _ = json.Marshal(f.d.Seconds())
+		}
+	}
+	return json.Marshal(m)
+}
+
+// UnmarshalJSON reads the options, durations in seconds (KEY_s) or, from
+// a journal of format version 1, nanoseconds (KEY).
+func (o *Options) UnmarshalJSON(b []byte) error {
+	type plain Options
+	if err := json.Unmarshal(b, (*plain)(o)); err != nil {
+		return err
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		return err
+	}
+	for _, f := range o.durations() {
+		if v, ok := m[f.key+"_s"]; ok {
+			var sec float64
+			if err := json.Unmarshal(v, &sec); err != nil {
+				return fmt.Errorf("options: %s_s: %w", f.key, err)
+			}
+			*f.d = time.Duration(math.Round(sec * float64(time.Second)))
+		} else if v, ok := m[f.key]; ok {
+			var ns int64
+			if err := json.Unmarshal(v, &ns); err != nil {
+				return fmt.Errorf("options: %s: %w", f.key, err)
+			}
+			*f.d = time.Duration(ns)
+		}
 	}
 	return nil
 }

@@ -192,7 +192,12 @@ func TestCLIKillResume(t *testing.T) {
 		!strings.Contains(string(out), hashes[culprit-1]+" is the first bad commit") {
 		t.Errorf("git bisect replay: %v\n%s", err, out)
 	}
-	// reports
+	// The job wrote its reports when it ended; bisect report writes
+	// them again.
+	if b, err := os.ReadFile(filepath.Join(job, "report.json")); err != nil || !bytes.Contains(b, []byte(`"status": "found"`)) {
+		t.Errorf("no report.json at the end of the job: %v", err)
+	}
+	os.Remove(filepath.Join(job, "report.html"))
 	rep := runCLI(t, bin, "bisect", "report", job)
 	for _, name := range []string{"report.md", "report.html", "report.json", "posterior.svg", "timeline.svg"} {
 		if !strings.Contains(rep.stdout, name) {

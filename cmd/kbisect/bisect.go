@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -398,6 +399,17 @@ func runJob(cmd *cobra.Command, job *bisect.Job, tester bisect.Tester, asJSON, f
 	if err != nil {
 		return err
 	}
+	// The reports, next to the journal: what a user opens first.
+	report := "kbisect bisect report " + job.Dir
+	if paths, err := job.WriteReports(job.Dir); err != nil {
+		fmt.Fprintf(os.Stderr, "kbisect: reports not written (%v): %s writes them\n", err, report)
+	} else {
+		for _, p := range paths {
+			if filepath.Base(p) == "report.html" {
+				report = p
+			}
+		}
+	}
 	out := cmd.OutOrStdout()
 	if asJSON {
 		if err := json.NewEncoder(out).Encode(res); err != nil {
@@ -408,7 +420,7 @@ func runJob(cmd *cobra.Command, job *bisect.Job, tester bisect.Tester, asJSON, f
 		if res.Status == bisect.StatusError {
 			fmt.Fprintf(out, "fix the cause and continue: kbisect bisect resume %s\n", res.Job)
 		}
-		fmt.Fprintf(out, "job: %s (kbisect bisect report %s)\n", res.Job, res.Job)
+		fmt.Fprintf(out, "job: %s\nreport: %s\n", res.Job, report)
 	}
 	code, ok := bisectExits[res.Status]
 	if !ok {

@@ -31,9 +31,9 @@ const (
 type Report struct {
 	// Wire is the verdict: clean, encap, nat or unknown (decap needs the
 	// receiver's findings: see Classify).
-	Wire string `json:"wire"`
+	Wire string `json:"verdict"`
 	// Reason says in one sentence why.
-	Reason string `json:"reason"`
+	Reason string `json:"detail"`
 	// Missing lists what the capture lacks for a clean verdict (why the
 	// verdict is unknown, or what limits an encap or nat verdict).
 	Missing []string `json:"missing,omitempty"`
@@ -54,7 +54,7 @@ type Report struct {
 	// in at least one capture.
 	BytesVerified    int64 `json:"bytes_verified"`
 	ICVFailures      int64 `json:"icv_failures"`
-	ChecksumFailures int64 `json:"checksum_failures"`
+	ChecksumFailures int64 `json:"checksum_errors"`
 	// ESPMissing counts sequence numbers of the data SAs that no capture
 	// saw; Undecryptable those seen but never authenticated.
 	ESPMissing    int64 `json:"esp_missing"`
@@ -130,7 +130,7 @@ type StreamReport struct {
 	Retransmitted    int64 `json:"retransmitted_bytes"`
 	OutOfOrder       int64 `json:"out_of_order"`
 	CopiesDiffer     int64 `json:"copies_differ,omitempty"`
-	ChecksumFailures int64 `json:"checksum_failures,omitempty"`
+	ChecksumFailures int64 `json:"checksum_errors,omitempty"`
 	// Unaligned counts payload bytes seen before the offsets could be
 	// inferred (no SYN), which were not verified.
 	Unaligned int64 `json:"unaligned_bytes,omitempty"`
@@ -175,7 +175,7 @@ type CaptureReport struct {
 	NotTCP     int64 `json:"not_tcp,omitempty"`
 
 	TCPSegments      int64 `json:"tcp_segments"`
-	ChecksumFailures int64 `json:"checksum_failures"`
+	ChecksumFailures int64 `json:"checksum_errors"`
 	// ChecksumUnverifiable counts segments of connections whose checksums
 	// never matched any known pseudo-header but agree among themselves
 	// (the keys lack the NAT's address).
