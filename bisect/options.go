@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/kbisect/kbisect/internal/cachedir"
+	"github.com/kbisect/kbisect/internal/jsondur"
 )
 
 // FormatVersion is the version of the job directory format: 2 stores the
@@ -204,18 +205,12 @@ func (o *Options) settle() error {
 	return nil
 }
 
-// durations are Options' durations by JSON key: stored as seconds under
-// KEY_s, as in every kbisect JSON file. Journals of format version 1 hold
-// nanoseconds under KEY, still read.
-func (o *Options) durations() []struct {
-	key string
-	d   *time.Duration
-} {
-	return []struct {
-		key string
-		d   *time.Duration
-	}{{"budget", &o.Budget}, {"run_time", &o.RunTime}, {"max_run_time", &o.MaxRunTime},
-		{"timeout", &o.Timeout}, {"retry_backoff", &o.RetryBackoff}, {"max_time", &o.MaxTime}}
+// durations are Options' durations by JSON key (see jsondur): stored as
+// seconds under KEY_s; journals of format version 1 hold nanoseconds
+// under KEY, still read.
+func (o *Options) durations() []jsondur.Field {
+	return []jsondur.Field{{Key: "budget", D: &o.Budget}, {Key: "run_time", D: &o.RunTime}, {Key: "max_run_time", D: &o.MaxRunTime},
+		{Key: "timeout", D: &o.Timeout}, {Key: "retry_backoff", D: &o.RetryBackoff}, {Key: "max_time", D: &o.MaxTime}}
 }
 
 // MarshalJSON writes the options with their durations in seconds.
@@ -225,16 +220,7 @@ func (o Options) MarshalJSON() ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := map[string]json.RawMessage{}
-	if err := json.Unmarshal(b, &m); err != nil {
-		return nil, err
-	}
-	for _, f := range o.durations() {
-		if *f.d != 0 {
-			m[f.key+"_s"], _ = json.Marshal(f.d.Seconds())
-		}
-	}
-	return json.Marshal(m)
+	return jsondur.Add(b, o.durations())
 }
 
 // UnmarshalJSON reads the options, durations in seconds (KEY_s) or, from
@@ -244,24 +230,8 @@ func (o *Options) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, (*plain)(o)); err != nil {
 		return err
 	}
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(b, &m); err != nil {
-		return err
-	}
-	for _, f := range o.durations() {
-		if v, ok := m[f.key+"_s"]; ok {
-			var sec float64
-			if err := json.Unmarshal(v, &sec); err != nil {
-				return fmt.Errorf("options: %s_s: %w", f.key, err)
-			}
-			*f.d = time.Duration(math.Round(sec * float64(time.Second)))
-		} else if v, ok := m[f.key]; ok {
-			var ns int64
-			if err := json.Unmarshal(v, &ns); err != nil {
-				return fmt.Errorf("options: %s: %w", f.key, err)
-			}
-			*f.d = time.Duration(ns)
-		}
+	if err := jsondur.Read(b, o.durations()); err != nil {
+		return fmt.Errorf("options: %w", err)
 	}
 	return nil
 }

@@ -111,7 +111,7 @@ func (j *Job) result(c *Conclusion) *Result {
 		res.Decided = j.decision(c.Pos)
 		if j.Spec.Options.VerifyRevert {
 			if runs, fails, skips, minutes, reason := j.revertRuns(cu.Hash); runs+skips > 0 {
-				rr := &RevertResult{Runs: runs, Fails: fails, Minutes: minutes}
+				rr := &RevertResult{Runs: runs, Fails: fails, TestSeconds: minutes * 60}
 				switch {
 				case skips > 0:
 					rr.Verdict, rr.Reason = "does-not-apply", reason

@@ -8,11 +8,12 @@ import (
 type RevertResult struct {
 	// Verdict is "fixed" (no failure where bad would have failed with
 	// probability 0.99), "still-fails", "does-not-apply" or "unsupported".
-	Verdict string  `json:"verdict"`
-	Runs    int     `json:"runs"`
-	Fails   int     `json:"fails"`
-	Minutes float64 `json:"minutes,omitempty"`
-	Reason  string  `json:"reason,omitempty"`
+	Verdict string `json:"verdict"`
+	Runs    int    `json:"runs"`
+	Fails   int    `json:"fails"`
+	// TestSeconds is the test time of the revert check's runs.
+	TestSeconds float64 `json:"test_seconds,omitempty"`
+	Reason      string  `json:"reason,omitempty"`
 }
 
 func (j *Job) revertPhase() bool { return j.revertCulprit != nil }

@@ -24,6 +24,7 @@ import (
 	"github.com/kbisect/kbisect/internal/cachedir"
 	"github.com/kbisect/kbisect/internal/fsutil"
 	"github.com/kbisect/kbisect/internal/gitrepo"
+	"github.com/kbisect/kbisect/internal/jsondur"
 	"github.com/kbisect/kbisect/internal/procgroup"
 	"github.com/kbisect/kbisect/kconfigs"
 )
@@ -128,14 +129,27 @@ type Artifact struct {
 	Elapsed  time.Duration `json:"-"`
 }
 
-// Timings are the durations of a build's steps.
+// Timings are the durations of a build's steps, in JSON as seconds
+// (checkout_s, ...; see jsondur).
 type Timings struct {
-	Checkout time.Duration `json:"checkout"`
-	Config   time.Duration `json:"config"`
-	Make     time.Duration `json:"make"`
-	Install  time.Duration `json:"install"`
-	Total    time.Duration `json:"total"`
+	Checkout time.Duration `json:"-"`
+	Config   time.Duration `json:"-"`
+	Make     time.Duration `json:"-"`
+	Install  time.Duration `json:"-"`
+	Total    time.Duration `json:"-"`
 }
+
+func (t *Timings) fields() []jsondur.Field {
+	return []jsondur.Field{{Key: "checkout", D: &t.Checkout}, {Key: "config", D: &t.Config}, {Key: "make", D: &t.Make},
+		{Key: "install", D: &t.Install}, {Key: "total", D: &t.Total}}
+}
+
+// MarshalJSON writes the timings in seconds.
+func (t Timings) MarshalJSON() ([]byte, error) { return jsondur.Add([]byte("{}"), t.fields()) }
+
+// UnmarshalJSON reads the timings in seconds, or in nanoseconds from a
+// cache entry written before.
+func (t *Timings) UnmarshalJSON(b []byte) error { return jsondur.Read(b, t.fields()) }
 
 // BuildTime is how long the build that produced the kernel took.
 func (a *Artifact) BuildTime() time.Duration { return a.Timings.Total }

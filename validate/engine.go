@@ -84,9 +84,9 @@ type engine struct {
 
 func (e *engine) run(ctx context.Context) error {
 	defer func() {
-		e.rep.SpentMinutes = e.spent.Minutes()
+		e.rep.SpentSeconds = e.spent.Seconds()
 		for _, a := range append([]*arm{e.base}, e.targets...) {
-			a.row.SpentMinutes = a.wall.Minutes()
+			a.row.SpentSeconds = a.wall.Seconds()
 			a.row.fillRate(e.rateUnits)
 		}
 	}()

@@ -93,7 +93,7 @@ func TestFixCalibration(t *testing.T) {
 						t.Logf("trial %d: a real fix concluded %q: %s", i, row.Conclusion, row.Detail)
 					}
 					fixMinutes += row.Exposure + rep.BaseResult.Exposure
-					fixWall += rep.SpentMinutes
+					fixWall += rep.SpentSeconds / 60
 				} else {
 					brokenTrials++
 					if row.Conclusion == Fixes {
@@ -122,8 +122,8 @@ func TestBaseThatNeverFails(t *testing.T) {
 	if row.Conclusion != Inconclusive || row.Runs != 0 {
 		t.Errorf("conclusion %q after %d patched runs (%s), want inconclusive without patched runs", row.Conclusion, row.Runs, row.Detail)
 	}
-	if rep.SpentMinutes > 16 {
-		t.Errorf("spent %.1f min on a base that never fails, want at most half the budget", rep.SpentMinutes)
+	if rep.SpentSeconds > 16*60 {
+		t.Errorf("spent %.1f min on a base that never fails, want at most half the budget", rep.SpentSeconds/60)
 	}
 }
 
@@ -154,7 +154,7 @@ func TestNoRegression(t *testing.T) {
 			for i := 0; i < trials; i++ {
 				row, rep := simulate(uint64(1000+i), o, tc.base, tc.patched, 1)
 				got[row.Conclusion]++
-				minutes += rep.SpentMinutes
+				minutes += rep.SpentSeconds / 60
 				// Regression means "fails more often than the base", no
 				// regression "not by the tolerance or more".
 				if row.Conclusion == Regression && tc.patched <= tc.base ||

@@ -19,7 +19,7 @@ func (rep *Report) WriteText(w io.Writer) {
 		test += fmt.Sprintf(", %s runs", time.Duration(rep.RunSeconds*float64(time.Second)))
 	}
 	fmt.Fprintf(w, "base %s %q; test %s; expect %s at confidence %g; budget %s, %s spent in runs\n\n",
-		gitrepo.Short(rep.Base), rep.BaseSubject, test, rep.Expect, rep.Confidence, minutes(rep.BudgetMinutes), minutes(rep.SpentMinutes))
+		gitrepo.Short(rep.Base), rep.BaseSubject, test, rep.Expect, rep.Confidence, minutes(rep.BudgetSeconds/60), minutes(rep.SpentSeconds/60))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	rateHead := "RATE/H [95%]"
 	if rep.RateUnit == "per run" {
@@ -43,7 +43,7 @@ func (rep *Report) WriteText(w io.Writer) {
 		rate, runs, fails, minutes := "-", "-", "-", "-"
 		if r.Runs > 0 {
 			rate = fmt.Sprintf("%s [%s, %s]", num(r.Rate), num(r.RateLow), num(r.RateHigh))
-			runs, fails, minutes = fmt.Sprint(r.Runs), fmt.Sprint(r.Failures), testTime(r.SpentMinutes)
+			runs, fails, minutes = fmt.Sprint(r.Runs), fmt.Sprint(r.Failures), testTime(r.SpentSeconds/60)
 			if rep.Unit == "minute" {
 				minutes = testTime(r.Exposure)
 			}

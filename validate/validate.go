@@ -122,9 +122,9 @@ type Report struct {
 	// RateUnit is the unit of failure rates: "per hour", or for --exec
 	// "per run" (the probability that a run fails).
 	RateUnit      string  `json:"rate_unit"`
-	BudgetMinutes float64 `json:"budget_minutes"`
-	// SpentMinutes is the time spent in test runs (boot included).
-	SpentMinutes float64 `json:"spent_minutes"`
+	BudgetSeconds float64 `json:"budget_seconds"`
+	// SpentSeconds is the time spent in test runs (boot included).
+	SpentSeconds float64 `json:"spent_seconds"`
 	BaseResult   *Row    `json:"base_result"`
 	Patches      []*Row  `json:"patches"`
 	// Conclusion is that of the series' tip (the last tested row).
@@ -170,8 +170,8 @@ type Row struct {
 	// Tolerance is the failure rate (in RateUnit) that the series may add
 	// and still be no regression.
 	Tolerance float64 `json:"tolerance,omitempty"`
-	// SpentMinutes is the time this row's runs took (boot included).
-	SpentMinutes float64 `json:"spent_minutes"`
+	// SpentSeconds is the time this row's runs took (boot included).
+	SpentSeconds float64 `json:"spent_seconds"`
 }
 
 // BuildInfo is how a tree built.
@@ -224,7 +224,7 @@ func Validate(ctx context.Context, o Options) (*Report, error) {
 
 	rep := &Report{
 		Repo: user.Dir, Base: base, BaseSubject: subject, Workspace: clone.Dir, Expect: o.Expect,
-		Confidence: o.Confidence, PriorFix: o.PriorFix, BudgetMinutes: o.Budget.Minutes(),
+		Confidence: o.Confidence, PriorFix: o.PriorFix, BudgetSeconds: o.Budget.Seconds(),
 		BaseResult: &Row{Name: "base " + gitrepo.Short(base), Subject: subject, Commit: base},
 	}
 	commits, applyErr := clone.Apply(ctx, base, series, tmp)

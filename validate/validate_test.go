@@ -345,7 +345,7 @@ func TestRevertFixes(t *testing.T) {
 	}
 	b, r := rep.BaseResult, rep.Patches[0]
 	t.Logf("base: %d/%d failed in %.2f min, %.0f/h [%.0f, %.0f]; patched: %d runs, %.2f min, P(fixed) %.4f; %.1f min spent",
-		b.Failures, b.Runs, b.Exposure, b.Rate, b.RateLow, b.RateHigh, r.Runs, r.Exposure, r.Probability, rep.SpentMinutes)
+		b.Failures, b.Runs, b.Exposure, b.Rate, b.RateLow, b.RateHigh, r.Runs, r.Exposure, r.Probability, rep.SpentSeconds/60)
 	if b.Failures == 0 {
 		t.Fatalf("the base never failed: %+v", b.Evidence)
 	}
