@@ -30,7 +30,6 @@ type Progress struct {
 	// no estimate yet); see Job.estimate.
 	LeftRuns int
 	LeftTime time.Duration
-	Message  string
 	Finished *Result
 	// Started says the run Seq has just begun on Commit, given Budget;
 	// the other events are of runs that ended.

@@ -173,7 +173,7 @@ func collect(o *Options, r *Report, pair *vm.Pair) [2]*proto.Result {
 			}
 		case "progress":
 			if l.i == 1 {
-				o.progress("%s verified", humanBytes(ev.Bytes))
+				o.status("%s verified", humanBytes(ev.Bytes))
 			}
 		case "log":
 			o.progress("%s: %s", roles[l.i], ev.Message)

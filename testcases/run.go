@@ -124,8 +124,12 @@ type Options struct {
 	// Accel is "auto", "tcg" or "kvm".
 	Accel    string
 	MemoryMB int
-	// Progress, if set, receives one-line progress messages.
+	// Progress, if set, receives one line per phase of the run: boot,
+	// guests ready, what the agents log.
 	Progress func(string)
+	// Status, if set, receives the run's running count of verified bytes,
+	// about every second: a line redrawn in place on a terminal.
+	Status func(string)
 }
 
 // minBytes is the least the receiver must verify for a pass to mean
@@ -232,6 +236,12 @@ func (o *Options) ValidateTest() error {
 func (o *Options) progress(format string, args ...any) {
 	if o.Progress != nil {
 		o.Progress(fmt.Sprintf(format, args...))
+	}
+}
+
+func (o *Options) status(format string, args ...any) {
+	if o.Status != nil {
+		o.Status(fmt.Sprintf(format, args...))
 	}
 }
 

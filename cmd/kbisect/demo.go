@@ -25,7 +25,9 @@ kbisect's fragments, pairs of guests, the natt-esp stress test. It prints
 the expected and the found culprit and exits non-zero when they differ.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			o.Progress = progressFunc(jsonOut)
+			progress := newRunProgress()
+			defer progress.Close()
+			o.Progress = progress.Phase
 			r, err := demo.Run(cmd.Context(), o)
 			if err != nil {
 				return err

@@ -32,7 +32,7 @@ func (k *kernelFlags) register(fl *pflag.FlagSet) {
 // resume) and validate. Runs report to progress and builds log to
 // buildLog (either may be nil); release frees the executor. ctx is not
 // kept.
-func (k *kernelFlags) pipeline(ctx context.Context, repo string, progress func(string), buildLog io.Writer) (ct *testcases.CommitTest, release func(), err error) {
+func (k *kernelFlags) pipeline(ctx context.Context, repo string, progress *runProgress, buildLog io.Writer) (ct *testcases.CommitTest, release func(), err error) {
 	// A config file that cannot be read is bad input now, not a build
 	// error of every commit later.
 	if !kconfigs.IsBaseName(k.cf.config) {
@@ -48,7 +48,9 @@ func (k *kernelFlags) pipeline(ctx context.Context, repo string, progress func(s
 	if err != nil {
 		return nil, nil, err
 	}
-	o.Progress = progress
+	if progress != nil {
+		o.Progress, o.Status = progress.Phase, progress.Status
+	}
 	exec, release, err := k.run.exec.executor(ctx)
 	if err != nil {
 		return nil, nil, err
@@ -94,12 +96,9 @@ failed: no disk, no QEMU, a timeout).
 			if runs < 1 {
 				return abort(fmt.Errorf("--runs %d: give at least 1", runs))
 			}
-			progress := progressFunc(jsonOut)
-			var buildLog io.Writer
-			if progress != nil {
-				buildLog = os.Stderr
-			}
-			ct, release, err := k.pipeline(cmd.Context(), repo, progress, buildLog)
+			progress := newRunProgress()
+			defer progress.Close()
+			ct, release, err := k.pipeline(cmd.Context(), repo, progress, lineWriter(progress.Phase))
 			if err != nil {
 				return abort(err)
 			}

@@ -20,16 +20,63 @@ func stderrIsTerminal() bool {
 	return os.Getenv("CI") == "" && term.IsTerminal(int(os.Stderr.Fd()))
 }
 
-// progressFunc returns where long work reports progress: stderr when it is a
-// terminal and neither --json nor CI asks for quiet, nowhere otherwise.
-func progressFunc(jsonOut bool) func(string) {
-	if jsonOut || !stderrIsTerminal() {
-		return nil
+// runProgress reports long work on stderr: one plain line per phase or
+// run, on a terminal or not (a log, nohup, CI: work that takes hours must
+// not be silent; --json keeps stdout for the JSON), and on a terminal a
+// status line redrawn in place below them (a run's bytes verified so far).
+type runProgress struct {
+	mu    sync.Mutex
+	w     io.Writer
+	start time.Time
+	live  bool
+	drawn bool
+}
+
+func newRunProgress() *runProgress {
+	return &runProgress{w: os.Stderr, start: time.Now(), live: stderrIsTerminal()}
+}
+
+// Phase prints msg as a line of its own.
+func (p *runProgress) Phase(msg string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.clear()
+	fmt.Fprintf(p.w, "[%6.1fs] %s\n", time.Since(p.start).Seconds(), msg)
+}
+
+// Status shows msg in the status line, on a terminal only.
+func (p *runProgress) Status(msg string) {
+	if !p.live {
+		return
 	}
-	start := time.Now()
-	return func(msg string) {
-		fmt.Fprintf(os.Stderr, "[%6.1fs] %s\n", time.Since(start).Seconds(), msg)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	fmt.Fprintf(p.w, "\r\033[K[%6.1fs] %s", time.Since(p.start).Seconds(), msg)
+	p.drawn = true
+}
+
+// Close clears the status line.
+func (p *runProgress) Close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.clear()
+}
+
+func (p *runProgress) clear() {
+	if p.drawn {
+		io.WriteString(p.w, "\r\033[K")
+		p.drawn = false
 	}
+}
+
+// lineWriter turns written lines into progress messages.
+type lineWriter func(string)
+
+func (w lineWriter) Write(p []byte) (int, error) {
+	for _, l := range strings.Split(strings.TrimRight(string(p), "\n"), "\n") {
+		w(l)
+	}
+	return len(p), nil
 }
 
 // bisectProgress reports a bisection on w: one plain line per run that

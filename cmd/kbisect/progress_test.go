@@ -68,3 +68,31 @@ func TestBisectProgress(t *testing.T) {
 		})
 	}
 }
+
+// TestRunProgress: a run's phases are lines of their own everywhere; its
+// status (bytes verified) is a line redrawn in place on a terminal only,
+// cleared before the next phase and at the end.
+func TestRunProgress(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		live bool
+		want string
+	}{
+		{"piped", false, "[0.0s] booting\n[0.0s] kbuild: done\n"},
+		{"terminal", true, "[0.0s] booting\n\r\033[K[0.0s] 1.0 MiB verified\r\033[K[0.0s] kbuild: done\n\r\033[K[0.0s] 2.0 MiB verified\r\033[K"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out strings.Builder
+			p := &runProgress{w: &out, start: time.Now(), live: tc.live}
+			p.Phase("booting")
+			p.Status("1.0 MiB verified")
+			lineWriter(p.Phase).Write([]byte("kbuild: done\n"))
+			p.Status("2.0 MiB verified")
+			p.Close()
+			got := strings.NewReplacer("[   0.0s]", "[0.0s]").Replace(out.String())
+			if got != tc.want {
+				t.Errorf("got %q, want %q", got, tc.want)
+			}
+		})
+	}
+}

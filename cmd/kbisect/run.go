@@ -110,7 +110,9 @@ Exit status: 0 pass, 1 fail, 2 error or bad input.`,
 			if err != nil {
 				return err
 			}
-			o.Progress = progressFunc(jsonOut)
+			p := newRunProgress()
+			defer p.Close()
+			o.Progress, o.Status = p.Phase, p.Status
 			exec, release, err := f.exec.executor(cmd.Context())
 			if err != nil {
 				return err

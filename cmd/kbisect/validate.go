@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 
 	"github.com/kbisect/kbisect/internal/bisectrun"
@@ -64,18 +63,18 @@ input or a host failure.`,
 				return errors.New("--exec is empty: give the command that tests each tree (without --exec, the test is the kernel pipeline)")
 			}
 			o.Expect = validate.Expect(expect)
-			progress := progressFunc(jsonOut)
-			if verboseLog && !jsonOut {
-				progress = func(msg string) { fmt.Fprintln(os.Stderr, msg) }
-			}
-			if progress != nil {
-				o.Log = lineWriter(progress)
-			}
+			// The validation's lines always; each run's own phases on a
+			// terminal or with -v.
+			progress := newRunProgress()
+			defer progress.Close()
+			o.Log = lineWriter(progress.Phase)
 			if o.Exec == "" {
-				// Each run's own progress only on a terminal: -v asks
-				// for the validation's lines, not every second of traffic.
+				var runs *runProgress
+				if progress.live || verboseLog {
+					runs = progress
+				}
 				// The repository is set by validate: its own clone.
-				ct, release, err := k.pipeline(cmd.Context(), "", progressFunc(jsonOut), o.Log)
+				ct, release, err := k.pipeline(cmd.Context(), "", runs, o.Log)
 				if err != nil {
 					return err
 				}
@@ -124,16 +123,6 @@ input or a host failure.`,
 	fl.Float64Var(&o.Tolerance, "tolerance", 0, "no-regression: failures per hour the series may add; with --exec the added chance that a run fails (default: the least the budget can rule out)")
 	fl.StringVar(&o.Exec, "exec", "", "test command run in kbisect's checkout of each tree instead of the kernel test (exit codes as git bisect run)")
 	fl.BoolVar(&jsonOut, "json", false, "print the report as JSON")
-	fl.BoolVarP(&verboseLog, "verbose", "v", false, "print progress even when stderr is not a terminal")
+	fl.BoolVarP(&verboseLog, "verbose", "v", false, "also print each run's phases (boot, guests ready, agent logs) when stderr is not a terminal")
 	return cmd
-}
-
-// lineWriter turns written lines into progress messages.
-type lineWriter func(string)
-
-func (w lineWriter) Write(p []byte) (int, error) {
-	for _, l := range strings.Split(strings.TrimRight(string(p), "\n"), "\n") {
-		w(l)
-	}
-	return len(p), nil
 }

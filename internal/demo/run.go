@@ -174,8 +174,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	defer job.Close()
 	say("bisecting %d commits (good %s, bad %s), job %s", len(h.Commits), gitrepo.Short(h.Good), gitrepo.Short(h.Bad), o.JobDir)
 	br, err := job.Run(ctx, tester, func(p bisect.Progress) {
-		if p.Message != "" {
-			say("%s", p.Message)
+		// One line per run that ends, as kbisect bisect prints them.
+		if !p.Started && p.Finished == nil {
+			say("%s", p)
 		}
 	})
 	if err != nil {
