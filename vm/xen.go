@@ -79,7 +79,9 @@ type XenOptions struct {
 	CPU string
 	// Append is added to Xen's own command line (e.g. "spec-ctrl=eager-fpu").
 	Append string
-	// Dom0MemoryMB is dom0's memory; 0 means 512.
+	// Dom0MemoryMB is dom0's memory; 0 means 768: the wire's captures
+	// hold up to a few hundred MB in dom0 when 9p writes fall behind a
+	// fast run (512 ran out with four streams at 40 Mbit/s).
 	Dom0MemoryMB int
 	// ConsoleLog receives the whole serial console of the nested machine
 	// (Xen, dom0, the controller's protocol lines).
@@ -199,7 +201,7 @@ func startXenHost(ctx context.Context, xo *XenOptions, cfgs [2]Config) (*xenHost
 		return nil, fmt.Errorf("xen guest type %q: use %s or %s", xo.GuestType, XenPV, XenPVH)
 	}
 	if xo.Dom0MemoryMB == 0 {
-		xo.Dom0MemoryMB = 512
+		xo.Dom0MemoryMB = 768
 	}
 	if xo.CPU == "" {
 		xo.CPU = DefaultXenCPU
