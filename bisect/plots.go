@@ -10,9 +10,9 @@ import (
 	"github.com/kbisect/kbisect/internal/gitrepo"
 )
 
-// The two plots are drawn here as SVG, axes included. A plotting library
-// (gonum.org/v1/plot) would bring about twenty modules for two plots and
-// no hover titles on the runs; the axes below are a few dozen lines.
+// The two plots are drawn here as SVG, axes included, rather than with a
+// plotting library such as gonum.org/v1/plot: the axes are a few dozen
+// lines, and every run keeps its hover title (<title>) in the timeline.
 
 // reportBins is the number of columns of the posterior plot.
 const reportBins = 200
