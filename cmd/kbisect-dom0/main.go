@@ -21,7 +21,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -40,11 +39,6 @@ func main() {
 	if len(os.Args) > 1 && os.Getenv("XENBUS_PATH") != "" {
 		os.Exit(hotplug(os.Args[1]))
 	}
-	// The captures' frames wait in memory while 9p writes stall: make
-	// the collector work harder rather than let the heap double past
-	// what dom0 has (it ran out of memory, and dom0's init cannot be
-	// killed). A soft limit: the captures never fail for it.
-	debug.SetMemoryLimit(384 << 20)
 	c := &controller{out: os.Stdout}
 	err := c.run()
 	if err != nil {
