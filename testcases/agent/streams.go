@@ -21,7 +21,9 @@ const (
 	BasePort      = 5001
 	connectGiveUp = 2 * time.Minute
 	drainTimeout  = 30 * time.Second
-	ioBuf         = proto.PatternBlock
+	// sendStallGrace is how long past the run's end a write may block.
+	sendStallGrace = time.Minute
+	ioBuf          = proto.PatternBlock
 	// corruptionGap joins mismatching bytes closer than this into one run.
 	corruptionGap = 16
 	// sampleBytes bounds the expected/seen bytes kept per corruption.
@@ -145,6 +147,11 @@ func sendStream(ctx context.Context, p *proto.Params, stream int, c *net.TCPConn
 	buf := make([]byte, ioBuf)
 	pat.Fill(buf, 0)
 	var off int64
+	// A receiver that vanished without a reset (its domain destroyed
+	// after it stopped on a corruption, the RST lost with it) would leave
+	// a write blocked for TCP's whole retry time: no write ends past
+	// this.
+	c.SetWriteDeadline(end.Add(sendStallGrace))
 	for time.Now().Before(end) && ctx.Err() == nil {
 		out := buf
 		if stream == 0 && p.InjectSide == proto.InjectSender && p.InjectOffset >= off && p.InjectOffset < off+int64(len(buf)) {
