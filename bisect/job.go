@@ -70,7 +70,9 @@ type Job struct {
 	posterior [][]float64 // binned posterior after every run (reports)
 	bestP     []float64   // probability of the most probable commit after every run
 	keepHist  bool
-	badTime   float64 // minutes of test at bad before its first failure
+	// detail is the culprit's, read once for the reports (culpritDetail).
+	detail  *CulpritDetail
+	badTime float64 // minutes of test at bad before its first failure
 	// longestPass is the longest run that passed (runLimit).
 	longestPass time.Duration
 	// revertCulprit is the conclusion being checked by reverting it.

@@ -212,11 +212,11 @@ func (j *Job) WriteMarkdown(w io.Writer) error {
 	if d := j.culpritDetail(); d != nil {
 		fmt.Fprintf(&b, "\n## The %s: %s\n\n", j.culpritLabel(), d.Commit)
 		if d.Error != "" {
-			fmt.Fprintf(&b, "Not read from the repository: %s\n", d.Error)
+			fmt.Fprintf(&b, "Not read from the repository: %s.\n", d.Error)
 		} else {
 			fmt.Fprintf(&b, "Author: %s  \nDate: %s\n\n```\n%s\n```\n\n%s\n\n", d.Author, d.Date, d.Message, d.Stat())
 			for _, f := range d.Files {
-				fmt.Fprintf(&b, "- `%s` +%d -%d\n", f.Path, f.Added, f.Deleted)
+				fmt.Fprintf(&b, "- `%s` %s\n", f.Path, f.Lines())
 			}
 			if d.FilesChanged > len(d.Files) {
 				fmt.Fprintf(&b, "- and %d more files\n", d.FilesChanged-len(d.Files))

@@ -43,19 +43,28 @@ type FileChange struct {
 const maxDetailFiles = 60
 
 // culpritDetail reads the culprit's author, date, message and diffstat
-// from the job's repository (nil when the job has no culprit).
+// from the job's repository (nil when the job has no culprit), once for
+// all the reports of a culprit.
 func (j *Job) culpritDetail() *CulpritDetail {
 	r := j.Status()
 	if r.Culprit == "" {
 		return nil
 	}
+	if j.detail != nil && j.detail.Commit == r.Culprit {
+		return j.detail
+	}
 	d := &CulpritDetail{Commit: r.Culprit}
 	if err := d.read(j); err != nil {
-		d.Error = err.Error()
+		d.Error = fmt.Sprintf("%v; once %s is the repository again, kbisect bisect report %s writes the report with it", err, j.Spec.Repo, j.Dir)
 	}
+	j.detail = d
 	return d
 }
 
+// read fills d with one git show: the message, then (after a NUL) the
+// numstat against the first parent, as git show gives it for a commit,
+// and for a merge with --diff-merges=first-parent (a root commit against
+// nothing).
 func (d *CulpritDetail) read(j *Job) error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -66,27 +75,16 @@ func (d *CulpritDetail) read(j *Job) error {
 			return err
 		}
 	}
-	head, err := repo.Git(ctx, "show", "-s", "--format=%an <%ae>%n%aI%n%B", d.Commit)
+	out, err := repo.Git(ctx, "show", "--numstat", "--no-renames", "--diff-merges=first-parent", "--format=%an <%ae>%n%aI%n%B%x00", d.Commit)
 	if err != nil {
 		return err
 	}
+	head, stat, ok := strings.Cut(out, "\x00")
 	lines := strings.SplitN(head, "\n", 3)
-	if len(lines) < 3 {
+	if !ok || len(lines) < 3 {
 		return fmt.Errorf("git show %s: unexpected output", gitrepo.Short(d.Commit))
 	}
 	d.Author, d.Date, d.Message = lines[0], lines[1], strings.TrimSpace(lines[2])
-	// Against the first parent, as git show does for a commit and
-	// --first-parent for a merge; a root commit against nothing.
-	args := []string{"diff", "--numstat", "--no-renames", d.Commit + "^", d.Commit}
-	if c := j.commitOf(d.Commit); len(c.Parents) == 0 {
-		if parents, err := repo.Parents(ctx, d.Commit); err == nil && len(parents) == 0 {
-			args = []string{"show", "--numstat", "--format=", d.Commit}
-		}
-	}
-	stat, err := repo.Git(ctx, args...)
-	if err != nil {
-		return err
-	}
 	for _, line := range strings.Split(strings.TrimSpace(stat), "\n") {
 		f := strings.SplitN(line, "\t", 3)
 		if len(f) != 3 {
@@ -103,6 +101,14 @@ func (d *CulpritDetail) read(j *Job) error {
 		}
 	}
 	return nil
+}
+
+// Lines is a file's +/- counts as the reports show them.
+func (f FileChange) Lines() string {
+	if f.Binary {
+		return "binary"
+	}
+	return fmt.Sprintf("+%d -%d", f.Added, f.Deleted)
 }
 
 // Stat is the diffstat's summary line.

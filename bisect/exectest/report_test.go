@@ -75,8 +75,8 @@ exit 0`)
 			}
 			md := readFile(t, filepath.Join(out, "report.md"))
 			if tc.moveRepo {
-				if d.Error == "" || d.Author != "" || !strings.Contains(md, "Not read from the repository") {
-					t.Errorf("a gone repository: detail %+v; markdown says nothing", d)
+				if d.Error == "" || d.Author != "" || !strings.Contains(md, "Not read from the repository") || !strings.Contains(d.Error, "kbisect bisect report "+jobDir) {
+					t.Errorf("a gone repository: detail %+v; the markdown must say so and how to write it again", d)
 				}
 				return
 			}
