@@ -12,7 +12,6 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
-	"golang.org/x/term"
 
 	"github.com/kbisect/kbisect/bisect"
 	"github.com/kbisect/kbisect/bisect/exectest"
@@ -382,12 +381,7 @@ func runJob(cmd *cobra.Command, job *bisect.Job, tester bisect.Tester, asJSON, f
 	}
 	fmt.Fprintf(os.Stderr, "kbisect: %s %d commits, good %s .. bad %s; job %s\n", verb, n,
 		bisect.DescribeCommit(job.Commits()[0]), bisect.DescribeCommit(job.Commits()[n]), job.Dir)
-	width := 0
-	live := stderrIsTerminal()
-	if live {
-		width, _, _ = term.GetSize(int(os.Stderr.Fd()))
-	}
-	progress := newBisectProgress(os.Stderr, live, width)
+	progress := newBisectProgress(stderrLine())
 	res, err := job.Run(cmd.Context(), tester, progress.Event)
 	progress.Close()
 	if errors.Is(err, bisect.ErrInterrupted) {

@@ -14,60 +14,81 @@ import (
 	"github.com/kbisect/kbisect/bisect"
 )
 
-// stderrIsTerminal says whether progress may redraw a line: stderr is a
-// terminal and CI does not ask for plain logs.
-func stderrIsTerminal() bool {
-	return os.Getenv("CI") == "" && term.IsTerminal(int(os.Stderr.Fd()))
+// statusLine writes plain lines to w (what a log, nohup or CI keeps) and,
+// when live (a terminal), one status line redrawn in place below them,
+// cut to width columns so that it never wraps (a wrapped line cannot be
+// redrawn in place).
+type statusLine struct {
+	mu    sync.Mutex
+	w     io.Writer
+	live  bool
+	width int
+	shown string // the status line's text, "" for none
+}
+
+// stderrLine is the statusLine of stderr: live when stderr is a terminal
+// and CI does not ask for plain logs.
+func stderrLine() *statusLine {
+	l := &statusLine{w: os.Stderr, live: os.Getenv("CI") == "" && term.IsTerminal(int(os.Stderr.Fd()))}
+	if l.live {
+		l.width, _, _ = term.GetSize(int(os.Stderr.Fd()))
+	}
+	return l
+}
+
+// Println writes s as a line of its own, above the status line.
+func (l *statusLine) Println(s string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	shown := l.shown
+	l.setLocked("")
+	fmt.Fprintln(l.w, s)
+	l.setLocked(shown)
+}
+
+// Set shows s in the status line ("" clears it); nothing when not live.
+func (l *statusLine) Set(s string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.setLocked(s)
+}
+
+func (l *statusLine) setLocked(s string) {
+	if !l.live {
+		return
+	}
+	if r := []rune(s); l.width > 1 && len(r) > l.width-1 {
+		s = string(r[:l.width-1])
+	}
+	if s != "" || l.shown != "" {
+		io.WriteString(l.w, "\r\033[K"+s)
+	}
+	l.shown = s
 }
 
 // runProgress reports long work on stderr: one plain line per phase or
-// run, on a terminal or not (a log, nohup, CI: work that takes hours must
-// not be silent; --json keeps stdout for the JSON), and on a terminal a
-// status line redrawn in place below them (a run's bytes verified so far).
+// run, on a terminal or not (work that takes hours must not be silent;
+// --json keeps stdout for the JSON), and on a terminal a status line
+// below them (a run's bytes verified so far).
 type runProgress struct {
-	mu    sync.Mutex
-	w     io.Writer
+	line  *statusLine
 	start time.Time
-	live  bool
-	drawn bool
 }
 
-func newRunProgress() *runProgress {
-	return &runProgress{w: os.Stderr, start: time.Now(), live: stderrIsTerminal()}
+func newRunProgress() *runProgress { return &runProgress{line: stderrLine(), start: time.Now()} }
+
+func (p *runProgress) stamp(msg string) string {
+	return fmt.Sprintf("[%6.1fs] %s", time.Since(p.start).Seconds(), msg)
 }
 
 // Phase prints msg as a line of its own.
-func (p *runProgress) Phase(msg string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.clear()
-	fmt.Fprintf(p.w, "[%6.1fs] %s\n", time.Since(p.start).Seconds(), msg)
-}
+func (p *runProgress) Phase(msg string) { p.line.Println(p.stamp(msg)) }
 
 // Status shows msg in the status line, on a terminal only.
-func (p *runProgress) Status(msg string) {
-	if !p.live {
-		return
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	fmt.Fprintf(p.w, "\r\033[K[%6.1fs] %s", time.Since(p.start).Seconds(), msg)
-	p.drawn = true
-}
+func (p *runProgress) Status(msg string) { p.line.Set(p.stamp(msg)) }
 
 // Close clears the status line.
-func (p *runProgress) Close() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.clear()
-}
-
-func (p *runProgress) clear() {
-	if p.drawn {
-		io.WriteString(p.w, "\r\033[K")
-		p.drawn = false
-	}
-}
+func (p *runProgress) Close() { p.line.Set("") }
 
 // lineWriter turns written lines into progress messages.
 type lineWriter func(string)
@@ -84,15 +105,12 @@ func (w lineWriter) Write(p []byte) (int, error) {
 // line below them, redrawn every second: the runs in flight and for how
 // long, the best candidate, and the estimate of the runs and time left.
 type bisectProgress struct {
-	w     io.Writer
-	live  bool
-	width int
-	now   func() time.Time
+	line *statusLine
+	now  func() time.Time
 
 	mu       sync.Mutex
 	inflight map[int]inFlight
 	last     bisect.Progress
-	drawn    bool
 	stop     chan struct{}
 	done     sync.WaitGroup
 }
@@ -102,11 +120,11 @@ type inFlight struct {
 	since  time.Time
 }
 
-// newBisectProgress starts the reporter; live redraws the status line
-// (stderr is a terminal of width columns). Close stops it.
-func newBisectProgress(w io.Writer, live bool, width int) *bisectProgress {
-	p := &bisectProgress{w: w, live: live, width: width, now: time.Now, inflight: make(map[int]inFlight), stop: make(chan struct{})}
-	if live {
+// newBisectProgress starts the reporter on line, whose status line it
+// redraws every second when live. Close stops it.
+func newBisectProgress(line *statusLine) *bisectProgress {
+	p := &bisectProgress{line: line, now: time.Now, inflight: make(map[int]inFlight), stop: make(chan struct{})}
+	if line.live {
 		p.done.Add(1)
 		go func() {
 			defer p.done.Done()
@@ -118,7 +136,7 @@ func newBisectProgress(w io.Writer, live bool, width int) *bisectProgress {
 					return
 				case <-t.C:
 					p.mu.Lock()
-					p.redraw()
+					p.line.Set(p.liveText())
 					p.mu.Unlock()
 				}
 			}
@@ -133,7 +151,7 @@ func (p *bisectProgress) Event(ev bisect.Progress) {
 	defer p.mu.Unlock()
 	if ev.Started {
 		p.inflight[ev.Seq] = inFlight{ev.Commit, p.now()}
-		p.redraw()
+		p.line.Set(p.liveText())
 		return
 	}
 	delete(p.inflight, ev.Seq)
@@ -143,41 +161,17 @@ func (p *bisectProgress) Event(ev bisect.Progress) {
 	if ev.Err == nil {
 		p.last = ev
 	}
-	p.clear()
-	fmt.Fprintf(p.w, "%s %s\n", p.now().Format("15:04:05"), ev)
-	p.redraw()
+	p.line.Println(fmt.Sprintf("%s %s", p.now().Format("15:04:05"), ev))
+	p.line.Set(p.liveText())
 }
 
 // Close stops the live line and clears it.
 func (p *bisectProgress) Close() {
-	if p.live {
+	if p.line.live {
 		close(p.stop)
 		p.done.Wait()
 	}
-	p.mu.Lock()
-	p.clear()
-	p.mu.Unlock()
-}
-
-func (p *bisectProgress) clear() {
-	if p.drawn {
-		io.WriteString(p.w, "\r\033[K")
-		p.drawn = false
-	}
-}
-
-// redraw writes the live line, cut to the terminal's width so that it
-// never wraps (a wrapped line cannot be redrawn in place).
-func (p *bisectProgress) redraw() {
-	if !p.live {
-		return
-	}
-	line := p.liveText()
-	if r := []rune(line); p.width > 1 && len(r) > p.width-1 {
-		line = string(r[:p.width-1])
-	}
-	io.WriteString(p.w, "\r\033[K"+line)
-	p.drawn = true
+	p.line.Set("")
 }
 
 // liveText is the live line: "running #7 abc123 1m02s | best ... | ...".

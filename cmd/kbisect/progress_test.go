@@ -40,7 +40,7 @@ func TestBisectProgress(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var out strings.Builder
-			p := newBisectProgress(&out, tc.live, tc.width)
+			p := newBisectProgress(&statusLine{w: &out, live: tc.live, width: tc.width})
 			now := clock
 			p.now = func() time.Time { return now }
 			for _, e := range events {
@@ -71,7 +71,8 @@ func TestBisectProgress(t *testing.T) {
 
 // TestRunProgress: a run's phases are lines of their own everywhere; its
 // status (bytes verified) is a line redrawn in place on a terminal only,
-// cleared before the next phase and at the end.
+// cleared for each phase line and drawn again below it, and cleared at
+// the end.
 func TestRunProgress(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -79,11 +80,12 @@ func TestRunProgress(t *testing.T) {
 		want string
 	}{
 		{"piped", false, "[0.0s] booting\n[0.0s] kbuild: done\n"},
-		{"terminal", true, "[0.0s] booting\n\r\033[K[0.0s] 1.0 MiB verified\r\033[K[0.0s] kbuild: done\n\r\033[K[0.0s] 2.0 MiB verified\r\033[K"},
+		// A phase line goes above the status line, which is drawn again.
+		{"terminal", true, "[0.0s] booting\n\r\033[K[0.0s] 1.0 MiB verified\r\033[K[0.0s] kbuild: done\n\r\033[K[0.0s] 1.0 MiB verified\r\033[K[0.0s] 2.0 MiB verified\r\033[K"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var out strings.Builder
-			p := &runProgress{w: &out, start: time.Now(), live: tc.live}
+			p := &runProgress{line: &statusLine{w: &out, live: tc.live}, start: time.Now()}
 			p.Phase("booting")
 			p.Status("1.0 MiB verified")
 			lineWriter(p.Phase).Write([]byte("kbuild: done\n"))

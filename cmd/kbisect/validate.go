@@ -70,7 +70,7 @@ input or a host failure.`,
 			o.Log = lineWriter(progress.Phase)
 			if o.Exec == "" {
 				var runs *runProgress
-				if progress.live || verboseLog {
+				if progress.line.live || verboseLog {
 					runs = progress
 				}
 				// The repository is set by validate: its own clone.
