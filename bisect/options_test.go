@@ -14,17 +14,17 @@ import (
 // KEY) still reads.
 func TestOptionsJSON(t *testing.T) {
 	o := Options{Strategy: "bayes", Confidence: 0.99, Unit: UnitTime, Budget: 30 * time.Minute, RunTime: 90 * time.Second,
-		MaxRunTime: 24 * time.Minute, Timeout: 0, RetryBackoff: time.Millisecond, MaxTime: 2 * time.Hour}
+		MaxRunTime: 24 * time.Minute, Timeout: 5 * time.Minute, RetryBackoff: time.Millisecond, MaxTime: 2 * time.Hour}
 	b, err := json.Marshal(o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{`"budget_s":1800`, `"run_time_s":90`, `"max_run_time_s":1440`, `"retry_backoff_s":0.001`, `"max_time_s":7200`, `"confidence":0.99`} {
+	for _, want := range []string{`"budget_s":1800`, `"run_time_s":90`, `"max_run_time_s":1440`, `"timeout_s":300`, `"retry_backoff_s":0.001`, `"max_time_s":7200`, `"confidence":0.99`} {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("JSON lacks %s: %s", want, b)
 		}
 	}
-	for _, bare := range []string{`"budget":`, `"run_time":`, `"timeout`, `"retry_backoff":`} {
+	for _, bare := range []string{`"budget":`, `"run_time":`, `"max_run_time":`, `"timeout":`, `"retry_backoff":`, `"max_time":`} {
 		if strings.Contains(string(b), bare) {
 			t.Errorf("JSON has %s: %s", bare, b)
 		}
@@ -34,14 +34,14 @@ func TestOptionsJSON(t *testing.T) {
 		want       Options
 	}{
 		{"seconds", string(b), o},
-		{"format version 1, nanoseconds", `{"strategy":"bayes","confidence":0.99,"unit":"time","budget":1800000000000,"run_time":90000000000,"max_run_time":1440000000000,"retry_backoff":1000000,"max_time":7200000000000}`, o},
+		{"format version 1, nanoseconds", `{"strategy":"bayes","confidence":0.99,"unit":"time","budget":1800000000000,"run_time":90000000000,"max_run_time":1440000000000,"timeout":300000000000,"retry_backoff":1000000,"max_time":7200000000000}`, o},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var got Options
 			if err := json.Unmarshal([]byte(tc.json), &got); err != nil {
 				t.Fatal(err)
 			}
-			if got.Budget != tc.want.Budget || got.RunTime != tc.want.RunTime || got.MaxRunTime != tc.want.MaxRunTime ||
+			if got.Budget != tc.want.Budget || got.RunTime != tc.want.RunTime || got.MaxRunTime != tc.want.MaxRunTime || got.Timeout != tc.want.Timeout ||
 				got.RetryBackoff != tc.want.RetryBackoff || got.MaxTime != tc.want.MaxTime || got.Confidence != tc.want.Confidence || got.Unit != tc.want.Unit {
 				t.Errorf("got %+v, want %+v", got, tc.want)
 			}
