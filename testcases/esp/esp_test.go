@@ -334,6 +334,32 @@ var scenarios = []scenario{
 		},
 	},
 	{
+		// The sender's first connect came before the receiver listened
+		// (an old kernel boots faster than 6.1): refused with a reset,
+		// then connected again from the next port.
+		name: "refused connect, then the stream", wire: WireClean,
+		build: func(s *synth) {
+			st := s.streams[0]
+			s.send(true, st.sport-1, st.dport, 7, 0, tcpSYN, nil, noOpt())
+			s.send(false, st.dport, st.sport-1, 0, 8, tcpRST|tcpACK, nil, noOpt())
+			s.stream(0, 10000, mss, nil)
+		},
+		check: func(t *testing.T, s *synth, r *Report) {
+			var refused, data int
+			for _, st := range r.Streams {
+				switch {
+				case st.RST && !st.FIN && st.Verified == 0:
+					refused++
+				case st.FIN && st.Verified == 10000:
+					data++
+				}
+			}
+			if refused != 1 || data != 1 {
+				t.Errorf("streams %+v: want one refused connection and one whole stream", r.Streams)
+			}
+		},
+	},
+	{
 		name: "stream never seen", wire: WireUnknown, missing: "stream 1 (port 5002): not seen",
 		build: func(s *synth) {
 			s.stream(0, 5000, mss, nil)
