@@ -187,7 +187,7 @@ var Gates = []Gate{
 	// qemu-x86_64
 	{Symbol: "TTY", Versions: Range{From: V(3, 9, 0)}, Why: "TTY became optional in 3.9; before, always built in"},
 	{Symbol: "EXPERIMENTAL", Versions: Range{Until: V(3, 9, 0)}, Why: "removed in 3.9; before, virtio and others depend on it"},
-	{Symbol: "VIRTUALIZATION", Versions: Range{Until: V(3, 0, 0)}, Why: "virtio sat under the Virtualization menu in 2.6.x"},
+	{Symbol: "VIRTUALIZATION", Versions: Range{Until: V(3, 1, 0)}, Why: "virtio sat under the Virtualization menu until 3.1 (the ladder: 3.0.0 sources drivers/virtio/Kconfig from arch/x86/kvm/Kconfig, 3.1.0 from drivers/Kconfig; 3.0.0 did not configure with the 3.0 this table said)"},
 	{Symbol: "VIRTIO_MENU", Versions: Range{From: V(4, 16, 0)}, Why: "the virtio drivers menu became a symbol in 4.16, default y but off in a tinyconfig (the ladder: absent in 4.14.5, present in 4.19.78; 4.19 and 5.4 did not configure with the 5.8 this table said)"},
 	{Symbol: "HYPERVISOR_GUEST", Versions: Range{From: V(3, 10, 0)}, Why: "added in 3.10 (PARAVIRT_GUEST before)"},
 	{Symbol: "PARAVIRT_GUEST", Versions: Range{Until: V(3, 10, 0)}, Why: "the paravirtualized guest menu before 3.10 (HYPERVISOR_GUEST since): PARAVIRT and the Xen guest depend on it (present in 2.6.32, removed in 3.10)"},
@@ -219,7 +219,7 @@ var Gates = []Gate{
 	{Symbol: "XEN_PV", Versions: Range{From: V(4, 14, 0)}, Why: "PV guest support became a symbol in 4.14"},
 	{Symbol: "XEN_PVHVM", Versions: Range{From: V(2, 6, 36)}, Optional: true, Why: "PV-on-HVM drivers, 2.6.36 (absent in 2.6.32, present in 3.14); a PV or PVH domU does not need them, and they depend on PCI"},
 	{Symbol: "XEN_DOM0", Versions: Range{From: V(2, 6, 37)}, Optional: true, Why: "dom0 support, 2.6.37 (absent in 2.6.32, present in 3.14); a domU does not need it, and it depends on PCI_XEN"},
-	{Symbol: "XEN_PVH", Versions: Range{From: V(3, 14, 0)}, Optional: true, Why: "PVH guests, 3.14 (reworked in 4.11)"},
+	{Symbol: "XEN_PVH", Versions: Range{From: V(3, 14, 0)}, Optional: true, Why: "PVH guests, 3.14 (reworked in 4.11); it depends on ACPI, which this table adds only before 4.19, so a tinyconfig kernel from 4.19 on is PV only unless your config has ACPI (kbisect refuses --xen-guest pvh for a kernel without the PVH note)"},
 	{Symbol: "HVC_XEN_FRONTEND", Versions: Range{From: V(3, 4, 0)}, Why: "added in 3.4 (the ladder: absent in 3.3.6, present in 3.4.2)"},
 	// debug
 	{Symbol: "PANIC_ON_OOPS", Versions: Range{From: V(3, 5, 0)}, Optional: true, Why: "panic_on_oops as a config symbol, 3.5 (absent in 2.6.32, present in 3.14); boot with oops=panic before"},
