@@ -24,12 +24,23 @@ import (
 // ModulePath is the Go module whose source Build compiles the agent from.
 const ModulePath = "github.com/kbisect/kbisect"
 
-// errNoSource says how to fix a missing SourceDir.
-var errNoSource = errors.New("kbisect module source (go.mod of " + ModulePath + ") not found above the executable or the working directory: run from the source tree or set the source directory explicitly")
+// SourceEnv names the environment variable that gives the kbisect source
+// tree when kbisect runs from elsewhere (a copied or installed binary).
+const SourceEnv = "KBISECT_SOURCE"
 
-// findSourceDir walks up from the executable's directory, then from the
-// working directory, to the directory whose go.mod declares ModulePath.
+// errNoSource says how to fix a missing SourceDir.
+var errNoSource = errors.New("kbisect's source tree (the go.mod of " + ModulePath + "), which the guest agent is compiled from, is not above the executable or the working directory: run the kbisect of the tree (make build puts it in bin/), or set " + SourceEnv + " to the tree")
+
+// findSourceDir returns $KBISECT_SOURCE, or walks up from the executable's
+// directory, then from the working directory, to the directory whose go.mod
+// declares ModulePath.
 func findSourceDir() (string, error) {
+	if d := os.Getenv(SourceEnv); d != "" {
+		if !isModuleRoot(d) {
+			return "", fmt.Errorf("%s=%s: no go.mod of %s there: set it to kbisect's source tree", SourceEnv, d, ModulePath)
+		}
+		return filepath.Abs(d)
+	}
 	var starts []string
 	if exe, err := os.Executable(); err == nil {
 		if r, err := filepath.EvalSymlinks(exe); err == nil {

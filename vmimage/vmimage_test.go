@@ -285,16 +285,40 @@ func TestBuildErrors(t *testing.T) {
 }
 
 func TestFindSourceDir(t *testing.T) {
-	d, err := findSourceDir()
+	wd, _ := os.Getwd()
+	root, err := findSourceDir()
 	if err != nil {
 		t.Fatal(err)
 	}
-	wd, _ := os.Getwd()
-	if rel, err := filepath.Rel(d, wd); err != nil || strings.HasPrefix(rel, "..") {
-		t.Errorf("source dir %s is not above the working directory %s", d, wd)
+	if rel, err := filepath.Rel(root, wd); err != nil || strings.HasPrefix(rel, "..") || !isModuleRoot(root) {
+		t.Fatalf("source dir %s: want the root of %s above the working directory %s", root, ModulePath, wd)
 	}
-	if !isModuleRoot(d) {
-		t.Errorf("%s is not the root of %s", d, ModulePath)
+	elsewhere := t.TempDir() // no go.mod above it; nor above the test binary
+	for _, tc := range []struct {
+		name, env, cwd string
+		want, err      string
+	}{
+		{name: "from the working directory", want: root},
+		{name: "from the variable", env: root, cwd: elsewhere, want: root},
+		{name: "variable not a tree", env: elsewhere, err: SourceEnv + "=" + elsewhere + ": no go.mod"},
+		{name: "nowhere", cwd: elsewhere, err: "set " + SourceEnv},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv(SourceEnv, tc.env)
+			if tc.cwd != "" {
+				t.Chdir(tc.cwd)
+			}
+			d, err := findSourceDir()
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("got %q, %v: want an error with %q", d, err, tc.err)
+				}
+				return
+			}
+			if err != nil || d != tc.want {
+				t.Fatalf("got %q, %v: want %s", d, err, tc.want)
+			}
+		})
 	}
 }
 
