@@ -32,7 +32,9 @@ const (
 )
 
 // ModelParams are the assumptions of the probabilistic model. The zero value
-// means the defaults.
+// means the defaults. A job stores them with its options; jobs before
+// snake_case keys stored the Go names (PriorA, ...), always zero there, as
+// the CLI sets none: read as the defaults they meant.
 type ModelParams struct {
 	// PriorA and PriorB are the prior on the detection rate of a bad
 	// commit: Beta(PriorA, PriorB) on the per-run failure probability p
@@ -43,27 +45,28 @@ type ModelParams struct {
 	// high rates makes passes look more convincing than they are when the
 	// rate is low, and the stated confidence would overstate itself there.
 	// PriorA may be <= 0 (improper; fine once bad has failed).
-	PriorA, PriorB float64
+	PriorA float64 `json:"prior_a,omitempty"`
+	PriorB float64 `json:"prior_b,omitempty"`
 	// FalseFail is the probability that a good commit fails a run (runs),
 	// or its failure rate per minute (time): failures that are not the
 	// bug. Default 1e-3.
-	FalseFail float64
+	FalseFail float64 `json:"false_fail,omitempty"`
 	// Predates is the prior probability that the bug predates good, i.e.
 	// that good is not good after all (default 0.02). Too small, and a bug
 	// that is already in good gets blamed on the first commits of the range.
-	Predates float64
+	Predates float64 `json:"predates,omitempty"`
 	// KnownRate, when > 0, fixes p (or λ) instead of integrating over it
 	// (for the simulator's oracle only).
-	KnownRate float64
+	KnownRate float64 `json:"known_rate,omitempty"`
 	// RateSpread (>= 1; default 1) allows bad commits to fail at rates up
 	// to this factor below the common one: the passes of a commit that
 	// never failed count 1/RateSpread each against its being bad. It buys
 	// robustness to rates that differ between commits with runs (1.2
 	// costs about 12% more runs).
-	RateSpread float64
+	RateSpread float64 `json:"rate_spread,omitempty"`
 	// PlugIn estimates p from the runs on commits that failed and uses it
 	// as if known (the bisect-kit-like baseline; overconfident).
-	PlugIn bool
+	PlugIn bool `json:"plug_in,omitempty"`
 }
 
 func (mp ModelParams) withDefaults(u Unit) ModelParams {

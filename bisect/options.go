@@ -123,7 +123,7 @@ type Options struct {
 	// their signature (Outcome.FailSig); empty: the signature of the first
 	// failure of bad.
 	Signature string      `json:"signature,omitempty"`
-	Model     ModelParams `json:"model"`
+	Model     ModelParams `json:"model,omitzero"`
 }
 
 func (o *Options) defaults() {

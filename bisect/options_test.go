@@ -9,9 +9,10 @@ import (
 	"time"
 )
 
-// TestOptionsJSON: the options store their durations in seconds (KEY_s),
-// read back exactly, and a journal of format version 1 (nanoseconds under
-// KEY) still reads.
+// TestOptionsJSON: the options store their durations in seconds (KEY_s)
+// and the model's settings in snake_case (only when set), read back
+// exactly, and journals of format versions 1 (nanoseconds under KEY) and 2
+// (the model under Go names) still read.
 func TestOptionsJSON(t *testing.T) {
 	o := Options{Strategy: "bayes", Confidence: 0.99, Unit: UnitTime, Budget: 30 * time.Minute, RunTime: 90 * time.Second,
 		MaxRunTime: 24 * time.Minute, Timeout: 5 * time.Minute, RetryBackoff: time.Millisecond, MaxTime: 2 * time.Hour}
@@ -24,6 +25,14 @@ func TestOptionsJSON(t *testing.T) {
 			t.Errorf("JSON lacks %s: %s", want, b)
 		}
 	}
+	if strings.Contains(string(b), `"model"`) {
+		t.Errorf("JSON has the default model: %s", b)
+	}
+	m := o
+	m.Model = ModelParams{PriorA: 0.5, RateSpread: 1.2}
+	if b, _ := json.Marshal(m); !strings.Contains(string(b), `"model":{"prior_a":0.5,"rate_spread":1.2}`) {
+		t.Errorf("model in JSON: %s", b)
+	}
 	for _, bare := range []string{`"budget":`, `"run_time":`, `"max_run_time":`, `"timeout":`, `"retry_backoff":`, `"max_time":`} {
 		if strings.Contains(string(b), bare) {
 			t.Errorf("JSON has %s: %s", bare, b)
@@ -35,6 +44,7 @@ func TestOptionsJSON(t *testing.T) {
 	}{
 		{"seconds", string(b), o},
 		{"format version 1, nanoseconds", `{"strategy":"bayes","confidence":0.99,"unit":"time","budget":1800000000000,"run_time":90000000000,"max_run_time":1440000000000,"timeout":300000000000,"retry_backoff":1000000,"max_time":7200000000000}`, o},
+		{"model under Go names, as versions 1 and 2 wrote it", `{"strategy":"bayes","confidence":0.99,"unit":"time","budget_s":1800,"run_time_s":90,"max_run_time_s":1440,"timeout_s":300,"retry_backoff_s":0.001,"max_time_s":7200,"model":{"PriorA":0,"PriorB":0,"FalseFail":0,"Predates":0,"KnownRate":0,"RateSpread":0,"PlugIn":false}}`, o},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var got Options
@@ -42,7 +52,7 @@ func TestOptionsJSON(t *testing.T) {
 				t.Fatal(err)
 			}
 			if got.Budget != tc.want.Budget || got.RunTime != tc.want.RunTime || got.MaxRunTime != tc.want.MaxRunTime || got.Timeout != tc.want.Timeout ||
-				got.RetryBackoff != tc.want.RetryBackoff || got.MaxTime != tc.want.MaxTime || got.Confidence != tc.want.Confidence || got.Unit != tc.want.Unit {
+				got.RetryBackoff != tc.want.RetryBackoff || got.MaxTime != tc.want.MaxTime || got.Confidence != tc.want.Confidence || got.Unit != tc.want.Unit || got.Model != tc.want.Model {
 				t.Errorf("got %+v, want %+v", got, tc.want)
 			}
 		})
