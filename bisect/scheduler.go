@@ -9,54 +9,6 @@ import (
 	"time"
 )
 
-// Progress reports one event of a running bisection.
-type Progress struct {
-	Phase   string // "endpoint", "search", "revert"
-	Seq     int
-	Commit  Commit
-	Pos, N  int
-	Verdict Verdict
-	// FailSig is a failure's signature, and Other says it is not the
-	// one bisected: the run counted as neither pass nor fail.
-	FailSig string
-	Other   bool
-	Elapsed time.Duration
-	Err     error
-	Best    Commit
-	BestP   float64
-	Runs    int
-	Builds  int
-	// LeftRuns and LeftTime estimate what the search still needs (0:
-	// no estimate yet); see Job.estimate.
-	LeftRuns int
-	LeftTime time.Duration
-	Finished *Result
-	// Started says the run Seq has just begun on Commit, given Budget;
-	// the other events are of runs that ended.
-	Started bool
-	Budget  time.Duration
-}
-
-// String is the event as one line of progress.
-func (p Progress) String() string {
-	if p.Err != nil {
-		return fmt.Sprintf("[%d] %s %s: error (retried): %v", p.Seq, p.Phase, p.Commit.Short(), p.Err)
-	}
-	if p.Started {
-		return fmt.Sprintf("[%d] %-8s %s started (budget %s)", p.Seq, p.Phase, p.Commit.Short(), p.Budget)
-	}
-	v := string(p.Verdict)
-	if p.Other {
-		v = "fail of another signature (not counted): " + p.FailSig
-	}
-	eta := ""
-	if p.LeftRuns > 0 {
-		eta = fmt.Sprintf(" | about %d runs, %s left", p.LeftRuns, p.LeftTime.Round(time.Minute))
-	}
-	return fmt.Sprintf("[%d] %-8s %s %-4s %6.1fs | best %s %5.1f%% | %d runs, %d builds%s",
-		p.Seq, p.Phase, p.Commit.Short(), v, p.Elapsed.Seconds(), p.Best.Short(), 100*p.BestP, p.Runs, p.Builds, eta)
-}
-
 // estimate is what the search still needs, at the rate the job's runs
 // have gained so far, in two measures: the bits of uncertainty left in the
 // posterior above what the confidence leaves (the search narrowing the

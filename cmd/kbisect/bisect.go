@@ -18,6 +18,7 @@ import (
 	"github.com/kbisect/kbisect/bisect/kernel"
 	"github.com/kbisect/kbisect/internal/bisectrun"
 	"github.com/kbisect/kbisect/internal/gitrepo"
+	"github.com/kbisect/kbisect/internal/statusline"
 )
 
 // Exit statuses of `kbisect bisect` beyond 0 (culprit found).
@@ -381,7 +382,7 @@ func runJob(cmd *cobra.Command, job *bisect.Job, tester bisect.Tester, asJSON, f
 	}
 	fmt.Fprintf(os.Stderr, "kbisect: %s %d commits, good %s .. bad %s; job %s\n", verb, n,
 		bisect.DescribeCommit(job.Commits()[0]), bisect.DescribeCommit(job.Commits()[n]), job.Dir)
-	progress := newBisectProgress(stderrLine())
+	progress := bisect.NewProgressLine(statusline.Stderr())
 	res, err := job.Run(cmd.Context(), tester, progress.Event)
 	progress.Close()
 	if errors.Is(err, bisect.ErrInterrupted) {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/kbisect/kbisect/internal/demo"
+	"github.com/kbisect/kbisect/internal/statusline"
 	"github.com/spf13/cobra"
 )
 
@@ -25,7 +26,7 @@ kbisect's fragments, pairs of guests, the natt-esp stress test. It prints
 the expected and the found culprit and exits non-zero when they differ.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			progress := newRunProgress()
+			progress := statusline.NewLog(statusline.Stderr())
 			defer progress.Close()
 			o.Progress = progress.Phase
 			r, err := demo.Run(cmd.Context(), o)

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/kbisect/kbisect/internal/bisectrun"
+	"github.com/kbisect/kbisect/internal/statusline"
 	"github.com/kbisect/kbisect/kbuild"
 	"github.com/kbisect/kbisect/kconfigs"
 	"github.com/kbisect/kbisect/testcases"
@@ -32,7 +33,7 @@ func (k *kernelFlags) register(fl *pflag.FlagSet) {
 // resume) and validate. Runs report to progress and builds log to
 // buildLog (either may be nil); release frees the executor. ctx is not
 // kept.
-func (k *kernelFlags) pipeline(ctx context.Context, repo string, progress *runProgress, buildLog io.Writer) (ct *testcases.CommitTest, release func(), err error) {
+func (k *kernelFlags) pipeline(ctx context.Context, repo string, progress *statusline.Log, buildLog io.Writer) (ct *testcases.CommitTest, release func(), err error) {
 	// A config file that cannot be read is bad input now, not a build
 	// error of every commit later.
 	if !kconfigs.IsBaseName(k.cf.config) {
@@ -96,9 +97,9 @@ failed: no disk, no QEMU, a timeout).
 			if runs < 1 {
 				return abort(fmt.Errorf("--runs %d: give at least 1", runs))
 			}
-			progress := newRunProgress()
+			progress := statusline.NewLog(statusline.Stderr())
 			defer progress.Close()
-			ct, release, err := k.pipeline(cmd.Context(), repo, progress, lineWriter(progress.Phase))
+			ct, release, err := k.pipeline(cmd.Context(), repo, progress, statusline.Writer(progress.Phase))
 			if err != nil {
 				return abort(err)
 			}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/kbisect/kbisect/internal/cachedir"
 	"github.com/kbisect/kbisect/internal/fsutil"
+	"github.com/kbisect/kbisect/internal/statusline"
 	"github.com/kbisect/kbisect/testcases"
 	"github.com/kbisect/kbisect/vm"
 	"github.com/spf13/cobra"
@@ -110,7 +111,7 @@ Exit status: 0 pass, 1 fail, 2 error or bad input.`,
 			if err != nil {
 				return err
 			}
-			p := newRunProgress()
+			p := statusline.NewLog(statusline.Stderr())
 			defer p.Close()
 			o.Progress, o.Status = p.Phase, p.Status
 			exec, release, err := f.exec.executor(cmd.Context())

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/kbisect/kbisect/internal/bisectrun"
+	"github.com/kbisect/kbisect/internal/statusline"
 	"github.com/kbisect/kbisect/validate"
 	"github.com/spf13/cobra"
 )
@@ -65,12 +66,12 @@ input or a host failure.`,
 			o.Expect = validate.Expect(expect)
 			// The validation's lines always; each run's own phases on a
 			// terminal or with -v.
-			progress := newRunProgress()
+			progress := statusline.NewLog(statusline.Stderr())
 			defer progress.Close()
-			o.Log = lineWriter(progress.Phase)
+			o.Log = statusline.Writer(progress.Phase)
 			if o.Exec == "" {
-				var runs *runProgress
-				if progress.line.live || verboseLog {
+				var runs *statusline.Log
+				if progress.Live() || verboseLog {
 					runs = progress
 				}
 				// The repository is set by validate: its own clone.
