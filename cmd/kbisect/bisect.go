@@ -17,6 +17,7 @@ import (
 	"github.com/kbisect/kbisect/bisect/exectest"
 	"github.com/kbisect/kbisect/bisect/kernel"
 	"github.com/kbisect/kbisect/internal/bisectrun"
+	"github.com/kbisect/kbisect/internal/cliflags"
 	"github.com/kbisect/kbisect/internal/gitrepo"
 	"github.com/kbisect/kbisect/internal/statusline"
 )
@@ -129,7 +130,7 @@ SIGHUP (resumable), 2 bad input (nothing made).`,
 	}
 	resume.Flags().BoolVar(&resumeJSON, "json", false, "print the result as one JSON object")
 	resume.Flags().StringVar(&resumeToken, "lava-token", "", "LAVA API token of a bisection under LAVA (default $KBISECT_LAVA_TOKEN): a job directory never holds it")
-	markSecret(resume.Flags(), "lava-token")
+	cliflags.MarkSecret(resume.Flags(), "lava-token")
 	status := &cobra.Command{
 		Use:   "status DIR",
 		Short: "Show a bisection's posterior, runs and time spent",
@@ -207,27 +208,6 @@ func kernelTestFlags(f *pflag.FlagSet, k *kernelFlags) []string {
 	return names
 }
 
-// kernelArgs returns the kernel-test flags given on the command line, in a
-// form that parses back, but for secrets (the LAVA token), which are never
-// stored.
-func kernelArgs(f *pflag.FlagSet, names []string) []string {
-	var out []string
-	for _, n := range names {
-		fl := f.Lookup(n)
-		if fl == nil || !fl.Changed || isSecret(fl) {
-			continue
-		}
-		if sv, ok := fl.Value.(pflag.SliceValue); ok {
-			for _, v := range sv.GetSlice() {
-				out = append(out, "--"+n+"="+v)
-			}
-			continue
-		}
-		out = append(out, "--"+n+"="+fl.Value.String())
-	}
-	return out
-}
-
 func runBisect(cmd *cobra.Command, bf *bisectFlags) error {
 	ctx, o := cmd.Context(), bf.opts
 	// Every flag is checked before anything is made: bad input leaves no
@@ -282,7 +262,7 @@ func runBisect(cmd *cobra.Command, bf *bisectFlags) error {
 			return fmt.Errorf("--exec %w", err)
 		}
 	} else {
-		spec.TestArgs = kernelArgs(cmd.Flags(), bf.kernelNames)
+		spec.TestArgs = cliflags.Args(cmd.Flags(), bf.kernelNames)
 	}
 	hist, err := bisect.LoadJobHistory(ctx, repo, spec)
 	if err != nil {

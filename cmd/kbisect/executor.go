@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/kbisect/kbisect/bisect"
+	"github.com/kbisect/kbisect/internal/cliflags"
 	"github.com/kbisect/kbisect/lava"
 	"github.com/kbisect/kbisect/testcases"
 )
@@ -24,7 +25,7 @@ func (f *executorFlags) register(fl *pflag.FlagSet) {
 	fl.StringVar(&f.kind, "executor", "local", "where the guests run: local (QEMU here) or lava (one LAVA MultiNode job per run)")
 	fl.StringVar(&l.URL, "lava-url", os.Getenv("KBISECT_LAVA_URL"), "LAVA server URL (default $KBISECT_LAVA_URL)")
 	fl.StringVar(&l.Token, "lava-token", "", "LAVA API token (default $KBISECT_LAVA_TOKEN); never stored: give it again to bisect resume, or use the variable")
-	markSecret(fl, "lava-token")
+	cliflags.MarkSecret(fl, "lava-token")
 	fl.StringVar(&l.Visibility, "lava-visibility", "personal", "who may see the LAVA jobs: personal (you), public, or group:NAME[,NAME...]")
 	fl.StringVar(&l.DeviceType, "lava-device-type", "qemu", "LAVA device type of the guests")
 	fl.StringVar(&l.Serve, "lava-serve", "", "host:port where kbisect serves kernels and initramfs to the LAVA workers (default: this machine's address towards the server, a free port)")
@@ -32,20 +33,6 @@ func (f *executorFlags) register(fl *pflag.FlagSet) {
 	fl.StringVar(&l.ArtifactsDir, "lava-artifacts-dir", "", "directory published at --lava-artifacts")
 	fl.DurationVar(&l.QueueTimeout, "lava-queue-timeout", 30*time.Minute, "a LAVA job not started after this is cancelled and the run is an error")
 	fl.IntVar(&l.Priority, "lava-priority", 50, "LAVA job priority (0-100)")
-}
-
-// secretAnnotation marks a flag whose value is a secret: it is never
-// written into a job directory, a report or a log (see kernelArgs).
-const secretAnnotation = "kbisect-secret"
-
-func markSecret(fl *pflag.FlagSet, name string) {
-	fl.SetAnnotation(name, secretAnnotation, []string{"true"})
-}
-
-// isSecret says whether fl's value is a secret.
-func isSecret(fl *pflag.Flag) bool {
-	_, ok := fl.Annotations[secretAnnotation]
-	return ok
 }
 
 // executor returns the executor the flags ask for and a function that

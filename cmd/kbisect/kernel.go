@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/kbisect/kbisect/internal/bisectrun"
+	"github.com/kbisect/kbisect/internal/cliflags"
 	"github.com/kbisect/kbisect/internal/statusline"
 	"github.com/kbisect/kbisect/kbuild"
 	"github.com/kbisect/kbisect/kconfigs"
@@ -127,7 +128,7 @@ failed: no disk, no QEMU, a timeout).
 			}
 		},
 	}
-	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return testUsageError(suggestFlag(c, err)) })
+	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return testUsageError(cliflags.SuggestFlag(c, err)) })
 	k.register(cmd.Flags())
 	fl := cmd.Flags()
 	fl.StringVar(&repo, "repo", ".", "kernel git repository (only read)")

@@ -11,15 +11,22 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 
 	"github.com/spf13/cobra"
 
+	"github.com/kbisect/kbisect/bisect"
+	"github.com/kbisect/kbisect/internal/cliflags"
+	"github.com/kbisect/kbisect/internal/version"
+	"github.com/kbisect/kbisect/testcases"
+	"github.com/kbisect/kbisect/testcases/proto"
+
 	// Keeps what dependencies write while initialised in kbisect's cache.
 	_ "github.com/kbisect/kbisect/internal/cachedir/settle"
-	"github.com/kbisect/kbisect/internal/version"
 )
 
 // exitError carries a specific exit status out of a command (kbisect test
@@ -49,8 +56,21 @@ func newRootCmd() *cobra.Command {
 	}
 	root.AddCommand(newRunCmd(), newTestCmd(), newBuildCmd(), newKconfigCmd(), newBisectCmd(),
 		newValidateCmd(), newAnalyzeCmd(), newSimCmd(), newDemoCmd(), newLadderCmd(), newCandidatesCmd(), newMatrixCmd())
-	addCompletions(root)
-	root.SetFlagErrorFunc(suggestFlag)
+	// Shell completion offers these values for a flag, whatever the
+	// command, and the branches and tags of --repo for a commit.
+	cliflags.AddCompletions(root, map[string][]string{
+		"test":       testcases.Names(),
+		"crypto":     slices.Sorted(maps.Keys(proto.Suites)),
+		"strategy":   {"bayes", "classic", "classic:5"},
+		"topology":   {"direct", "nat"},
+		"hypervisor": {testcases.HypervisorQEMU, testcases.HypervisorXen},
+		"xen-guest":  {"pv", "pvh"},
+		"find":       {bisect.FindRegression, bisect.FindFix},
+		"unit":       {string(bisect.UnitRuns), string(bisect.UnitTime)},
+		"executor":   {"local", "lava"},
+		"pattern":    {"zero", "prng"},
+	}, []string{"good", "bad", "rev", "base"})
+	root.SetFlagErrorFunc(cliflags.SuggestFlag)
 	return root
 }
 
