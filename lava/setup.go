@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"time"
+
+	"github.com/kbisect/kbisect/testcases"
 )
 
 // Options say which LAVA lab runs the tests and how the workers get the
@@ -71,6 +73,24 @@ func New(ctx context.Context, o Options) (*Executor, error) {
 		return nil, err
 	}
 	return e, nil
+}
+
+// NewExecutor returns the executor named where: "local" (or ""), the
+// guests run here under QEMU, or "lava", one LAVA MultiNode job per run,
+// set up from o (see New). release frees it (stops serving the artifacts).
+func NewExecutor(ctx context.Context, where string, o Options) (e testcases.Executor, release func(), err error) {
+	switch where {
+	case "", "local":
+		return testcases.Local{}, func() {}, nil
+	case "lava":
+	default:
+		return nil, nil, fmt.Errorf("unknown executor %q: use local or lava", where)
+	}
+	le, err := New(ctx, o)
+	if err != nil {
+		return nil, nil, err
+	}
+	return le, func() { le.Close() }, nil
 }
 
 // Close stops serving the artifacts, if this process serves them.

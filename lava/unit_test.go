@@ -1,10 +1,13 @@
 package lava
 
 import (
+	"context"
 	"encoding/json"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kbisect/kbisect/testcases"
 )
 
 func TestNewClient(t *testing.T) {
@@ -146,5 +149,37 @@ func TestDefinition(t *testing.T) {
 	}
 	if w.macs[0] == w.macs[1] {
 		t.Errorf("guests share MAC %s", w.macs[0])
+	}
+}
+
+// TestNewExecutor: local runs here; lava is checked by New before
+// anything runs; anything else names the choices.
+func TestNewExecutor(t *testing.T) {
+	for _, tc := range []struct {
+		where string
+		o     Options
+		err   string
+	}{
+		{"", Options{}, ""},
+		{"local", Options{URL: "ignored"}, ""},
+		{"slurm", Options{}, "unknown executor \"slurm\": use local or lava"},
+		{"lava", Options{}, "--lava-url"},
+		{"lava", Options{URL: "http://127.0.0.1:1/", Token: "t", Priority: 101}, "0..100"},
+	} {
+		t.Setenv("KBISECT_LAVA_TOKEN", "")
+		e, release, err := NewExecutor(context.Background(), tc.where, tc.o)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%q: error %v, want one with %q", tc.where, err, tc.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%q: %v", tc.where, err)
+		}
+		if _, ok := e.(testcases.Local); !ok {
+			t.Errorf("%q: executor %T, want testcases.Local", tc.where, e)
+		}
+		release()
 	}
 }
