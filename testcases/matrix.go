@@ -1,9 +1,13 @@
 package testcases
 
 import (
+	"bufio"
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 
@@ -108,6 +112,72 @@ func (m *Matrix) Test(ctx context.Context, revs []string, done func(rev, config,
 		}
 	}
 	return nil
+}
+
+// MatrixLog keeps a matrix's cells: those an earlier run wrote to its
+// JSON-lines file, one cell a line, and each new one, appended to the file
+// as it is done, so that a matrix cut short goes on where it stopped.
+type MatrixLog struct {
+	// Cells are the cells read and added, in order.
+	Cells []MatrixCell
+	have  map[[3]string]bool
+	f     *os.File
+}
+
+// OpenMatrixLog reads the cells of the file at path (none when it cannot
+// be read; lines that are not cells are passed over) and opens it to
+// append to, made if need be. With path "" the cells are only kept in
+// memory.
+func OpenMatrixLog(path string) (*MatrixLog, error) {
+	l := &MatrixLog{have: map[[3]string]bool{}}
+	if path == "" {
+		return l, nil
+	}
+	if data, err := os.ReadFile(path); err == nil {
+		sc := bufio.NewScanner(bytes.NewReader(data))
+		for sc.Scan() {
+			var c MatrixCell
+			if json.Unmarshal(sc.Bytes(), &c) == nil {
+				l.Cells = append(l.Cells, c)
+				l.have[[3]string{c.Rev, c.Config, c.Hypervisor}] = true
+			}
+		}
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("matrix cells: %w", err)
+	}
+	l.f = f
+	return l, nil
+}
+
+// Done says whether the file had the cell of rev, config and hypervisor
+// hv when it was opened (for Matrix.Test).
+func (l *MatrixLog) Done(rev, config, hv string) bool { return l.have[[3]string{rev, config, hv}] }
+
+// Add keeps c and appends it to the file. c is kept even when it cannot
+// be written.
+func (l *MatrixLog) Add(c MatrixCell) error {
+	l.Cells = append(l.Cells, c)
+	if l.f == nil {
+		return nil
+	}
+	b, err := json.Marshal(c)
+	if err != nil {
+		return fmt.Errorf("matrix cell: %w", err)
+	}
+	if _, err := l.f.Write(append(b, '\n')); err != nil {
+		return fmt.Errorf("matrix cells: %w", err)
+	}
+	return nil
+}
+
+// Close closes the file.
+func (l *MatrixLog) Close() error {
+	if l.f == nil {
+		return nil
+	}
+	return l.f.Close()
 }
 
 // WriteMatrixMarkdown writes cells as a Markdown table: one row per

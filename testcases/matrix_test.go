@@ -1,6 +1,10 @@
 package testcases
 
 import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -22,5 +26,67 @@ func TestWriteMatrixMarkdown(t *testing.T) {
 		if !strings.Contains(got, want) {
 			t.Errorf("table lacks\n%s\n---\n%s", want, got)
 		}
+	}
+}
+
+// TestMatrixLog: a new file starts empty; its cells are appended as
+// added; opened again, it has them (a line that is not a cell passed
+// over) and says which are done, then appends after them.
+func TestMatrixLog(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cells.jsonl")
+	a := MatrixCell{Rev: "v1", Config: "tinyconfig", Hypervisor: "qemu", Verdict: Pass}
+	b := MatrixCell{Rev: "v2", Config: "tinyconfig", Hypervisor: "qemu", Verdict: Skip, Reason: "no build"}
+	c := MatrixCell{Rev: "v2", Config: "tinyconfig", Hypervisor: "xen", Verdict: Fail}
+	for _, tc := range []struct {
+		name   string
+		path   string
+		before string // the file's text before OpenMatrixLog
+		add    []MatrixCell
+		cells  []MatrixCell
+		done   []MatrixCell
+		lines  int
+	}{
+		{"new", path, "", []MatrixCell{a}, []MatrixCell{a}, nil, 1},
+		{"again", path, "not json\n", []MatrixCell{b}, []MatrixCell{a, b}, []MatrixCell{a}, 3},
+		{"third", path, "", []MatrixCell{c}, []MatrixCell{a, b, c}, []MatrixCell{a, b}, 4},
+		{"memory only", "", "", []MatrixCell{a}, []MatrixCell{a}, nil, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.before != "" {
+				f, _ := os.OpenFile(tc.path, os.O_WRONLY|os.O_APPEND, 0)
+				f.WriteString(tc.before)
+				f.Close()
+			}
+			l, err := OpenMatrixLog(tc.path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, x := range []MatrixCell{a, b, c} {
+				want := slices.ContainsFunc(tc.done, func(d MatrixCell) bool { return d.Rev == x.Rev && d.Hypervisor == x.Hypervisor })
+				if got := l.Done(x.Rev, x.Config, x.Hypervisor); got != want {
+					t.Errorf("Done(%s %s) = %v, want %v", x.Rev, x.Hypervisor, got, want)
+				}
+			}
+			for _, x := range tc.add {
+				if err := l.Add(x); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := l.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(l.Cells, tc.cells) {
+				t.Errorf("cells %+v, want %+v", l.Cells, tc.cells)
+			}
+			if tc.path != "" {
+				data, _ := os.ReadFile(tc.path)
+				if n := strings.Count(string(data), "\n"); n != tc.lines {
+					t.Errorf("%d lines in the file, want %d:\n%s", n, tc.lines, data)
+				}
+			}
+		})
+	}
+	if _, err := OpenMatrixLog(filepath.Join(t.TempDir(), "no", "such", "dir")); err == nil {
+		t.Error("OpenMatrixLog in a missing directory: no error")
 	}
 }

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bufio"
-	"encoding/json"
 	"fmt"
 	"os"
 	"strings"
@@ -60,34 +58,19 @@ file skips the cells it has.`,
 			if m.Run, err = f.options("", ""); err != nil {
 				return err
 			}
-			var cells []testcases.MatrixCell
-			have := map[string]bool{}
-			key := func(rev, config, hv string) string { return rev + "\x00" + config + "\x00" + hv }
-			var sink *os.File
-			if out != "" {
-				if data, err := os.ReadFile(out); err == nil {
-					sc := bufio.NewScanner(strings.NewReader(string(data)))
-					for sc.Scan() {
-						var c testcases.MatrixCell
-						if json.Unmarshal(sc.Bytes(), &c) == nil {
-							cells, have[key(c.Rev, c.Config, c.Hypervisor)] = append(cells, c), true
-						}
-					}
-				}
-				if sink, err = os.OpenFile(out, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644); err != nil {
-					return err
-				}
-				defer sink.Close()
+			// The cells of an earlier run with -o are not run again.
+			cells, err := testcases.OpenMatrixLog(out)
+			if err != nil {
+				return err
 			}
-			err = m.Test(ctx, revs, func(rev, config, hv string) bool { return have[key(rev, config, hv)] }, func(c testcases.MatrixCell) {
-				cells = append(cells, c)
+			defer cells.Close()
+			err = m.Test(ctx, revs, cells.Done, func(c testcases.MatrixCell) {
 				fmt.Fprintf(os.Stderr, "matrix: %s (%s) %s on %s: %s: %s\n", c.Rev, c.Release, c.Config, c.Hypervisor, c.Verdict, c.Reason)
-				if sink != nil {
-					b, _ := json.Marshal(c)
-					sink.Write(append(b, '\n'))
+				if err := cells.Add(c); err != nil {
+					fmt.Fprintf(os.Stderr, "matrix: %v\n", err)
 				}
 			})
-			testcases.WriteMatrixMarkdown(cmd.OutOrStdout(), cells, hvs)
+			testcases.WriteMatrixMarkdown(cmd.OutOrStdout(), cells.Cells, hvs)
 			return err
 		},
 	}
