@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 
 	"github.com/spf13/cobra"
@@ -48,9 +47,7 @@ with the hunk that does.
 				return err
 			}
 			if jsonOut {
-				enc := json.NewEncoder(cmd.OutOrStdout())
-				enc.SetIndent("", "  ")
-				return enc.Encode(cands)
+				return printJSON(cmd.OutOrStdout(), cands)
 			}
 			for _, c := range cands {
 				fmt.Fprintf(cmd.OutOrStdout(), "%s  +%d -%d  %d file(s)  %s\n", c.Group, c.Added, c.Deleted, len(c.Files), c.Patch)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -33,11 +32,8 @@ the expected and the found culprit and exits non-zero when they differ.`,
 			if err != nil {
 				return err
 			}
-			if jsonOut {
-				b, _ := json.MarshalIndent(r, "", "  ")
-				fmt.Fprintln(cmd.OutOrStdout(), string(b))
-			} else {
-				r.WriteText(cmd.OutOrStdout())
+			if err := printResult(cmd.OutOrStdout(), r, jsonOut); err != nil {
+				return err
 			}
 			if !r.Correct {
 				return &exitError{code: 1, err: fmt.Errorf("found %s, but the injected culprit is %s", r.Found, r.Expected)}

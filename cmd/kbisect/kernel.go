@@ -109,7 +109,8 @@ failed: no disk, no QEMU, a timeout).
 			for i := 1; i <= runs && res.Artifact != nil && res.Verdict != testcases.Fail; i++ {
 				res = ct.RunKernel(cmd.Context(), res.Artifact, ct.Run.Duration, "")
 				if res.Report != nil {
-					printReport(cmd.OutOrStdout(), res.Report, jsonOut)
+					// The verdict is the exit status, whatever stdout takes.
+					printResult(cmd.OutOrStdout(), res.Report, jsonOut)
 				}
 				if res.Verdict != testcases.Pass {
 					break

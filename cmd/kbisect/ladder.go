@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 
@@ -44,9 +43,7 @@ such sources. The same trees always make the same commits.
 				return err
 			}
 			if jsonOut {
-				enc := json.NewEncoder(cmd.OutOrStdout())
-				enc.SetIndent("", "  ")
-				return enc.Encode(struct {
+				return printJSON(cmd.OutOrStdout(), struct {
 					Repo  string          `json:"repo"`
 					Rungs []linuxsrc.Rung `json:"rungs"`
 				}{out, rungs})

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"os"
 	"os/signal"
@@ -72,6 +73,23 @@ func newRootCmd() *cobra.Command {
 	}, []string{"good", "bad", "rev", "base"})
 	root.SetFlagErrorFunc(cliflags.SuggestFlag)
 	return root
+}
+
+// printJSON writes v to w as one indented JSON object: what --json prints.
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// printResult writes a command's result to w: as one JSON object with
+// --json (asJSON), else as its text.
+func printResult(w io.Writer, r interface{ WriteText(io.Writer) }, asJSON bool) error {
+	if asJSON {
+		return printJSON(w, r)
+	}
+	r.WriteText(w)
+	return nil
 }
 
 func main() {

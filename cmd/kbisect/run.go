@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -134,7 +132,8 @@ Exit status: 0 pass, 1 fail, 2 error or bad input.`,
 					return fmt.Errorf("copy capture to %s: %w", f.pcap, err)
 				}
 			}
-			printReport(cmd.OutOrStdout(), r, jsonOut)
+			// The verdict is the exit status, whatever stdout takes.
+			printResult(cmd.OutOrStdout(), r, jsonOut)
 			switch r.Verdict {
 			case testcases.Pass:
 				return nil
@@ -148,15 +147,6 @@ Exit status: 0 pass, 1 fail, 2 error or bad input.`,
 	f.register(cmd.Flags(), true)
 	cmd.Flags().BoolVar(&jsonOut, "json", false, "print one JSON object")
 	return cmd
-}
-
-func printReport(w io.Writer, r *testcases.Report, jsonOut bool) {
-	if jsonOut {
-		b, _ := json.MarshalIndent(r, "", "  ")
-		fmt.Fprintln(w, string(b))
-		return
-	}
-	r.WriteText(w)
 }
 
 // executorFlags choose where runs happen: here, or as LAVA jobs.

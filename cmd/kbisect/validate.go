@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -90,14 +89,8 @@ input or a host failure.`,
 			if err != nil {
 				return err
 			}
-			if jsonOut {
-				b, err := json.MarshalIndent(rep, "", "  ")
-				if err != nil {
-					return fmt.Errorf("report as JSON: %w", err)
-				}
-				fmt.Fprintln(cmd.OutOrStdout(), string(b))
-			} else {
-				rep.WriteText(cmd.OutOrStdout())
+			if err := printResult(cmd.OutOrStdout(), rep, jsonOut); err != nil {
+				return fmt.Errorf("report as JSON: %w", err)
 			}
 			switch rep.Outcome() {
 			case validate.Contrary:
