@@ -109,6 +109,24 @@ func (ct *CommitTest) RunKernel(ctx context.Context, a *kbuild.Artifact, duratio
 	return res
 }
 
+// Repeat runs the test on a built kernel up to runs times, each for the
+// run template's Duration, and stops at the first run that does not pass:
+// one failure makes a commit bad (kbisect test). report, if set, receives
+// each run's report. The result is the last run's.
+func (ct *CommitTest) Repeat(ctx context.Context, a *kbuild.Artifact, runs int, report func(*Report)) *CommitResult {
+	res := &CommitResult{Artifact: a}
+	for i := 0; i < runs; i++ {
+		res = ct.RunKernel(ctx, a, ct.Run.Duration, "")
+		if res.Report != nil && report != nil {
+			report(res.Report)
+		}
+		if res.Verdict != Pass {
+			break
+		}
+	}
+	return res
+}
+
 // judge is the verdict on a commit of one run's report.
 func judge(r *Report) (Verdict, string) {
 	switch {

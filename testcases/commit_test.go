@@ -78,3 +78,46 @@ func TestCommitBuildErrors(t *testing.T) {
 		}
 	}
 }
+
+// seqExec is an Executor that returns one verdict per run, in order.
+type seqExec struct {
+	verdicts []Verdict
+	runs     int
+}
+
+func (f *seqExec) Run(ctx context.Context, o Options) (*Report, error) {
+	v := f.verdicts[f.runs]
+	f.runs++
+	return &Report{Verdict: v, Reason: fmt.Sprintf("run %d", f.runs)}, nil
+}
+
+// TestCommitRepeat: runs until one does not pass or all have, each
+// reported, the last one the result.
+func TestCommitRepeat(t *testing.T) {
+	a := &kbuild.Artifact{BzImage: "/k/bzImage", BuiltCommit: "0123456789abcdef"}
+	for _, tc := range []struct {
+		name     string
+		verdicts []Verdict
+		runs     int
+		want     Verdict
+		ran      int
+	}{
+		{"all pass", []Verdict{Pass, Pass, Pass}, 3, Pass, 3},
+		{"fail stops", []Verdict{Pass, Fail, Pass}, 3, Fail, 2},
+		{"error stops", []Verdict{Error, Pass}, 2, Error, 1},
+		{"one run", []Verdict{Pass, Fail}, 1, Pass, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fe := &seqExec{verdicts: tc.verdicts}
+			ct := &CommitTest{Run: Options{Test: "natt-esp", Duration: time.Minute}, RunRoot: t.TempDir(), Exec: fe}
+			reported := 0
+			res := ct.Repeat(context.Background(), a, tc.runs, func(*Report) { reported++ })
+			if res.Verdict != tc.want || fe.runs != tc.ran || reported != tc.ran {
+				t.Errorf("verdict %s after %d runs, %d reported; want %s after %d", res.Verdict, fe.runs, reported, tc.want, tc.ran)
+			}
+			if res.Reason != fmt.Sprintf("run %d", tc.ran) || res.Artifact != a {
+				t.Errorf("result %+v is not the last run's", res)
+			}
+		})
+	}
+}

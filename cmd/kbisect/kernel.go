@@ -106,15 +106,11 @@ failed: no disk, no QEMU, a timeout).
 			}
 			defer release()
 			res := ct.BuildCommit(cmd.Context(), rev)
-			for i := 1; i <= runs && res.Artifact != nil && res.Verdict != testcases.Fail; i++ {
-				res = ct.RunKernel(cmd.Context(), res.Artifact, ct.Run.Duration, "")
-				if res.Report != nil {
+			if res.Artifact != nil {
+				res = ct.Repeat(cmd.Context(), res.Artifact, runs, func(r *testcases.Report) {
 					// The verdict is the exit status, whatever stdout takes.
-					printResult(cmd.OutOrStdout(), res.Report, jsonOut)
-				}
-				if res.Verdict != testcases.Pass {
-					break
-				}
+					printResult(cmd.OutOrStdout(), r, jsonOut)
+				})
 			}
 			switch res.Verdict {
 			case testcases.Pass:
