@@ -7,6 +7,7 @@ package sim
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"math"
@@ -569,6 +570,25 @@ feed:
 	return rows, nil
 }
 
+// Sweep runs the simulation once for each number of workers in parallel
+// (1 to 64 each; c.Parallel is ignored) and returns the rows of all, in
+// that order: with several, WriteTable adds the wall time and speed-up.
+func Sweep(ctx context.Context, c Config, parallel []int) ([]Row, error) {
+	var rows []Row
+	for _, k := range parallel {
+		if k < 1 || k > 64 {
+			return nil, fmt.Errorf("--parallel %d: give 1 to 64", k)
+		}
+		c.Parallel = k
+		r, err := Run(ctx, c)
+		if err != nil {
+			return nil, err
+		}
+		rows = append(rows, r...)
+	}
+	return rows, nil
+}
+
 func (c *Config) row(sp bisect.StrategySpec, rate float64, timeMode bool, rs []result) Row {
 	row := Row{Strategy: sp.String(), Default: sp.Name == "bayes", Scenario: c.Scenario, Trials: len(rs)}
 	if timeMode {
@@ -625,6 +645,17 @@ func SpeedUp(rows []Row, r Row) float64 {
 		}
 	}
 	return 0
+}
+
+// WriteJSON writes rows as one JSON object a line.
+func WriteJSON(w io.Writer, rows []Row) error {
+	enc := json.NewEncoder(w)
+	for _, r := range rows {
+		if err := enc.Encode(r); err != nil {
+			return fmt.Errorf("sim rows: %w", err)
+		}
+	}
+	return nil
 }
 
 // WriteTable prints rows as an aligned table: with the wall time and the

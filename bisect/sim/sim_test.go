@@ -2,6 +2,7 @@ package sim
 
 import (
 	"context"
+	"encoding/json"
 	"math"
 	"os"
 	"strings"
@@ -139,14 +140,13 @@ func TestTimeMode(t *testing.T) {
 // still rightly.
 func TestParallel(t *testing.T) {
 	const trials = 60
-	var rows []Row
-	for _, k := range []int{1, 4} {
-		r, err := Run(context.Background(), Config{Commits: 1024, Trials: trials, Ps: []float64{0.5}, BuildCost: 2, Parallel: k, Seed: 9,
-			Strategies: strategies(t, "bayes")})
-		if err != nil {
-			t.Fatal(err)
-		}
-		rows = append(rows, r...)
+	rows, err := Sweep(context.Background(), Config{Commits: 1024, Trials: trials, Ps: []float64{0.5}, BuildCost: 2, Seed: 9,
+		Strategies: strategies(t, "bayes")}, []int{1, 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 2 || rows[0].Parallel != 1 || rows[1].Parallel != 4 {
+		t.Fatalf("rows %+v, want one with 1 worker, then one with 4", rows)
 	}
 	r := rows[1]
 	fails := int(math.Round((1 - r.Success) * trials))
@@ -194,6 +194,30 @@ func TestConfigErrors(t *testing.T) {
 	} {
 		if _, err := Run(context.Background(), c); err == nil {
 			t.Errorf("%+v: no error", c)
+		}
+	}
+	for _, ks := range [][]int{{0}, {1, 65}, {-1}} {
+		if _, err := Sweep(context.Background(), Config{Commits: 4, Trials: 1}, ks); err == nil || !strings.Contains(err.Error(), "give 1 to 64") {
+			t.Errorf("--parallel %v: %v, want 1 to 64", ks, err)
+		}
+	}
+}
+
+// TestWriteJSON: one object a line, that reads back as the row.
+func TestWriteJSON(t *testing.T) {
+	rows := []Row{{Strategy: "bayes", Default: true, Scenario: Normal, P: 0.5, Trials: 3, Success: 1}, {Strategy: "git-bisect", Scenario: Normal, P: 0.5, Trials: 3}}
+	var b strings.Builder
+	if err := WriteJSON(&b, rows); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(b.String(), "\n"), "\n")
+	if len(lines) != len(rows) {
+		t.Fatalf("%d lines, want %d:\n%s", len(lines), len(rows), b.String())
+	}
+	for i, l := range lines {
+		var r Row
+		if err := json.Unmarshal([]byte(l), &r); err != nil || r != rows[i] {
+			t.Errorf("line %d: %s reads back as %+v (%v)", i, l, r, err)
 		}
 	}
 }

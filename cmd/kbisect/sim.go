@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"time"
@@ -16,7 +15,6 @@ func newSimCmd() *cobra.Command {
 		cfg        sim.Config
 		strategies string
 		asJSON     bool
-		seed       uint64
 		parallel   []int
 	)
 	cmd := &cobra.Command{
@@ -45,7 +43,6 @@ own culprit and rate p: the search bisects the signature of bad's first
 failure and must find that bug's culprit).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg.Seed = seed
 			if strategies != "" {
 				var err error
 				if cfg.Strategies, err = sim.ParseStrategies(strategies); err != nil {
@@ -53,26 +50,12 @@ failure and must find that bug's culprit).`,
 				}
 			}
 			start := time.Now()
-			var rows []sim.Row
-			for _, k := range parallel {
-				if k < 1 || k > 64 {
-					return fmt.Errorf("--parallel %d: give 1 to 64", k)
-				}
-				cfg.Parallel = k
-				r, err := sim.Run(cmd.Context(), cfg)
-				if err != nil {
-					return err
-				}
-				rows = append(rows, r...)
+			rows, err := sim.Sweep(cmd.Context(), cfg, parallel)
+			if err != nil {
+				return err
 			}
 			if asJSON {
-				enc := json.NewEncoder(cmd.OutOrStdout())
-				for _, r := range rows {
-					if err := enc.Encode(r); err != nil {
-						return err
-					}
-				}
-				return nil
+				return sim.WriteJSON(cmd.OutOrStdout(), rows)
 			}
 			if err := sim.WriteTable(cmd.OutOrStdout(), rows); err != nil {
 				return err
@@ -93,7 +76,7 @@ failure and must find that bug's culprit).`,
 	f.IntSliceVar(&parallel, "parallel", []int{1}, "tests in flight at once (multisection); several (1,2,4,8) print the wall time and the speed-up over one")
 	f.StringVar(&strategies, "strategies", "", "comma-separated strategies: bayes, git-bisect, classic:K, syzkaller, bisectkit, oracle (default all but oracle)")
 	f.StringVar(&cfg.Scenario, "scenario", sim.Normal, "normal, varying, spurious, skips, none, old or twobugs")
-	f.Uint64Var(&seed, "seed", 1, "random seed")
+	f.Uint64Var(&cfg.Seed, "seed", 1, "random seed")
 	f.Float64Var(&cfg.Confidence, "confidence", 0.99, "stop when one commit holds this posterior probability")
 	f.Float64Var(&cfg.Budget, "budget", 0, "runs (or minutes with --rate) within which bad must fail (default 300)")
 	f.Float64Var(&cfg.SkipRate, "skip-rate", 0, "fraction of unbuildable commits (default 0.05 in the skips scenario)")
