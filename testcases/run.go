@@ -139,7 +139,7 @@ const minBytes = 1 << 20
 // Validate checks the options a user gave and fills in defaults.
 func (o *Options) Validate() error {
 	if o.Kernels[0] == "" {
-		return errors.New("no kernel: give --kernel IMAGE (a bzImage or vmlinux)")
+		return errors.New("no kernel: give --kernel IMAGE (a bzImage such as /boot/vmlinuz-*, or a vmlinux)")
 	}
 	if o.Kernels[1] == "" {
 		o.Kernels[1] = o.Kernels[0]

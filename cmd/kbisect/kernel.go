@@ -46,7 +46,7 @@ func (k *kernelFlags) pipeline(ctx context.Context, repo string, progress *statu
 	if err != nil {
 		return nil, nil, err
 	}
-	o, err := k.run.options("", "")
+	o, err := k.run.options(false)
 	if err != nil {
 		return nil, nil, err
 	}

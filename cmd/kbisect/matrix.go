@@ -55,7 +55,7 @@ file skips the cells it has.`,
 				}
 				m.Configs = append(m.Configs, testcases.MatrixConfig{Name: c, Fragments: frags})
 			}
-			if m.Run, err = f.options("", ""); err != nil {
+			if m.Run, err = f.options(false); err != nil {
 				return err
 			}
 			// The cells of an earlier run with -o are not run again.

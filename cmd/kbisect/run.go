@@ -25,13 +25,7 @@ import (
 // and validate.
 type runFlags struct {
 	opts       testcases.Options
-	kernel     string
-	peer       string
-	modules    string
-	peerMods   string
-	keep       string
 	pcap       string
-	inject     int64
 	injectSide string
 	exec       executorFlags
 }
@@ -39,10 +33,10 @@ type runFlags struct {
 // register adds the run options to a flag set.
 func (f *runFlags) register(fl *pflag.FlagSet, withKernel bool) {
 	if withKernel {
-		fl.StringVar(&f.kernel, "kernel", "", "kernel image of the sender (bzImage or vmlinux)")
-		fl.StringVar(&f.peer, "peer-kernel", "", "kernel image of the receiver (default: --kernel)")
-		fl.StringVar(&f.modules, "modules", "", "modules dir of --kernel (default: /lib/modules/<release> if the kernel is modular)")
-		fl.StringVar(&f.peerMods, "peer-modules", "", "modules dir of --peer-kernel")
+		fl.StringVar(&f.opts.Kernels[0], "kernel", "", "kernel image of the sender (bzImage or vmlinux)")
+		fl.StringVar(&f.opts.Kernels[1], "peer-kernel", "", "kernel image of the receiver (default: --kernel)")
+		fl.StringVar(&f.opts.Modules[0], "modules", "", "modules dir of --kernel (default: /lib/modules/<release> if the kernel is modular)")
+		fl.StringVar(&f.opts.Modules[1], "peer-modules", "", "modules dir of --peer-kernel")
 	}
 	fl.StringVar(&f.opts.Test, "test", "natt-esp", "testcase: "+strings.Join(testcases.Names(), ", "))
 	fl.DurationVar(&f.opts.Duration, "duration", 60*time.Second, "how long the traffic runs")
@@ -51,10 +45,10 @@ func (f *runFlags) register(fl *pflag.FlagSet, withKernel bool) {
 	fl.IntVar(&f.opts.Streams, "streams", 1, "parallel TCP streams")
 	fl.StringVar(&f.opts.Pattern, "pattern", "zero", "payload: zero (as in the seed report) or prng")
 	fl.IntVar(&f.opts.MTU, "mtu", 0, "MTU of the guests' link (default 1500)")
-	fl.StringVar(&f.keep, "keep", "", "directory for console logs, captures and keys (default: a new dir under the cache)")
+	fl.StringVar(&f.opts.RunDir, "keep", "", "directory for console logs, captures and keys (default: a new dir under the cache)")
 	fl.StringVar(&f.pcap, "pcap", "", "also copy the capture to this file (implies capture)")
 	fl.BoolVar(&f.opts.Capture, "capture", true, "capture the wire and analyse it")
-	fl.Int64Var(&f.inject, "inject-corruption", -1, "self-test: corrupt this byte offset of stream 0")
+	fl.Int64Var(&f.opts.InjectOffset, "inject-corruption", -1, "self-test: corrupt this byte offset of stream 0")
 	fl.StringVar(&f.injectSide, "inject-side", "receiver", "where --inject-corruption acts: receiver (after decryption), sender (before encryption), or auth (the sender sends one ESP packet whose ICV fails, after that offset)")
 	fl.BoolVar(&f.opts.FailOnOops, "fail-on-oops", false, "a kernel oops or WARN in a guest console is a fail")
 	fl.BoolVar(&f.opts.StopOnFail, "stop-on-fail", false, "end the traffic at the first corruption")
@@ -71,25 +65,21 @@ func (f *runFlags) register(fl *pflag.FlagSet, withKernel bool) {
 	f.exec.register(fl)
 }
 
-// options returns the testcase options with kernels and the run dir set,
-// checked; with no kernel (it is built later) only the test's options are
-// checked.
-func (f *runFlags) options(kernel, peer string) (testcases.Options, error) {
+// options returns the testcase options with the run dir set, checked:
+// with the kernels of --kernel (kbisect run) all of them, else (the kernel
+// is built later) only the test's.
+func (f *runFlags) options(withKernel bool) (testcases.Options, error) {
 	o := f.opts
-	o.Kernels = [2]string{kernel, peer}
-	o.Modules = [2]string{f.modules, f.peerMods}
-	o.InjectOffset = f.inject
-	if f.inject >= 0 {
+	if o.InjectOffset >= 0 {
 		o.InjectSide = f.injectSide
 	}
 	if f.pcap != "" {
 		o.Capture = true
 	}
-	o.RunDir = f.keep
 	if o.RunDir == "" {
 		o.RunDir = filepath.Join(cachedir.Dir("runs"), time.Now().Format("20060102-150405.000"))
 	}
-	if kernel == "" {
+	if !withKernel {
 		return o, o.ValidateTest()
 	}
 	return o, o.Validate()
@@ -108,10 +98,7 @@ pass (every byte verified, none corrupted), fail (corruption seen) or error
 Exit status: 0 pass, 1 fail, 2 error or bad input.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if f.kernel == "" {
-				return fmt.Errorf("no kernel: give --kernel IMAGE (a bzImage such as /boot/vmlinuz-*, or a vmlinux)")
-			}
-			o, err := f.options(f.kernel, f.peer)
+			o, err := f.options(true)
 			if err != nil {
 				return err
 			}
