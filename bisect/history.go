@@ -75,10 +75,13 @@ func LoadHistory(ctx context.Context, repo *gitrepo.Repo, good, bad string) (*Gi
 }
 
 // ResolveRange resolves good and bad in repo and checks that they make a
-// range for what the bisection looks for (FindRegression or FindFix):
-// distinct, and good an ancestor of bad (a regression) or bad an ancestor
-// of good (a fix).
+// range for what the bisection looks for (find: FindRegression or
+// FindFix): distinct, and good an ancestor of bad (a regression) or bad an
+// ancestor of good (a fix).
 func ResolveRange(ctx context.Context, repo *gitrepo.Repo, good, bad, find string) (string, string, error) {
+	if find != FindRegression && find != FindFix {
+		return "", "", fmt.Errorf("--find %q: use regression or fix", find)
+	}
 	if good == "" || bad == "" {
 		return "", "", fmt.Errorf("give both --good and --bad (a commit, tag or branch each)")
 	}

@@ -287,6 +287,9 @@ func TestBisectFix(t *testing.T) {
 	if _, _, err := bisect.ResolveRange(ctx, repo, hashes[0], hashes[n-1], bisect.FindFix); err == nil || !strings.Contains(err.Error(), "to find a fix, --bad is the older commit") {
 		t.Errorf("swapped range: %v", err)
 	}
+	if _, _, err := bisect.ResolveRange(ctx, repo, hashes[n-1], hashes[0], "fixes"); err == nil || !strings.Contains(err.Error(), `--find "fixes": use regression or fix`) {
+		t.Errorf("unknown --find: %v", err)
+	}
 	good, bad, err := bisect.ResolveRange(ctx, repo, hashes[n-1], hashes[0], bisect.FindFix)
 	if err != nil {
 		t.Fatal(err)

@@ -228,15 +228,10 @@ func runBisect(cmd *cobra.Command, bf *bisectFlags) error {
 	if o.BudgetRuns, o.Budget, err = bisect.ParseBudget(bf.budget); err != nil {
 		return fmt.Errorf("--%w", err)
 	}
-	switch o.Unit = bisect.Unit(bf.unit); o.Unit {
-	case "":
+	// Kernel runs stop at their first failure: their unit is time. (An
+	// unknown unit is refused by Validate.)
+	if o.Unit = bisect.Unit(bf.unit); o.Unit == "" && !isExec {
 		o.Unit = bisect.UnitTime
-		if isExec {
-			o.Unit = bisect.UnitRuns
-		}
-	case bisect.UnitRuns, bisect.UnitTime:
-	default:
-		return fmt.Errorf("--unit %q: use runs or time", bf.unit)
 	}
 	if err := o.Validate(); err != nil {
 		return err
@@ -244,9 +239,6 @@ func runBisect(cmd *cobra.Command, bf *bisectFlags) error {
 	repo, err := gitrepo.Open(ctx, bf.repo)
 	if err != nil {
 		return err
-	}
-	if bf.find != bisect.FindRegression && bf.find != bisect.FindFix {
-		return fmt.Errorf("--find %q: use regression or fix", bf.find)
 	}
 	good, bad, err := bisect.ResolveRange(ctx, repo, bf.good, bf.bad, bf.find)
 	if err != nil {
