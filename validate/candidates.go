@@ -2,6 +2,7 @@ package validate
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path"
@@ -51,6 +52,9 @@ type CandidateOptions struct {
 // what `kbisect validate` then tests one at a time, when a bug's window is
 // two releases apart and the history between them is not at hand.
 func Candidates(ctx context.Context, repo *gitrepo.Repo, o CandidateOptions) ([]Candidate, error) {
+	if o.From == "" || o.To == "" || o.Dir == "" {
+		return nil, errors.New("give --from, --to and -o DIR")
+	}
 	from, err := repo.Resolve(ctx, o.From)
 	if err != nil {
 		return nil, fmt.Errorf("--from: %w", err)

@@ -115,3 +115,24 @@ func TestCandidates(t *testing.T) {
 		t.Errorf("no difference: %v", err)
 	}
 }
+
+// TestWriteCandidates: a line per candidate, and Candidates refuses
+// options without both commits and the directory before touching the
+// repository.
+func TestWriteCandidates(t *testing.T) {
+	var b strings.Builder
+	WriteCandidates(&b, []Candidate{
+		{Group: "arch/x86/kernel", Files: []string{"a.c", "b.c"}, Added: 3, Deleted: 1, Patch: "/c/0001-arch-x86-kernel.patch"},
+		{Group: "net/ipv4/esp4.c", Files: []string{"net/ipv4/esp4.c"}, Added: 0, Deleted: 7, Patch: "/c/0002-net-ipv4-esp4.c.patch"},
+	})
+	want := "arch/x86/kernel  +3 -1  2 file(s)  /c/0001-arch-x86-kernel.patch\n" +
+		"net/ipv4/esp4.c  +0 -7  1 file(s)  /c/0002-net-ipv4-esp4.c.patch\n"
+	if b.String() != want {
+		t.Errorf("got\n%s\nwant\n%s", b.String(), want)
+	}
+	for _, o := range []CandidateOptions{{To: "b", Dir: "d"}, {From: "a", Dir: "d"}, {From: "a", To: "b"}} {
+		if _, err := Candidates(context.Background(), nil, o); err == nil || err.Error() != "give --from, --to and -o DIR" {
+			t.Errorf("%+v: %v", o, err)
+		}
+	}
+}

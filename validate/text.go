@@ -11,6 +11,14 @@ import (
 	"github.com/kbisect/kbisect/internal/gitrepo"
 )
 
+// WriteCandidates writes a line per candidate patch: its group, the lines
+// it adds and deletes, how many files it changes, and its file.
+func WriteCandidates(w io.Writer, cands []Candidate) {
+	for _, c := range cands {
+		fmt.Fprintf(w, "%s  +%d -%d  %d file(s)  %s\n", c.Group, c.Added, c.Deleted, len(c.Files), c.Patch)
+	}
+}
+
 // WriteText writes the report for people: a table of the base and the
 // patches, and the details below it.
 func (rep *Report) WriteText(w io.Writer) {

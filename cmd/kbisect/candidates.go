@@ -1,8 +1,6 @@
 package main
 
 import (
-	"fmt"
-
 	"github.com/spf13/cobra"
 
 	"github.com/kbisect/kbisect/internal/gitrepo"
@@ -35,9 +33,6 @@ with the hunk that does.
   kbisect validate --repo ladder.git --base v3.19.0 --patches /tmp/cands/0001-arch-x86-kernel.patch ...`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if o.From == "" || o.To == "" || o.Dir == "" {
-				return fmt.Errorf("give --from, --to and -o DIR")
-			}
 			r, err := gitrepo.Open(cmd.Context(), repo)
 			if err != nil {
 				return err
@@ -49,9 +44,7 @@ with the hunk that does.
 			if jsonOut {
 				return printJSON(cmd.OutOrStdout(), cands)
 			}
-			for _, c := range cands {
-				fmt.Fprintf(cmd.OutOrStdout(), "%s  +%d -%d  %d file(s)  %s\n", c.Group, c.Added, c.Deleted, len(c.Files), c.Patch)
-			}
+			validate.WriteCandidates(cmd.OutOrStdout(), cands)
 			return nil
 		},
 	}

@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/kbisect/kbisect/internal/gitrepo"
-
 	"github.com/spf13/cobra"
 
 	"github.com/kbisect/kbisect/internal/linuxsrc"
@@ -42,17 +40,7 @@ such sources. The same trees always make the same commits.
 			if err != nil {
 				return err
 			}
-			if jsonOut {
-				return printJSON(cmd.OutOrStdout(), struct {
-					Repo  string          `json:"repo"`
-					Rungs []linuxsrc.Rung `json:"rungs"`
-				}{out, rungs})
-			}
-			for _, r := range rungs {
-				fmt.Fprintf(cmd.OutOrStdout(), "v%-12s %s  %s\n", r.Version, gitrepo.Short(r.Commit), r.Source)
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s: %d releases, v%s .. v%s\n", out, len(rungs), rungs[0].Version, rungs[len(rungs)-1].Version)
-			return nil
+			return printResult(cmd.OutOrStdout(), &linuxsrc.Made{Repo: out, Rungs: rungs}, jsonOut)
 		},
 	}
 	cmd.Flags().StringVarP(&out, "output", "o", "", "the new repository (must not exist)")

@@ -30,6 +30,26 @@ type Rung struct {
 	Tree   string `json:"tree"`
 }
 
+// Made is a ladder as Ladder made it: the new repository and its
+// releases, oldest first.
+type Made struct {
+	Repo  string `json:"repo"`
+	Rungs []Rung `json:"rungs"`
+}
+
+// WriteText writes a line per release (version, commit, source), then the
+// repository and its range.
+func (m *Made) WriteText(w io.Writer) {
+	for _, r := range m.Rungs {
+		fmt.Fprintf(w, "v%-12s %s  %s\n", r.Version, gitrepo.Short(r.Commit), r.Source)
+	}
+	if len(m.Rungs) == 0 {
+		fmt.Fprintf(w, "wrote %s: no releases\n", m.Repo)
+		return
+	}
+	fmt.Fprintf(w, "wrote %s: %d releases, v%s .. v%s\n", m.Repo, len(m.Rungs), m.Rungs[0].Version, m.Rungs[len(m.Rungs)-1].Version)
+}
+
 // LadderOptions tune Ladder.
 type LadderOptions struct {
 	// Log, if set, receives one line per imported tree.

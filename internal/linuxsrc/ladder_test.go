@@ -192,3 +192,26 @@ func TestLadderMissingBlobs(t *testing.T) {
 		t.Errorf("symlink lost: %q", got)
 	}
 }
+
+// TestMadeText: a line per release, then the repository and its range.
+func TestMadeText(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		m    Made
+		want string
+	}{
+		{"two", Made{Repo: "/l.git", Rungs: []Rung{
+			{Version: "2.6.32.2", Source: "linux-2.6.32.2.tar.xz", Commit: "0123456789abcdef0123"},
+			{Version: "3.14.5", Source: "/src/linux@v3.14.5", Commit: "fedcba9876543210fedc"},
+		}}, "v2.6.32.2     0123456789ab  linux-2.6.32.2.tar.xz\n" +
+			"v3.14.5       fedcba987654  /src/linux@v3.14.5\n" +
+			"wrote /l.git: 2 releases, v2.6.32.2 .. v3.14.5\n"},
+		{"none", Made{Repo: "/l.git"}, "wrote /l.git: no releases\n"},
+	} {
+		var b strings.Builder
+		tc.m.WriteText(&b)
+		if b.String() != tc.want {
+			t.Errorf("%s: got\n%s\nwant\n%s", tc.name, b.String(), tc.want)
+		}
+	}
+}
