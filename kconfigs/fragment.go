@@ -137,6 +137,16 @@ func Select(args []string, defaults bool, base string) ([]*Fragment, error) {
 	return out, nil
 }
 
+// SelectFor is Select for a kernel that hypervisor boots: under "xen"
+// the kernel is a Xen guest too, and with defaults the xen-guest fragment
+// joins them, before args.
+func SelectFor(hypervisor string, args []string, defaults bool, base string) ([]*Fragment, error) {
+	if defaults && hypervisor == "xen" {
+		args = append([]string{"xen-guest"}, args...)
+	}
+	return Select(args, defaults, base)
+}
+
 // Defaults returns the DefaultNames fragments.
 func Defaults() []*Fragment {
 	var out []*Fragment

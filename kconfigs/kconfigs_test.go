@@ -188,20 +188,28 @@ func TestSelect(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "mine.config")
 	os.WriteFile(file, []byte("CONFIG_FOO=y\n"), 0o644)
 	cases := []struct {
-		args     []string
-		defaults bool
-		base     string
-		want     string
+		hypervisor string // "": Select, else SelectFor
+		args       []string
+		defaults   bool
+		base       string
+		want       string
 	}{
-		{nil, true, "defconfig", "qemu-x86_64 agent natt-esp"},
-		{nil, true, "tinyconfig", "qemu-x86_64 agent natt-esp lean"},
-		{[]string{"debug"}, true, "allnoconfig", "qemu-x86_64 agent natt-esp lean debug"},
-		{[]string{"xen-guest", "defaults"}, false, "tinyconfig", "xen-guest qemu-x86_64 agent natt-esp"},
-		{[]string{file}, false, "", file},
-		{nil, false, "tinyconfig", ""},
+		{"", nil, true, "defconfig", "qemu-x86_64 agent natt-esp"},
+		{"", nil, true, "tinyconfig", "qemu-x86_64 agent natt-esp lean"},
+		{"", []string{"debug"}, true, "allnoconfig", "qemu-x86_64 agent natt-esp lean debug"},
+		{"", []string{"xen-guest", "defaults"}, false, "tinyconfig", "xen-guest qemu-x86_64 agent natt-esp"},
+		{"", []string{file}, false, "", file},
+		{"", nil, false, "tinyconfig", ""},
+		{"qemu", []string{"debug"}, true, "tinyconfig", "qemu-x86_64 agent natt-esp lean debug"},
+		{"xen", []string{"debug"}, true, "tinyconfig", "qemu-x86_64 agent natt-esp lean xen-guest debug"},
+		{"xen", nil, true, "defconfig", "qemu-x86_64 agent natt-esp xen-guest"},
+		{"xen", []string{file}, false, "", file},
 	}
 	for _, c := range cases {
 		frags, err := Select(c.args, c.defaults, c.base)
+		if c.hypervisor != "" {
+			frags, err = SelectFor(c.hypervisor, c.args, c.defaults, c.base)
+		}
 		if err != nil {
 			t.Errorf("Select(%v, %v, %s): %v", c.args, c.defaults, c.base, err)
 			continue

@@ -49,7 +49,7 @@ file skips the cells it has.`,
 			}
 			m := &testcases.Matrix{Build: kbuild.Options{Repo: r.Dir, Jobs: jobs}, Hypervisors: hvs}
 			for _, c := range configs {
-				frags, err := kconfigs.Select([]string{"xen-guest"}, true, c)
+				frags, err := kconfigs.SelectFor(testcases.HypervisorXen, nil, true, c)
 				if err != nil {
 					return err
 				}

@@ -29,7 +29,7 @@ type Options struct {
 	OneIn   int
 	// Hypervisor runs the pairs under QEMU (default) or as Xen domUs
 	// ("xen", which adds the xen-guest fragment); Fragments are more
-	// built-in fragments to merge.
+	// fragments to merge (built-in names or files, see kconfigs.Resolve).
 	Hypervisor string
 	Fragments  []string
 	// Append is added to the guests' kernel command lines.
@@ -108,17 +108,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if o.JobDir == "" {
 		o.JobDir = filepath.Join(cachedir.Dir("demo-jobs"), time.Now().Format("20060102-150405"))
 	}
-	frags := []*kconfigs.Fragment{}
-	names := append(append([]string{}, kconfigs.DefaultNames...), "lean")
-	if o.Hypervisor == testcases.HypervisorXen {
-		names = append(names, "xen-guest")
-	}
-	for _, n := range append(names, o.Fragments...) {
-		f, err := kconfigs.Builtin(n)
-		if err != nil {
-			return nil, err
-		}
-		frags = append(frags, f)
+	frags, err := kconfigs.SelectFor(o.Hypervisor, o.Fragments, true, "tinyconfig")
+	if err != nil {
+		return nil, err
 	}
 	var mu sync.Mutex
 	var wire, wireDetail string
