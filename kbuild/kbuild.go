@@ -334,11 +334,19 @@ func (a *Artifact) fill(dir string) {
 	}
 }
 
-// CopyTo copies the artifact's files into dir (hard links when possible).
-func (a *Artifact) CopyTo(dir string) error {
+// CopyTo copies the artifact's files into dir (hard links when possible)
+// and returns the copy: the artifact with its files in dir.
+func (a *Artifact) CopyTo(dir string) (*Artifact, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("output directory %s: %w", dir, err)
+		return nil, fmt.Errorf("output directory %s: %w", dir, err)
 	}
+	if err := a.copyFiles(dir); err != nil {
+		return nil, fmt.Errorf("copy %s to %s: %w", a.Dir, dir, err)
+	}
+	return ReadArtifact(dir)
+}
+
+func (a *Artifact) copyFiles(dir string) error {
 	return filepath.Walk(a.Dir, func(path string, fi os.FileInfo, err error) error {
 		if err != nil {
 			return err

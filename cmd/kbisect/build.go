@@ -57,10 +57,7 @@ kernel. A build failure exits 1 with the first error line and the log path.`,
 			}
 			a := res.Artifact
 			if out != "" {
-				if err := a.CopyTo(out); err != nil {
-					return err
-				}
-				if a, err = kbuild.ReadArtifact(out); err != nil {
+				if a, err = a.CopyTo(out); err != nil {
 					return err
 				}
 			}
