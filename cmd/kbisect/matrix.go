@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"os"
-	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -38,11 +37,11 @@ file skips the cells it has.`,
 				return err
 			}
 			if tags != "" {
-				list, err := r.Git(ctx, "for-each-ref", "--sort=creatordate", "--format=%(refname:short)", "refs/tags/"+tags)
+				list, err := r.Refs(ctx, "creatordate", "refs/tags/"+tags)
 				if err != nil {
 					return err
 				}
-				revs = append(revs, strings.Fields(list)...)
+				revs = append(revs, list...)
 			}
 			if len(revs) == 0 {
 				return fmt.Errorf("no revisions: give --rev X (repeatable) or --tags GLOB")

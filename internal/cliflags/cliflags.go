@@ -44,12 +44,12 @@ func completeRefs(cmd *cobra.Command, _ []string, prefix string) ([]string, cobr
 	if err != nil {
 		return nil, cobra.ShellCompDirectiveNoFileComp
 	}
-	out, err := repo.Git(cmd.Context(), "for-each-ref", "--format=%(refname:short)", "refs/heads", "refs/tags")
+	all, err := repo.Refs(cmd.Context(), "", "refs/heads", "refs/tags")
 	if err != nil {
 		return nil, cobra.ShellCompDirectiveNoFileComp
 	}
 	var refs []string
-	for _, r := range strings.Fields(out) {
+	for _, r := range all {
 		if strings.HasPrefix(r, prefix) {
 			refs = append(refs, r)
 		}

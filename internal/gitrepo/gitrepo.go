@@ -107,6 +107,21 @@ func (r *Repo) Range(ctx context.Context, good, bad string) ([]string, error) {
 	return strings.Fields(out), nil
 }
 
+// Refs returns the short names of the refs that match patterns (as git
+// for-each-ref takes them: refs/tags, refs/tags/v*), sorted by the key
+// sortBy ("creatordate": oldest first; "": by name).
+func (r *Repo) Refs(ctx context.Context, sortBy string, patterns ...string) ([]string, error) {
+	args := []string{"for-each-ref", "--format=%(refname:short)"}
+	if sortBy != "" {
+		args = append(args, "--sort="+sortBy)
+	}
+	out, err := git(ctx, r.Dir, append(args, patterns...)...)
+	if err != nil {
+		return nil, err
+	}
+	return strings.Fields(out), nil
+}
+
 // Subject returns the one-line subject of commit.
 func (r *Repo) Subject(ctx context.Context, commit string) (string, error) {
 	out, err := git(ctx, r.Dir, "log", "-1", "--format=%s", commit)

@@ -144,3 +144,36 @@ func TestOpenNotSafe(t *testing.T) {
 		t.Errorf("Open with safe.directory set: %+v, %v", r, err)
 	}
 }
+
+// TestRefs: refs by pattern, by name or by creation date.
+func TestRefs(t *testing.T) {
+	ctx := context.Background()
+	dir, a, b := newRepo(t)
+	for _, tag := range []struct{ name, commit, date string }{
+		{"vb", a, "2000-01-01T00:00:00Z"}, {"va", b, "2001-01-01T00:00:00Z"}, {"other", b, "2002-01-01T00:00:00Z"},
+	} {
+		env := []string{"GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.invalid", "GIT_COMMITTER_DATE=" + tag.date}
+		if _, err := Run(ctx, Cmd{Dir: dir, Env: env}, "tag", "-a", "-m", tag.name, tag.name, tag.commit); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r, err := Open(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		sortBy   string
+		patterns []string
+		want     string
+	}{
+		{"", []string{"refs/tags/v*"}, "va vb"},
+		{"creatordate", []string{"refs/tags/v*"}, "vb va"},
+		{"", []string{"refs/heads", "refs/tags"}, "main other va vb"},
+		{"", []string{"refs/tags/none*"}, ""},
+	} {
+		got, err := r.Refs(ctx, tc.sortBy, tc.patterns...)
+		if err != nil || strings.Join(got, " ") != tc.want {
+			t.Errorf("Refs(%q, %q) = %q, %v; want %q", tc.sortBy, tc.patterns, got, err, tc.want)
+		}
+	}
+}
