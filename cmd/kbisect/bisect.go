@@ -116,7 +116,9 @@ SIGHUP (resumable), 2 bad input (nothing made).`,
 	f.IntVar(&o.MaxRuns, "max-runs", 0, "stop (inconclusive) after this many runs (0: no limit)")
 	f.DurationVar(&o.MaxTime, "max-time", 0, "stop (inconclusive) after this much test time (0: no limit)")
 	f.IntVar(&o.Retries, "retries", 3, "infrastructure errors in a row before stopping")
-	bf.kernelNames = kernelTestFlags(f, &bf.kernel)
+	kt := kernelTestFlags(&bf.kernel)
+	kt.VisitAll(func(fl *pflag.Flag) { bf.kernelNames = append(bf.kernelNames, fl.Name) })
+	f.AddFlagSet(kt)
 
 	var resumeJSON, statusJSON bool
 	var resumeToken string
@@ -195,17 +197,15 @@ one report to standard output instead.`,
 	return cmd
 }
 
-// kernelTestFlags adds the kernel test's flags to f and returns their
-// names.
-func kernelTestFlags(f *pflag.FlagSet, k *kernelFlags) []string {
+// kernelTestFlags are the flags of a bisection's kernel test, set into k:
+// given to kbisect bisect, and parsed again from the job directory on
+// resume.
+func kernelTestFlags(k *kernelFlags) *pflag.FlagSet {
 	kt := pflag.NewFlagSet("kernel test", pflag.ContinueOnError)
 	k.register(kt)
 	// The search chooses each run's length (--run-time, --max-run-time).
 	kt.MarkHidden("duration")
-	var names []string
-	kt.VisitAll(func(fl *pflag.Flag) { names = append(names, fl.Name) })
-	f.AddFlagSet(kt)
-	return names
+	return kt
 }
 
 func runBisect(cmd *cobra.Command, bf *bisectFlags) error {
@@ -293,9 +293,7 @@ func runResume(cmd *cobra.Command, dir string, asJSON bool, lavaToken string) er
 		}
 	}
 	var k kernelFlags
-	kt := pflag.NewFlagSet("kernel test", pflag.ContinueOnError)
-	k.register(kt)
-	if err := kt.Parse(spec.TestArgs); err != nil {
+	if err := kernelTestFlags(&k).Parse(spec.TestArgs); err != nil {
 		return fmt.Errorf("resume %s: stored test flags: %w", dir, err)
 	}
 	if lavaToken != "" {
