@@ -33,6 +33,7 @@ lint:
 # analysis, the protocols, the import order): about a minute, for every
 # edit. `make test` runs everything.
 PURE := ./bisect/ ./bisect/exectest/ ./bisect/kernel/ ./bisect/sim/ ./internal/fsutil/ ./internal/gitrepo/ \
+	./internal/statusline/ ./internal/cliflags/ ./internal/jsondur/ \
 	./internal/tailbuf/ ./internal/bisectrun/ ./internal/procgroup/ ./internal/stages/ ./testcases/esp/ \
 	./testcases/proto/ ./testcases/agent/ ./vm/xenctl/ ./cmd/kbisect-dom0/ ./cmd/kbisect-agent/
 check:
