@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -244,6 +245,13 @@ func TestCLIHangup(t *testing.T) {
 	bin := buildCLI(t)
 	repoDir, hashes := makeRepo(t, 50, 20)
 	job := filepath.Join(t.TempDir(), "job")
+	// A test run under nohup (a CI job started so) would hand its ignored
+	// SIGHUP down to kbisect, which then keeps it ignored as under nohup:
+	// a handler of our own while kbisect starts makes its SIGHUP the
+	// default, as in a terminal.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	cmd := exec.Command(bin, "bisect", "--repo", repoDir, "--good", hashes[0], "--bad", "main",
 		"--exec", flakyScript(t, 300, "0.3"), "--job", job)
 	var stderr bytes.Buffer
