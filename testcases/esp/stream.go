@@ -90,22 +90,25 @@ func (a *analyzer) tcp(cs *capState, g *saGroup, espSeq uint32, outer uint64, se
 			if len(payload) > 0 {
 				cr.ReverseData += int64(len(payload))
 			}
-			dk := uint32(dport)<<16 | uint32(sport)
-			d := cs.conns[dk]
-			if flags&(tcpSYN|tcpACK) == tcpSYN|tcpACK {
-				if d == nil {
-					d = a.newConn(dport, sport)
-					cs.conns[dk] = d
+			if flags&(tcpSYN|tcpRST) != 0 { // not on every ACK
+				dk := uint32(dport)<<16 | uint32(sport)
+				d := cs.conns[dk]
+				if flags&(tcpSYN|tcpACK) == tcpSYN|tcpACK {
+					if d == nil {
+						d = a.newConn(dport, sport)
+						cs.conns[dk] = d
+					}
+					if !d.haveBase {
+						d.base, d.haveBase, d.exact = ackn, true, true
+					}
 				}
-				if !d.haveBase {
-					d.base, d.haveBase, d.exact = ackn, true, true
+				if flags&tcpRST != 0 && d != nil {
+					// The receiver's reset ends the connection as a
+					// FIN would: a connect that came before its
+					// listener (refused) or a receiver that stopped
+					// on a corruption.
+					d.rst = true
 				}
-			}
-			if flags&tcpRST != 0 && d != nil {
-				// The receiver's reset ends the connection as a FIN
-				// would: a connect that came before its listener
-				// (refused) or a receiver that stopped on a corruption.
-				d.rst = true
 			}
 		} else {
 			cr.OtherTCP++
