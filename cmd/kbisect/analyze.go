@@ -21,28 +21,8 @@ func newAnalyzeCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "analyze --pcap FILE [--pcap FILE2] [--keys KEYS] [--receiver-result R.json] [--json]",
 		Short: "Decrypt a run's ESP capture and say whether the wire carried the corruption",
-		Long: `analyze decrypts the NAT-T ESP traffic of a capture with the run's keys (the
-.keys.json file kbisect run writes next to its pcap), checks every byte of
-every test stream against the expected pattern, and prints the wire verdict:
-
-  clean    every stream byte was on the wire, authenticated and right
-  encap    an authenticated ESP packet carried wrong bytes: the sender's
-           output path corrupted them
-  nat      ESP packets changed between the two capture points
-  unknown  the capture is not complete enough to say (it says what is missing)
-
-Give one capture, or two taken on either side of a NAT (the sender's side
-first). With --receiver-result (the receiving agent's result JSON, or a
-kbisect run JSON), the receiver's corruptions are placed too: encap when the
-wire already carried them, decap when the wire carried the right bytes there
-(the receiver's input path corrupted them).
-
-The output ends with a tshark command that decrypts and authenticates the
-capture with the keys on its command line. For Wireshark, copy the esp_sa file
-next to the capture to ~/.config/wireshark/esp_sa and turn on two ESP
-preferences that are off by default (copying alone decrypts nothing):
-  wireshark -o esp.enable_encryption_decode:TRUE -o esp.enable_authentication_check:TRUE CAPTURE`,
-		Args: cobra.NoArgs,
+		Long:  help("analyze"),
+		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(pcaps) == 0 || len(pcaps) > 2 {
 				return fmt.Errorf("give one capture, or two (sender side, receiver side) with --pcap; got %d", len(pcaps))

@@ -51,45 +51,8 @@ func newBisectCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "bisect --repo R --good G --bad B [--exec CMD] [flags]",
 		Short: "Find the commit that introduced a sporadic bug",
-		Long: `bisect finds the first bad commit between --good and --bad when the test fails
-only sometimes. A fail proves a commit bad; a pass is weighed by how often a bad
-commit fails, a rate estimated as the search goes. The default strategy stops
-when one commit holds --confidence (0.99) and says so; "classic" is git bisect
-with optional repeats (classic:5).
-
-The test is --exec CMD, run with sh -c in a checkout kbisect owns (the user's
-repository is never touched), as git bisect run does: exit 0 good, 125 skip,
-1-124 bad; 126 (cannot run), 127 (not found), 128 and up, killed or timed out
-an infrastructure error, retried, never a verdict. The command sees
-KBISECT_COMMIT, KBISECT_RUN, KBISECT_WORKER, KBISECT_JOB and KBISECT_BUDGET,
-and not the GIT_DIR and co. of a git hook or alias. A run may take --timeout,
-or ten times the longest pass so far (at least a minute; before any pass the
---budget time, or an hour). Each run is a process group of its own, killed
-whole when it times out or kbisect dies. Without --exec the test is the
-kernel pipeline (build + run).
-
-Each failure has a signature: for --exec, what the command prints after
-KBISECT-SIGNATURE: (else the first kernel oops line of its output); for the
-kernel pipeline, the corruption's wire verdict and shape, ESP authentication
-failures, or a guest's first oops line. The search bisects the signature of
-bad's first failure (or those --signature matches): failures of other
-signatures, another bug, count as neither pass nor fail, and the reports list
-them apart.
-
---find fix looks for the commit that made the bug go away instead (what to
-backport): --bad is then the older commit, where the bug shows, and --good a
-newer one where it does not. A fail still proves the bug there and a pass is
-still weak evidence, so the search runs from good back to bad and names the
-first commit without the bug.
-
-Before searching, bad must fail within --budget (a number of runs, e.g. 200,
-or test time, e.g. 30m). The job directory (--job) holds an fsynced journal:
-after a crash, kbisect bisect resume DIR loses at most the runs in flight.
-
-Exit status: 0 found, 3 no regression in the range, 4 inconclusive, 5
-infrastructure errors (or a full disk), 130 interrupted by Ctrl-C, SIGTERM or
-SIGHUP (resumable), 2 bad input (nothing made).`,
-		Args: cobra.NoArgs,
+		Long:  help("bisect"),
+		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runBisect(cmd, &bf)
 		},
@@ -166,11 +129,8 @@ SIGHUP (resumable), 2 bad input (nothing made).`,
 	report := &cobra.Command{
 		Use:   "report DIR",
 		Short: "Write the Markdown, HTML and JSON reports of a bisection",
-		Long: `report writes report.md, report.html (with plots of the posterior after every run
-and of the runs over time), report.json, posterior.svg and timeline.svg into the
-job directory (or -o DIR) and prints their paths; --format md|html|json prints
-one report to standard output instead.`,
-		Args: cobra.ExactArgs(1),
+		Long:  help("bisect-report"),
+		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			j, err := bisect.OpenReport(args[0])
 			if err != nil {

@@ -21,23 +21,8 @@ func newBuildCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "build --repo R --rev X --config C [--jobs N] [--cc gcc-12] [--out DIR]",
 		Short: "Build one commit with your kernel config, incrementally and cached",
-		Long: `build compiles --rev of --repo in a checkout kbisect owns (your repository is
-only read), with the old-tree fixups and compiler flags its version needs,
-ccache, and a persistent build directory so that neighbouring commits rebuild
-only what changed. A kernel built before from the same tree, config, fixups
-and toolchain comes from the build cache at once.
-
---config is your .config (its options stay; only what the VM and the test
-need is added), or defconfig/tinyconfig. The default fragments are merged
-into it (qemu-x86_64, agent, natt-esp; lean for tinyconfig; xen-guest with
---hypervisor xen), --fragment adds more, --no-default-fragments builds
-your config with only the --fragment ones.
-
-The kernel's files are printed (or copied to --out): bzImage, vmlinux,
-modules (if any), the final config, the build log, and a signature of the
-kernel's loaded sections: two commits with the same signature built the same
-kernel. A build failure exits 1 with the first error line and the log path.`,
-		Args: cobra.NoArgs,
+		Long:  help("build"),
+		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			frags, err := cf.selectFragments(hv)
 			if err != nil {

@@ -17,13 +17,8 @@ func newDemoCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "demo [--commits 64] [--json]",
 		Short: "Bisect a real kernel history with a sporadic NAT-T ESP corruption, end to end",
-		Long: `demo makes a kernel git repository from Debian's linux-source-6.1 (cached)
-with a history of harmless commits and one that corrupts ESP payloads now
-and then in the NAT-T transport-mode receive path (TCP's checksum does not
-catch it), then bisects it for real: kernels built from tinyconfig and
-kbisect's fragments, pairs of guests, the natt-esp stress test. It prints
-the expected and the found culprit and exits non-zero when they differ.`,
-		Args: cobra.NoArgs,
+		Long:  help("demo"),
+		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			progress := statusline.NewLog(statusline.Stderr())
 			defer progress.Close()

@@ -19,18 +19,8 @@ func newKconfigCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "kconfig --repo R --rev X [--base FILE|defconfig|tinyconfig] [--fragment F ...] -o OUT",
 		Short: "Make the kernel config kbisect builds: your config plus what the VM and the test need",
-		Long: `kconfig merges config fragments into a base config the way merge_config.sh does,
-runs olddefconfig (oldconfig before 3.7) in kbisect's own checkout of --rev,
-checks that every required setting survived (naming the unmet dependency or
-saying that the symbol does not exist in this version) and prints what was
-added to or changed in the base config.
-
-The base is your .config (its options stay; only what is needed is added), or
-defconfig or tinyconfig (the default). The built-in fragments qemu-x86_64,
-agent and natt-esp are always merged unless --no-default-fragments; "lean"
-is added for tinyconfig bases, xen-guest with --hypervisor xen. --fragment
-adds a built-in fragment or a file.`,
-		Args: cobra.NoArgs,
+		Long:  help("kconfig"),
+		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if out == "" {
 				return errors.New("kconfig: give the output file with -o OUT")

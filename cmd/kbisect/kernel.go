@@ -102,15 +102,7 @@ func newTestCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "test [--repo R] [--rev X] --config C [run flags]",
 		Short: "Build and test one commit; usable as `git bisect run kbisect test ...`",
-		Long: `test builds --rev (default HEAD) of --repo (default: the current directory)
-in kbisect's own checkout, with your config, and runs the test on it up to
---runs times, stopping at the first failure. Exit status, as git bisect run
-reads it: 0 good (every run passed), 1 bad (a run failed), 125 skip (the
-commit does not build or its kernel does not boot), 128 abort (the host
-failed: no disk, no QEMU, a timeout).
-
-  git bisect start BAD GOOD
-  git bisect run kbisect test --config ~/my.config --duration 2m --runs 3`,
+		Long:  help("test"),
 		// Under git bisect run, exit 2 would mark the commit bad: a
 		// mistyped flag must stop the bisection (128), not steer it.
 		Args: func(cmd *cobra.Command, args []string) error {

@@ -22,14 +22,8 @@ func newMatrixCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "matrix --repo R (--rev X ... | --tags GLOB) [--config C ...] [--hypervisors qemu,xen] [-o cells.jsonl]",
 		Short: "Build and test many revisions (a release ladder) with several configs and hypervisors; print the table",
-		Long: `matrix builds every revision with every --config (the default fragments and
-xen-guest merged, so one kernel serves QEMU and Xen), runs the test on a pair
-of it under each hypervisor, and prints a Markdown table: release, fixups
-applied, build minutes, boot seconds, verdict and throughput per hypervisor.
-A revision that does not build says why in its row. With -o, each cell is
-appended to a JSON-lines file as it is done, and a later run with the same
-file skips the cells it has.`,
-		Args: cobra.NoArgs,
+		Long:  help("matrix"),
+		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			r, err := gitrepo.Open(ctx, repo)

@@ -91,12 +91,8 @@ func newRunCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "run --kernel IMAGE [--peer-kernel IMAGE] --test natt-esp",
 		Short: "Boot a pair of guests and run a test between them",
-		Long: `Boots two guests (the sender, behind the NAT with --topology nat, and the
-receiver) with the given kernels, runs the test and prints the verdict:
-pass (every byte verified, none corrupted), fail (corruption seen) or error
-(the infrastructure failed: boot, panic, timeout, host fault).
-Exit status: 0 pass, 1 fail, 2 error or bad input.`,
-		Args: cobra.NoArgs,
+		Long:  help("run"),
+		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o, err := f.options(true)
 			if err != nil {

@@ -20,28 +20,8 @@ func newSimCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "sim",
 		Short: "Compare bisection strategies on a simulated sporadic bug",
-		Long: `sim runs the bisection strategies on a simulated oracle: N commits, a culprit
-drawn uniformly, bad commits that fail a run with probability p (--p) or at a
-rate per minute (--rate), builds that cost --build-cost runs (or minutes), all
-strategies on the same seeds. The strategies do not know p.
-
-It prints, per strategy and p: the success rate, the calibration (of the
-bisections that ended at >= --confidence, the fraction that was right, and
-the mean confidence), mean and 90th percentile runs, builds, total cost (runs
-+ build-cost x builds), and the information bound log2(N)/C(p) with the
-runs' ratio to it. The default strategy is marked with *.
-
---parallel K runs K tests at once (multisection) on a simulated wall clock
-(a run takes 1, a build --build-cost); several values (1,2,4,8) add the wall
-time and its speed-up over one worker.
-
-Scenarios: normal; varying (each bad commit fails at its own rate in
-[p/4, p]); spurious (good commits fail 0.2% of runs); skips (5% of the commits
-cannot be built); none (no regression: bad never fails); old (the bug
-predates good); twobugs (a second bug of another failure signature, at its
-own culprit and rate p: the search bisects the signature of bad's first
-failure and must find that bug's culprit).`,
-		Args: cobra.NoArgs,
+		Long:  help("sim"),
+		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if strategies != "" {
 				var err error

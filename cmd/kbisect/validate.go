@@ -29,35 +29,8 @@ func newValidateCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "validate --repo R --base REV --patches (DIR|MBOX|REV..REV) [--config C --test natt-esp | --exec CMD]",
 		Short: "Does a patch fix the bug, does a series break anything: apply, build, test with statistics",
-		Long: `validate applies a patch series (a directory of .patch files in name order,
-an mbox, or a REV..REV range of --repo) on --base, as git am would, in a clone
-kbisect owns (your repository is only read). It builds the base and the
-patched tree, runs the test on both as often as the statistics need, and
-prints a table per patch: applies, builds (with new compiler warnings in the
-files the patch touches), boots, verdict, runs, failure rate per hour with a
-95% interval, and the conclusion.
-
---expect fix (the default): a failure of the patched kernel proves the bug is
-still there ("does not fix"); otherwise the base's failure rate, measured
-first, says how long the patched kernel must pass for P(fixed) to reach
---confidence ("fixes"). --expect no-regression: the patched kernel is
-compared with the base ("regression" when it fails more often, "no
-regression" when it does not add failures at --tolerance per hour or more;
-by default the smallest rate the budget can rule out). Without enough
-budget the answer is "inconclusive: need N more minutes".
-
-The budget counts the time of test runs, not builds. Without --each only the
-tip of the series is built and tested; --each tests every patch.
-
---exec CMD runs CMD (with sh -c) in kbisect's checkout of each tree instead
-of the kernel test, as git bisect run does: exit 0 good, 125 skip, 1-124 bad;
-126, 127, >= 128, or longer than --budget: an infrastructure failure; the
-run's time is its test time.
-
-Exit status: 0 every tested tree answered as expected, 1 one did not (does
-not fix, regression, does not apply, build or boot), 3 inconclusive, 2 bad
-input or a host failure.`,
-		Args: cobra.NoArgs,
+		Long:  help("validate"),
+		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if cmd.Flags().Changed("exec") && strings.TrimSpace(o.Exec) == "" {
 				return errors.New("--exec is empty: give the command that tests each tree (without --exec, the test is the kernel pipeline)")
