@@ -69,7 +69,9 @@ type ModelParams struct {
 	PlugIn bool `json:"plug_in,omitempty"`
 }
 
-func (mp ModelParams) withDefaults(u Unit) ModelParams {
+// WithDefaults returns mp with its zero fields set to the defaults of unit
+// u (in time mode, NewCore sets PriorB to half the shortest run instead).
+func (mp ModelParams) WithDefaults(u Unit) ModelParams {
 	if mp.PriorA == 0 {
 		mp.PriorA = defaultPriorA
 	}
@@ -109,7 +111,7 @@ type rateModel struct {
 }
 
 func newRateModel(u Unit, p ModelParams) *rateModel {
-	p = p.withDefaults(u)
+	p = p.WithDefaults(u)
 	m := &rateModel{unit: u, p: p}
 	if p.PriorA <= 0 {
 		// Improper: the normaliser is the same for every hypothesis.
@@ -284,7 +286,7 @@ type Search struct {
 // the range, bad last) with a uniform prior over the commits of the range
 // and params.Predates on "the bug predates good".
 func NewSearch(n int, u Unit, params ModelParams) *Search {
-	params = params.withDefaults(u)
+	params = params.WithDefaults(u)
 	prior := make([]float64, n)
 	for i := range prior {
 		prior[i] = 1

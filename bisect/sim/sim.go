@@ -76,8 +76,6 @@ type Config struct {
 	MaxCost float64
 }
 
-// DefaultStrategies are the strategies compared by default: the default
-// probabilistic one, git bisect (one run per commit), fixed repeats, a
 // ParseStrategies parses a comma-separated list of strategies (see
 // bisect.ParseStrategy).
 func ParseStrategies(list string) ([]bisect.StrategySpec, error) {
@@ -92,6 +90,8 @@ func ParseStrategies(list string) ([]bisect.StrategySpec, error) {
 	return out, nil
 }
 
+// DefaultStrategies are the strategies compared by default: the default
+// probabilistic one, git bisect (one run per commit), fixed repeats, a
 // syzkaller-like rule and a bisect-kit-like Bayesian search.
 func DefaultStrategies() []bisect.StrategySpec {
 	var out []bisect.StrategySpec

@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/kbisect/kbisect/bisect"
 	"github.com/kbisect/kbisect/bisect/sim"
 )
 
@@ -61,12 +62,13 @@ func newSimCmd() *cobra.Command {
 	f.Float64Var(&cfg.Budget, "budget", 0, "runs (or minutes with --rate) within which bad must fail (default 300)")
 	f.Float64Var(&cfg.SkipRate, "skip-rate", 0, "fraction of unbuildable commits (default 0.05 in the skips scenario)")
 	f.Float64Var(&cfg.SpuriousRate, "spurious-rate", 0, "failure probability of good commits (default 0.002 in the spurious scenario)")
-	f.Float64Var(&cfg.PriorA, "prior-a", 0, "prior Beta(a, b) on p: a (default 0.5)")
-	f.Float64Var(&cfg.PriorB, "prior-b", 0, "prior Beta(a, b) on p: b (default 1)")
-	f.Float64Var(&cfg.FalseFail, "false-fail", 0, "the model's probability that a good commit fails a run (default 1e-3)")
+	def := bisect.ModelParams{}.WithDefaults(bisect.UnitRuns)
+	f.Float64Var(&cfg.PriorA, "prior-a", 0, fmt.Sprintf("the model's prior Beta(a, b) on p (Gamma(a, b) on the rate with --rate): a (default %g)", def.PriorA))
+	f.Float64Var(&cfg.PriorB, "prior-b", 0, fmt.Sprintf("the model's prior on p: b (default %g; with --rate, half of --run-minutes)", def.PriorB))
+	f.Float64Var(&cfg.FalseFail, "false-fail", 0, fmt.Sprintf("the model's probability that a good commit fails a run (default %g)", def.FalseFail))
 	f.Float64Var(&cfg.RateSpread, "rate-spread", 0, "the model allows bad commits to fail at rates up to this factor apart (default 1; 1.2 for robustness)")
 	f.Float64Var(&cfg.Margin, "margin", 0, "stop when the error left is this fraction of 1-confidence (default 0.5)")
-	f.Float64Var(&cfg.Predates, "predates", 0, "the model's prior probability that the bug predates good (default 0.02)")
+	f.Float64Var(&cfg.Predates, "predates", 0, fmt.Sprintf("the model's prior probability that the bug predates good (default %g)", def.Predates))
 	f.IntVar(&cfg.Workers, "workers", 0, "goroutines (default GOMAXPROCS)")
 	f.BoolVar(&asJSON, "json", false, "print one JSON object per row")
 	return cmd
