@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/kbisect/kbisect/internal/version"
+	"github.com/kbisect/kbisect/testcases/esp"
 	"github.com/kbisect/kbisect/testcases/proto"
 )
 
@@ -126,6 +127,11 @@ type Wire struct {
 	Missing []string `json:"missing,omitempty"`
 	Packets int64    `json:"packets"`
 	ESP     int64    `json:"esp_packets"`
+	// ESPPerSecond, Sizes and DistinctSizes say what the run tested per
+	// second: ESP packets, and their size mix (see esp.Report).
+	ESPPerSecond  float64         `json:"esp_packets_per_second,omitempty"`
+	Sizes         []esp.SizeCount `json:"esp_sizes,omitempty"`
+	DistinctSizes int             `json:"esp_distinct_sizes,omitempty"`
 	// BytesVerified counts stream bytes checked on the wire.
 	BytesVerified  int64 `json:"bytes_verified"`
 	ICVFailures    int64 `json:"icv_failures"`

@@ -85,6 +85,16 @@ func TestRunVerdicts(t *testing.T) {
 			if r.Wire.Verdict != tc.wire {
 				t.Errorf("wire %s (%s), want %s", r.Wire.Verdict, r.Wire.Detail, tc.wire)
 			}
+			// What the run tested per second: ESP packets, mostly full
+			// ones one way and ACKs the other.
+			var sized int64
+			for _, s := range r.Wire.Sizes {
+				sized += s.Packets
+			}
+			if r.Wire.ESPPerSecond < 100 || r.Wire.DistinctSizes < 2 || sized == 0 || sized > r.Wire.ESP {
+				t.Errorf("wire: %.0f ESP packets/s, %d sizes, size mix %+v of %d ESP packets: want a rate, sizes and a mix of at most the packets",
+					r.Wire.ESPPerSecond, r.Wire.DistinctSizes, r.Wire.Sizes, r.Wire.ESP)
+			}
 			if tc.topology == "direct" {
 				checkWithTshark(t, r, tc.stop)
 			}

@@ -3,6 +3,8 @@ package testcases
 import (
 	"fmt"
 	"io"
+
+	"github.com/kbisect/kbisect/testcases/esp"
 )
 
 // WriteText writes the report for people: the verdict, the traffic, the
@@ -15,6 +17,9 @@ func (r *Report) WriteText(w io.Writer) {
 	}
 	if r.Wire.Verdict != "" {
 		fmt.Fprintf(w, "wire:    %s %s\n", r.Wire.Verdict, r.Wire.Detail)
+	}
+	if r.Wire.ESPPerSecond > 0 {
+		fmt.Fprintf(w, "esp:     %s\n", esp.DescribeMix(r.Wire.ESPPerSecond, r.Wire.Sizes, r.Wire.DistinctSizes))
 	}
 	for _, g := range r.Guests {
 		fmt.Fprintf(w, "%-8s %s (%s): console %s\n", g.Role+":", g.KernelRelease, g.Outcome, g.Console)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/bits"
 	"net/netip"
+	"time"
 
 	"github.com/kbisect/kbisect/testcases/proto"
 )
@@ -203,16 +204,22 @@ func (b bitset) countRange(lo, hi uint32, want bool) int64 {
 }
 
 type capState struct {
-	idx     int
-	path    string
-	src     *pcapSource
-	rep     *CaptureReport
-	conns   map[uint32]*conn
-	closed  []*conn
-	tracks  []seqTrack
-	frame   int64
-	lastKey uint32
-	last    *conn
+	idx    int
+	path   string
+	src    *pcapSource
+	rep    *CaptureReport
+	conns  map[uint32]*conn
+	closed []*conn
+	tracks []seqTrack
+	frame  int64
+	ts     time.Time // of the current packet
+	// firstESP and lastESP are the times of the first and last ESP packet
+	// of the keys' SAs; sizes[n] is set when one had n bytes of ESP.
+	firstESP, lastESP time.Time
+	sizes             []bool
+	sizeCount         []int64 // per sizeBuckets
+	lastKey           uint32
+	last              *conn
 }
 
 type analyzer struct {
@@ -300,7 +307,7 @@ func (a *analyzer) readCapture(ctx context.Context, idx int, path, side string, 
 				return fmt.Errorf("analysis of %s: %w", path, err)
 			}
 		}
-		data, capLen, origLen, err := src.next()
+		data, ci, err := src.next()
 		if err != nil {
 			if err == io.EOF {
 				break
@@ -315,7 +322,8 @@ func (a *analyzer) readCapture(ctx context.Context, idx int, path, side string, 
 		}
 		cs.frame++
 		cr.Packets++
-		a.packet(cs, data, capLen < origLen)
+		cs.ts = ci.Timestamp
+		a.packet(cs, data, ci.CaptureLength < ci.Length)
 	}
 	cr.Dropped = src.droppedTotal()
 	return nil
@@ -406,6 +414,7 @@ func (a *analyzer) packet(cs *capState, data []byte, snapped bool) {
 		return
 	}
 	cr.ESPPackets++
+	cs.espSeen(len(esp))
 	seq := binary.BigEndian.Uint32(esp[4:])
 	tr := &cs.tracks[g.idx]
 	tr.packets++

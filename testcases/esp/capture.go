@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 	"github.com/google/gopacket/pcapgo"
 )
@@ -18,7 +19,7 @@ type pcapSource struct {
 	f        *os.File
 	size     int64
 	linkType layers.LinkType
-	next     func() (data []byte, capLen, origLen int, err error)
+	next     func() (data []byte, ci gopacket.CaptureInfo, err error)
 	// dropped is what pcapng interface statistics say the capturing tool
 	// dropped (cumulative per interface, so the latest value counts).
 	dropped map[int]uint64
@@ -88,10 +89,7 @@ func openCapture(path string) (*pcapSource, error) {
 			return nil, fmt.Errorf("capture %s: damaged pcapng header: %w", path, err)
 		}
 		src.linkType = r.LinkType()
-		src.next = func() ([]byte, int, int, error) {
-			d, ci, err := r.ZeroCopyReadPacketData()
-			return d, ci.CaptureLength, ci.Length, err
-		}
+		src.next = r.ZeroCopyReadPacketData
 	case m == 0xa1b2c3d4 || m == 0xd4c3b2a1 || m == 0xa1b23c4d || m == 0x4d3cb2a1 || magic[0] == 0x1f && magic[1] == 0x8b:
 		r, err := pcapgo.NewReader(br)
 		if err != nil {
@@ -102,10 +100,7 @@ func openCapture(path string) (*pcapSource, error) {
 			return nil, fmt.Errorf("capture %s: damaged pcap header: %w", path, err)
 		}
 		src.linkType = r.LinkType()
-		src.next = func() ([]byte, int, int, error) {
-			d, ci, err := r.ZeroCopyReadPacketData()
-			return d, ci.CaptureLength, ci.Length, err
-		}
+		src.next = r.ZeroCopyReadPacketData
 	default:
 		f.Close()
 		return nil, fmt.Errorf("capture %s is not a pcap or pcapng file (starts with %x); give the file tcpdump or kbisect run wrote", path, magic)

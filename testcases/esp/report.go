@@ -50,6 +50,12 @@ type Report struct {
 	// Totals over all captures.
 	Packets    int64 `json:"packets"`
 	ESPPackets int64 `json:"esp_packets"`
+	// ESPPerSecond, SizeMix and DistinctSizes are those of the capture
+	// that saw the most ESP packets (see CaptureReport): what the test
+	// pushed through the ESP paths per second, and in what sizes.
+	ESPPerSecond  float64     `json:"esp_packets_per_second,omitempty"`
+	SizeMix       []SizeCount `json:"esp_sizes,omitempty"`
+	DistinctSizes int         `json:"esp_distinct_sizes,omitempty"`
 	// BytesVerified counts distinct stream bytes compared with the pattern
 	// in at least one capture.
 	BytesVerified    int64 `json:"bytes_verified"`
@@ -163,10 +169,17 @@ type CaptureReport struct {
 	Keepalives int64 `json:"nat_keepalives,omitempty"`
 	NonESP     int64 `json:"non_esp_marker,omitempty"`
 	// ESPPackets counts ESP packets of the keys' SAs; UnknownSPI others.
-	ESPPackets  int64 `json:"esp_packets"`
-	UnknownSPI  int64 `json:"unknown_spi,omitempty"`
-	Duplicates  int64 `json:"duplicates,omitempty"`
-	ICVFailures int64 `json:"icv_failures"`
+	ESPPackets int64 `json:"esp_packets"`
+	UnknownSPI int64 `json:"unknown_spi,omitempty"`
+	// ESPSeconds is the time from the first ESP packet of the keys' SAs
+	// to the last, ESPPerSecond their rate over it; SizeMix counts them
+	// by ESP size (SPI to ICV) and DistinctSizes counts the sizes seen.
+	ESPSeconds    float64     `json:"esp_seconds,omitempty"`
+	ESPPerSecond  float64     `json:"esp_packets_per_second,omitempty"`
+	SizeMix       []SizeCount `json:"esp_sizes,omitempty"`
+	DistinctSizes int         `json:"esp_distinct_sizes,omitempty"`
+	Duplicates    int64       `json:"duplicates,omitempty"`
+	ICVFailures   int64       `json:"icv_failures"`
 	// BadESP counts authenticated packets whose ESP structure is wrong
 	// (ciphertext length, pad length); BadPadding those whose padding bytes
 	// are not 1, 2, 3, ...

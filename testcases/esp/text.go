@@ -89,6 +89,9 @@ func (out *Explained) WriteText(w io.Writer, keys *Keys) {
 	}
 	fmt.Fprintf(w, "verified: %s on the wire, %d packets, %d ESP, %d ICV failures, %d bad TCP checksums\n",
 		megabytes(r.BytesVerified), r.Packets, r.ESPPackets, r.ICVFailures, r.ChecksumFailures)
+	if r.ESPPerSecond > 0 {
+		fmt.Fprintf(w, "esp: %s\n", DescribeMix(r.ESPPerSecond, r.SizeMix, r.DistinctSizes))
+	}
 	for _, c := range r.Captures {
 		fmt.Fprintf(w, "capture %s (%s side, %s): %d packets, %d ESP, %d ICV failures, %d TCP segments, %d bad checksums, %s verified\n",
 			c.Path, c.Side, c.LinkType, c.Packets, c.ESPPackets, c.ICVFailures, c.TCPSegments, c.ChecksumFailures, megabytes(c.BytesVerified))

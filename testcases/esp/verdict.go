@@ -33,12 +33,14 @@ func (a *analyzer) finish() {
 			cr.BytesVerified += sr.Verified
 		}
 		sortStreams(cr.Streams)
+		cs.finishRates()
 		r.Packets += cr.Packets
 		r.ESPPackets += cr.ESPPackets
 		r.ICVFailures += cr.ICVFailures
 		r.ChecksumFailures += cr.ChecksumFailures
 		r.Captures = append(r.Captures, *cr)
 	}
+	r.wireRates()
 	a.mergeStreams()
 	if a.twoCaps {
 		r.Compare = a.compare()
