@@ -32,7 +32,7 @@ var (
 
 // oldKernel builds the kernel of an old tarball once per test binary (and
 // once per machine: kbisect's build cache keeps it), or fails the test.
-func oldKernel(t *testing.T, tarball string) *kbuild.Artifact {
+func oldKernel(t testing.TB, tarball string) *kbuild.Artifact {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("builds an old kernel (minutes); run without -short")
