@@ -77,8 +77,8 @@ func (r *Report) wireRates() {
 }
 
 // DescribeMix says in one line what a run pushed through ESP: packets per
-// second and the share of each size bucket, as in "5,120 packets/s, 37
-// sizes: <=128 48%, <=1472 52%".
+// second and the share of each size bucket, as in "4528 packets/s, 5
+// sizes: <=128 5%, <=256 <1%, <=1472 95%".
 func DescribeMix(perSecond float64, mix []SizeCount, distinct int) string {
 	var total int64
 	for _, s := range mix {
@@ -91,7 +91,11 @@ func DescribeMix(perSecond float64, mix []SizeCount, distinct int) string {
 		if i == 0 {
 			sep = ": "
 		}
-		fmt.Fprintf(&b, "%s<=%d %.0f%%", sep, s.Upto, 100*float64(s.Packets)/float64(max(total, 1)))
+		share := fmt.Sprintf("%.0f%%", 100*float64(s.Packets)/float64(max(total, 1)))
+		if share == "0%" {
+			share = "<1%" // a bucket is listed only when it has packets
+		}
+		fmt.Fprintf(&b, "%s<=%d %s", sep, s.Upto, share)
 	}
 	return b.String()
 }

@@ -9,8 +9,8 @@ import (
 
 // TestSizeMix: the report counts the ESP packets by size and gives their
 // rate over the capture's time. The synthetic captures advance 37 µs a
-// packet written; pure ACKs (and SYN, FIN) are 68 bytes of ESP in cbc-aes-sha1, a
-// segment of n payload bytes 20+n+2 rounded up to 16, plus 36.
+// packet written; in cbc-aes-sha1 pure ACKs (and SYN, FIN) are 68 bytes of
+// ESP, a segment of n payload bytes 20+n+2 rounded up to 16, plus 36.
 func TestSizeMix(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
@@ -59,6 +59,18 @@ func TestSizeMix(t *testing.T) {
 			if !strings.Contains(d, " packets/s, ") || !strings.Contains(d, "<=128 ") {
 				t.Errorf("DescribeMix = %q", d)
 			}
+			if tc.nat && !strings.Contains(d, "<=512 1%") {
+				t.Errorf("DescribeMix = %q, want the one short segment as <=512 1%%", d)
+			}
 		})
+	}
+}
+
+// TestDescribeMix: shares round to whole percent, and a bucket with
+// packets never reads 0%.
+func TestDescribeMix(t *testing.T) {
+	got := DescribeMix(4528.4, []SizeCount{{128, 500}, {256, 2}, {1472, 9498}}, 5)
+	if want := "4528 packets/s, 5 sizes: <=128 5%, <=256 <1%, <=1472 95%"; got != want {
+		t.Errorf("DescribeMix = %q, want %q", got, want)
 	}
 }
