@@ -37,6 +37,12 @@ func TestQEMUArgs(t *testing.T) {
 			not: []string{"-netdev"},
 		},
 		{
+			name:  "tcg, a release without SMAP",
+			cfg:   Config{Name: "a", Kernel: "k"},
+			setup: qemuSetup{kernel: "k", release: "3.8.0", accel: AccelTCG, qmp: "q"},
+			want:  []string{"-accel tcg -cpu max,-smap -m 512"},
+		},
+		{
 			name:  "kvm, seabios, no initrd, overrides",
 			cfg:   Config{Name: "b", Kernel: "k", MemoryMB: 1024, CPUs: 2, QEMU: QEMUOptions{Machine: "q35", ExtraArgs: []string{"-s"}}},
 			setup: qemuSetup{kernel: "bzImage", accel: AccelKVM, qmp: "q"},
@@ -217,5 +223,25 @@ func TestHostTSC(t *testing.T) {
 	line := strings.Join(qemuArgs(&cfg, qemuSetup{kernel: "k", accel: AccelTCG, tsc: tscAppend()}), " ")
 	if !strings.Contains(line, "random.trust_cpu=on tsc_early_khz=") || !strings.Contains(line, "000 x=1") {
 		t.Errorf("command line lacks tsc_early_khz before Append:\n%s", line)
+	}
+}
+
+// TestTCGCPU: the quirks apply to their releases only, and a release that
+// cannot be read gets plain "max".
+func TestTCGCPU(t *testing.T) {
+	for _, tc := range []struct{ release, want string }{
+		{"2.6.32.2", "max"},
+		{"3.4.2", "max"},
+		{"3.7.2", "max,-smap"},
+		{"3.8.0", "max,-smap"},
+		{"3.13.11-rc1", "max,-smap"},
+		{"3.14.5", "max"},
+		{"6.1.0-57-amd64", "max"},
+		{"", "max"},
+		{"not a release", "max"},
+	} {
+		if got := tcgCPU(tc.release); got != tc.want {
+			t.Errorf("tcgCPU(%q) = %q, want %q", tc.release, got, tc.want)
+		}
 	}
 }

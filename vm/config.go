@@ -64,7 +64,8 @@ type QEMUOptions struct {
 	// Debian's kernel hangs; it also finds PCIe and its UARTs only via ACPI.)
 	Machine string
 	// CPU is the -cpu model; empty means "max" under TCG (AES-NI, PCLMUL,
-	// AVX2 for the guest's crypto) and "host" under KVM.
+	// AVX2 for the guest's crypto; less the features an old release
+	// cannot take, see tcgCPUQuirks) and "host" under KVM.
 	CPU string
 	// Firmware is "qboot" (Debian's /usr/share/qemu/qboot.rom, a minimal
 	// BIOS that jumps straight to -kernel), "seabios" (QEMU's default) or a

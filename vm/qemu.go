@@ -141,6 +141,7 @@ func (qemuBackend) start(ctx context.Context, cfg *Config, h hooks) (machine, er
 	qmpPath := filepath.Join(tmpDir, "qmp.sock")
 	setup := qemuSetup{
 		kernel:   kernel,
+		release:  ki.Release,
 		accel:    accel,
 		firmware: firmware,
 		qmp:      qmpPath,
@@ -362,6 +363,7 @@ func (m *qemuMachine) cleanup() error {
 // qemuSetup is what start resolved before building the command line.
 type qemuSetup struct {
 	kernel   string // the image to pass to -kernel
+	release  string // its Linux release, "" when unknown
 	accel    string
 	firmware string // ROM path, "" for QEMU's default
 	qmp      string // QMP socket path
@@ -384,7 +386,7 @@ func qemuArgs(cfg *Config, s qemuSetup) []string {
 
 	cpu := cfg.QEMU.CPU
 	if cpu == "" {
-		cpu = "max"
+		cpu = tcgCPU(s.release)
 		if s.accel == AccelKVM {
 			cpu = "host"
 		}
