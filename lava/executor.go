@@ -18,6 +18,7 @@ import (
 	"github.com/kbisect/kbisect/internal/fsutil"
 
 	"github.com/kbisect/kbisect/testcases"
+	"github.com/kbisect/kbisect/vm"
 )
 
 // wire is the link a run's guests share: a QEMU multicast socket, which
@@ -191,12 +192,17 @@ func (e *Executor) definition(rm *testcases.Remote, w *wire, name string, remove
 		if err != nil {
 			return "", err
 		}
+		release := "" // unknown: plain max
+		if ki, err := vm.InspectKernel(o.Kernels[i]); err == nil {
+			release = ki.Release
+		}
 		spec.Guests = append(spec.Guests, guestJob{
 			Role:    role,
 			Kernel:  k,
 			Initrd:  initrd,
 			Append:  guestAppend(o.Append),
 			Network: w.netdev,
+			CPU:     vm.TCGCPU(release),
 		})
 	}
 	return spec.definition()

@@ -38,6 +38,7 @@ type guestJob struct {
 	Initrd  string // URL
 	Append  string
 	Network string // the -net backend joining the guests, e.g. socket,mcast=...
+	CPU     string // the -cpu model (vm.TCGCPU of the kernel's release)
 }
 
 // jobSpec is one run as a MultiNode job.
@@ -109,8 +110,9 @@ func (s *jobSpec) definition() (string, error) {
 				"netdevice": g.Network,
 				"memory":    s.MemoryMB,
 				// -no-reboot: the agent's restart (and panic=-1)
-				// ends QEMU. -cpu max: AES-NI and PCLMUL under TCG.
-				"extra_options": []string{"-no-reboot", "-cpu max", "-smp 1"},
+				// ends QEMU. -cpu max (AES-NI and PCLMUL under TCG)
+				// less what the kernel's release cannot take.
+				"extra_options": []string{"-no-reboot", "-cpu " + g.CPU, "-smp 1"},
 			},
 		}
 		actions = append(actions, m{"deploy": m{

@@ -3,6 +3,7 @@ package lava
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -91,9 +92,10 @@ func TestYAMLField(t *testing.T) {
 func TestDefinition(t *testing.T) {
 	w := newWire()
 	spec := &jobSpec{Name: "kbisect test", DeviceType: "qemu", Test: 10 * time.Minute, MemoryMB: 512, Priority: 50}
+	cpus := map[string]string{"sender": "max,-smap", "receiver": "max"}
 	for _, role := range []string{"sender", "receiver"} {
 		spec.Guests = append(spec.Guests, guestJob{Role: role, Kernel: "http://h/k" + role, Initrd: "http://h/i" + role,
-			Append: guestAppend("foo=1"), Network: w.netdev})
+			Append: guestAppend("foo=1"), Network: w.netdev, CPU: cpus[role]})
 	}
 	def, err := spec.definition()
 	if err != nil {
@@ -128,6 +130,10 @@ func TestDefinition(t *testing.T) {
 		}
 		if !strings.HasPrefix(w.netdev, "socket,mcast=239.255.") {
 			t.Errorf("netdev %s", w.netdev)
+		}
+		// Each guest's own CPU model: an old kernel's quirks stay its own.
+		if opts := fmt.Sprint(r.Context["extra_options"]); !strings.Contains(opts, "-cpu "+cpus[name]+" ") {
+			t.Errorf("role %s: extra_options %s, want -cpu %s", name, opts, cpus[name])
 		}
 	}
 	var deploys, monitors int

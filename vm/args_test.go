@@ -240,8 +240,8 @@ func TestTCGCPU(t *testing.T) {
 		{"", "max"},
 		{"not a release", "max"},
 	} {
-		if got := tcgCPU(tc.release); got != tc.want {
-			t.Errorf("tcgCPU(%q) = %q, want %q", tc.release, got, tc.want)
+		if got := TCGCPU(tc.release); got != tc.want {
+			t.Errorf("TCGCPU(%q) = %q, want %q", tc.release, got, tc.want)
 		}
 	}
 }

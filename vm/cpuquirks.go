@@ -18,10 +18,10 @@ var tcgCPUQuirks = []struct {
 	Why: "user accesses without STAC fault under SMAP (3.7.2: sendto EFAULT; 3.8.0: init killed by SIGSEGV)",
 }}
 
-// tcgCPU is the CPU model of a TCG guest running Linux release (as the
-// image's banner gives it; "" when unknown): "max" less the quirks of its
-// release.
-func tcgCPU(release string) string {
+// TCGCPU is the CPU model of a TCG guest running Linux release (as
+// InspectKernel gives it; "" when unknown): "max" less the quirks of its
+// release. Guests elsewhere (a LAVA lab's QEMU) are given the same.
+func TCGCPU(release string) string {
 	cpu := "max"
 	v, err := kconfigs.ParseVersion(release)
 	if err != nil {

@@ -386,7 +386,7 @@ func qemuArgs(cfg *Config, s qemuSetup) []string {
 
 	cpu := cfg.QEMU.CPU
 	if cpu == "" {
-		cpu = tcgCPU(s.release)
+		cpu = TCGCPU(s.release)
 		if s.accel == AccelKVM {
 			cpu = "host"
 		}
