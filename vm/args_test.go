@@ -38,9 +38,18 @@ func TestQEMUArgs(t *testing.T) {
 		},
 		{
 			name:  "tcg, a release without SMAP",
-			cfg:   Config{Name: "a", Kernel: "k"},
+			cfg:   Config{Name: "a", Kernel: "k", Netdevs: []Netdev{{Kind: NetDgram, File: os.Stdin, MAC: mac}}},
 			setup: qemuSetup{kernel: "k", release: "3.8.0", accel: AccelTCG, qmp: "q"},
-			want:  []string{"-accel tcg -cpu max,-smap -m 512"},
+			want:  []string{"-accel tcg -cpu max,-smap -m 512", "-device virtio-net-pci,netdev=net0,mac=52:54:00:01:02:03"},
+			not:   []string{"event_idx"},
+		},
+		{
+			name:  "a release without virtio's event index",
+			cfg:   Config{Name: "a", Kernel: "k", Netdevs: []Netdev{{Kind: NetDgram, File: os.Stdin, MAC: mac}, {Kind: NetTap, File: os.Stdin, MAC: mac, Model: "e1000"}}},
+			setup: qemuSetup{kernel: "k", release: "3.0.0", accel: AccelTCG, qmp: "q"},
+			want: []string{"-accel tcg -cpu max -m 512", "-device virtio-net-pci,netdev=net0,mac=52:54:00:01:02:03,event_idx=off",
+				"-device e1000,netdev=net1,mac=52:54:00:01:02:03"},
+			not: []string{"e1000,netdev=net1,mac=52:54:00:01:02:03,"},
 		},
 		{
 			name:  "kvm, seabios, no initrd, overrides",
@@ -226,8 +235,8 @@ func TestHostTSC(t *testing.T) {
 	}
 }
 
-// TestTCGCPU: the quirks apply to their releases only, and a release that
-// cannot be read gets plain "max".
+// TestTCGCPU: the CPU quirks apply to their releases only, and a release
+// that cannot be read gets plain "max".
 func TestTCGCPU(t *testing.T) {
 	for _, tc := range []struct{ release, want string }{
 		{"2.6.32.2", "max"},

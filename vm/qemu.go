@@ -440,11 +440,12 @@ func qemuArgs(cfg *Config, s qemuSetup) []string {
 		case NetTap:
 			a = append(a, "-netdev", fmt.Sprintf("tap,id=%s,fd=%d", id, fd))
 		}
-		model := nd.Model
+		model, props := nd.Model, ""
 		if model == "" {
 			model = "virtio-net-pci"
+			_, props = quirksOf(s.release)
 		}
-		a = append(a, "-device", fmt.Sprintf("%s,netdev=%s,mac=%s", model, id, nd.MAC))
+		a = append(a, "-device", fmt.Sprintf("%s,netdev=%s,mac=%s%s", model, id, nd.MAC, props))
 	}
 	return append(a, cfg.QEMU.ExtraArgs...)
 }
