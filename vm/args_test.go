@@ -240,6 +240,7 @@ func TestHostTSC(t *testing.T) {
 func TestTCGCPU(t *testing.T) {
 	for _, tc := range []struct{ release, want string }{
 		{"2.6.32.2", "max"},
+		{"3.0.0", "max"},
 		{"3.4.2", "max"},
 		{"3.7.2", "max,-smap"},
 		{"3.8.0", "max,-smap"},
@@ -251,6 +252,21 @@ func TestTCGCPU(t *testing.T) {
 	} {
 		if got := TCGCPU(tc.release); got != tc.want {
 			t.Errorf("TCGCPU(%q) = %q, want %q", tc.release, got, tc.want)
+		}
+	}
+}
+
+// TestNICQuirks: virtio-net loses its event index on 3.0 and 3.1 only.
+func TestNICQuirks(t *testing.T) {
+	for _, tc := range []struct{ release, want string }{
+		{"2.6.39", ""},
+		{"3.0.0", ",event_idx=off"},
+		{"3.1.10", ",event_idx=off"},
+		{"3.2.4", ""},
+		{"6.1.0-57-amd64", ""},
+	} {
+		if _, got, _ := quirksOf(tc.release); got != tc.want {
+			t.Errorf("NIC quirks of %q = %q, want %q", tc.release, got, tc.want)
 		}
 	}
 }

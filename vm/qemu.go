@@ -149,6 +149,18 @@ func (qemuBackend) start(ctx context.Context, cfg *Config, h hooks) (machine, er
 	if accel == AccelTCG {
 		setup.tsc = tscAppend()
 	}
+	if cpu, nic, why := quirksOf(ki.Release); len(why) > 0 {
+		var with []string
+		if cpu != "" && cfg.QEMU.CPU == "" && accel == AccelTCG {
+			with = append(with, "-cpu max"+cpu)
+		}
+		if nic != "" {
+			with = append(with, "virtio-net-pci"+nic)
+		}
+		if len(with) > 0 {
+			cfg.logf("guest %s: Linux %s runs with %s: %s", cfg.Name, ki.Release, strings.Join(with, " and "), strings.Join(why, "; "))
+		}
+	}
 	m.args = qemuArgs(cfg, setup)
 
 	cmd := exec.Command(binPath, m.args...)
@@ -443,7 +455,7 @@ func qemuArgs(cfg *Config, s qemuSetup) []string {
 		model, props := nd.Model, ""
 		if model == "" {
 			model = "virtio-net-pci"
-			_, props = quirksOf(s.release)
+			_, props, _ = quirksOf(s.release)
 		}
 		a = append(a, "-device", fmt.Sprintf("%s,netdev=%s,mac=%s%s", model, id, nd.MAC, props))
 	}
