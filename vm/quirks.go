@@ -16,8 +16,8 @@ var releaseQuirks = []struct {
 	From: kconfigs.V(3, 0, 0), Until: kconfigs.V(3, 2, 0), NIC: ",event_idx=off",
 	// Virtio's event index (VIRTIO_RING_F_EVENT_IDX) came in 3.0; with
 	// it on, 3.0.0's virtio-net stopped moving (the sender's write timed
-	// out after 3 to 194 MB, three runs of three) and ran clean with it
-	// off (68 Mbit/s for 30 s). 3.1.0 ran clean twice with it, but its
+	// out after 3 to 194 MB, four runs of four) and ran clean with it off
+	// (three runs of 30 s, 59-68 Mbit/s). 3.1.0 ran clean twice with it, but its
 	// virtio code differs from 3.0's only in statistics, so it is off
 	// there too; 3.2.4 and later run with it.
 	Why: "virtio-net stalls with the event index (3.0.0)",
