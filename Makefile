@@ -69,7 +69,8 @@ bench-xen: setup build
 
 # What one run tests per minute: ESP Mbit/s, packets/s and the ratio to plain
 # TCP, QEMU and Xen, direct and NAT, one and four streams, 6.1 and 3.14.5
-# (about 40 minutes; KBISECT_BENCH_ONLY=SUBSTRING runs some rows).
+# (24 runs of 20 s, each with its boot; KBISECT_BENCH_ONLY=SUBSTRING runs
+# the rows whose name has it, e.g. 6.1/qemu/direct/1stream).
 bench-throughput: setup build
 	$(GO) test -run '^$$' -bench BenchmarkThroughput -benchtime 1x -timeout 90m ./testcases/
 

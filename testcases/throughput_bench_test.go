@@ -20,8 +20,8 @@ import (
 // the host's load average when the run started: netfront's throughput
 // depends on it. 3.14.5 corrupts ESP under Xen with AES-NI (issue #15):
 // such a run is a fail, and its throughput counts all the same. `make
-// bench-throughput` prints the table (-benchtime 1x; 24 runs, about 40
-// minutes).
+// bench-throughput` prints the table (-benchtime 1x; 24 runs of 20 s, each
+// with its boot).
 func BenchmarkThroughput(b *testing.B) {
 	testenv.NeedRoot(b)
 	testenv.NeedXen(b)
