@@ -380,6 +380,14 @@ var Fixups = []Fixup{
 		Apply:    replace(acpiOSXF, "acpi_status __initdata acpi_os_initialize(void);", "acpi_status __init acpi_os_initialize(void);", 1),
 	},
 	{
+		ID:       "subcmd-xrealloc/1",
+		Upstream: "52a9dab6d892 (libsubcmd: Fix use-after-free for realloc(..., 0), v5.17)",
+		Summary:  "tools/lib/subcmd's xrealloc() retries realloc() on the pointer a failed realloc(ptr, 0) may have freed; gcc 12 stops objtool's build (4.19 and later build it for ORC) with \"pointer may be used after 'realloc'\" [-Werror=use-after-free]: realloc once, as upstream does",
+		Versions: kconfigs.Range{Until: kconfigs.V(5, 17, 0)},
+		Detect:   contains(subcmdUtil, subcmdXreallocOld),
+		Apply:    replace(subcmdUtil, subcmdXreallocOld, subcmdXreallocNew, 1),
+	},
+	{
 		ID:       "start-secondary-no-tail-call/1",
 		Upstream: "a9a3ed1eff36 (x86: Fix early boot crash on gcc-10, third try, v5.7)",
 		Summary:  "gcc >= 10 turns start_secondary's last call into a tail call after the stack canary changed: boot panic on SMP with the stack protector; keep the call from being a tail call",
@@ -525,3 +533,24 @@ func earlyIDTSlot(t Tree, head []byte) (int, error) {
 	}
 	return 9, nil // 2 + pushq $i (2) + jmp rel32 (5)
 }
+
+// subcmdUtil holds libsubcmd's xrealloc() (4.5 to 5.16), and
+// subcmdXreallocOld its body before upstream 52a9dab6d892.
+const (
+	subcmdUtil        = "tools/lib/subcmd/subcmd-util.h"
+	subcmdXreallocOld = `	void *ret = realloc(ptr, size);
+	if (!ret && !size)
+		ret = realloc(ptr, 1);
+	if (!ret) {
+		ret = realloc(ptr, size);
+		if (!ret && !size)
+			ret = realloc(ptr, 1);
+		if (!ret)
+			die("Out of memory, realloc failed");
+	}
+	return ret;`
+	subcmdXreallocNew = `	void *ret = realloc(ptr, size);
+	if (!ret)
+		die("Out of memory, realloc failed");
+	return ret;`
+)

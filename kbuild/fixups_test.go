@@ -157,6 +157,13 @@ func TestFixupTable(t *testing.T) {
 					t.Errorf("entry_64.S:\n%s", got)
 				}
 			}},
+		{"subcmd-xrealloc", FixupEnv{Version: kconfigs.V(4, 19, 78), GCCMajor: 12},
+			map[string]string{"tools/lib/subcmd/subcmd-util.h": "static inline void *xrealloc(void *ptr, size_t size)\n{\n" + subcmdXreallocOld + "\n}\n"},
+			func(t *testing.T, tree DirTree) {
+				if got := read(t, tree, "tools/lib/subcmd/subcmd-util.h"); strings.Contains(got, "realloc(ptr, 1)") || !strings.Contains(got, "void *ret = realloc(ptr, size);\n\tif (!ret)\n\t\tdie(") {
+					t.Errorf("subcmd-util.h:\n%s", got)
+				}
+			}},
 		{"acpi-os-initialize-init", FixupEnv{Version: kconfigs.V(3, 1, 0), GCCMajor: 12}, map[string]string{"include/acpi/acpiosxf.h": acpiosxf3_1},
 			func(t *testing.T, tree DirTree) {
 				if got := read(t, tree, "include/acpi/acpiosxf.h"); !strings.Contains(got, "acpi_status __init acpi_os_initialize(void);") || strings.Contains(got, "__initdata") {

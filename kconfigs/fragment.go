@@ -234,6 +234,8 @@ var Gates = []Gate{
 	// debug
 	{Symbol: "PANIC_ON_OOPS", Versions: Range{From: V(3, 5, 0)}, Optional: true, Why: "panic_on_oops as a config symbol, 3.5 (absent in 2.6.32, present in 3.14); boot with oops=panic before"},
 	{Symbol: "MAGIC_SYSRQ_SERIAL", Versions: Range{From: V(4, 11, 0)}, Optional: true, Why: "added in 4.11 (the ladder: absent in 4.9.0, present in 4.14.5)"},
+	// lean
+	{Symbol: "SECTION_MISMATCH_WARN_ONLY", Versions: Range{Until: V(6, 0, 0)}, Optional: true, Why: "gcc 12's section mismatches stop old releases' modpost (the ladder: 4.14.5 from tinyconfig); the symbol came between 4.1.6 and 4.4.121 and is dropped where absent; 6.1 builds without it, and its configs stay as they were"},
 }
 
 // Loadable are the fragment symbols whose code the guest agent loads as
