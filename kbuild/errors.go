@@ -61,15 +61,15 @@ func gib(n uint64) string { return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30)) }
 var (
 	errorLine = []*regexp.Regexp{
 		regexp.MustCompile(`(?i)(^|\s|:)(fatal )?error:`),
-		regexp.MustCompile(`undefined reference to|multiple definition of|No rule to make target`),
+		regexp.MustCompile(`undefined reference to|multiple definition of|No rule to make target|^FATAL: `),
 		regexp.MustCompile(`^make(\[\d+\])?: \*\*\*`),
 		regexp.MustCompile(`(?i)\berror\b`),
 	}
 )
 
 // FirstError returns the most telling error line of a build log: the first
-// compiler or assembler error, else the first linker error, else make's
-// first "***" line.
+// compiler or assembler error, else the first linker or modpost error,
+// else make's first "***" line.
 func FirstError(log string) string {
 	f, err := os.Open(log)
 	if err != nil {

@@ -509,6 +509,10 @@ func TestFirstError(t *testing.T) {
 		{"  LD      vmlinux\nld: kernel/fork.o: in function `x':\nfork.c:(.text+0x1): undefined reference to `y'\nmake: *** [Makefile:1] Error 1\n",
 			"fork.c:(.text+0x1): undefined reference to `y'"},
 		{"  CC x\nmake[1]: *** No rule to make target 'foo'.  Stop.\n", "make[1]: *** No rule to make target 'foo'.  Stop."},
+		// 4.14.5 from tinyconfig with gcc 12, before the lean fragment
+		// turned SECTION_MISMATCH_WARN_ONLY on.
+		{"  935 | SYSCALL_DEFINE1(exit, int, error_code)\n  MODPOST vmlinux.o\nWARNING: modpost: Found 1 section mismatch(es).\nFATAL: modpost: Section mismatches detected.\nSet CONFIG_SECTION_MISMATCH_WARN_ONLY=y to allow them.\nmake[2]: *** [scripts/Makefile.modpost:98: vmlinux.o] Error 1\n",
+			"FATAL: modpost: Section mismatches detected."},
 		{"Can't use 'defined(@array)' (Maybe you should just omit the defined()?) at kernel/timeconst.pl line 373.\nmake[1]: *** [kernel/Makefile:129: kernel/timeconst.h] Error 255\n",
 			"make[1]: *** [kernel/Makefile:129: kernel/timeconst.h] Error 255"},
 	} {
