@@ -39,14 +39,14 @@ func TestQEMUArgs(t *testing.T) {
 		{
 			name:  "tcg, a release without SMAP",
 			cfg:   Config{Name: "a", Kernel: "k", Netdevs: []Netdev{{Kind: NetDgram, File: os.Stdin, MAC: mac}}},
-			setup: qemuSetup{kernel: "k", release: "3.8.0", accel: AccelTCG, qmp: "q"},
+			setup: qemuSetup{kernel: "k", cpuQuirk: ",-smap", accel: AccelTCG, qmp: "q"},
 			want:  []string{"-accel tcg -cpu max,-smap -m 512", "-device virtio-net-pci,netdev=net0,mac=52:54:00:01:02:03"},
 			not:   []string{"event_idx"},
 		},
 		{
 			name:  "a release without virtio's event index",
 			cfg:   Config{Name: "a", Kernel: "k", Netdevs: []Netdev{{Kind: NetDgram, File: os.Stdin, MAC: mac}, {Kind: NetTap, File: os.Stdin, MAC: mac, Model: "e1000"}}},
-			setup: qemuSetup{kernel: "k", release: "3.0.0", accel: AccelTCG, qmp: "q"},
+			setup: qemuSetup{kernel: "k", nicQuirk: ",event_idx=off", accel: AccelTCG, qmp: "q"},
 			want: []string{"-accel tcg -cpu max -m 512", "-device virtio-net-pci,netdev=net0,mac=52:54:00:01:02:03,event_idx=off",
 				"-device e1000,netdev=net1,mac=52:54:00:01:02:03"},
 			not: []string{"e1000,netdev=net1,mac=52:54:00:01:02:03,"},
@@ -235,38 +235,33 @@ func TestHostTSC(t *testing.T) {
 	}
 }
 
-// TestTCGCPU: the CPU quirks apply to their releases only, and a release
-// that cannot be read gets plain "max".
-func TestTCGCPU(t *testing.T) {
-	for _, tc := range []struct{ release, want string }{
-		{"2.6.32.2", "max"},
-		{"3.0.0", "max"},
-		{"3.4.2", "max"},
-		{"3.7.2", "max,-smap"},
-		{"3.8.0", "max,-smap"},
-		{"3.13.11-rc1", "max,-smap"},
-		{"3.14.5", "max"},
-		{"6.1.0-57-amd64", "max"},
-		{"", "max"},
-		{"not a release", "max"},
+// TestReleaseQuirks: each quirk applies to its releases only, both to
+// the CPU model TCGCPU gives (LAVA's too) and to virtio-net; a release
+// that cannot be read gets none.
+func TestReleaseQuirks(t *testing.T) {
+	for _, tc := range []struct{ release, cpu, nic string }{
+		{"2.6.32.2", "max", ""},
+		{"2.6.39", "max", ""},
+		{"3.0.0", "max", ",event_idx=off"},
+		{"3.1.10", "max", ",event_idx=off"},
+		{"3.2.4", "max", ""},
+		{"3.7.2", "max,-smap", ""},
+		{"3.8.0", "max,-smap", ""},
+		{"3.13.11-rc1", "max,-smap", ""},
+		{"3.14.5", "max", ""},
+		{"6.1.0-57-amd64", "max", ""},
+		{"", "max", ""},
+		{"not a release", "max", ""},
 	} {
-		if got := TCGCPU(tc.release); got != tc.want {
-			t.Errorf("TCGCPU(%q) = %q, want %q", tc.release, got, tc.want)
+		var nic string
+		for _, q := range quirksOf(tc.release) {
+			nic += q.NIC
+			if q.Why == "" {
+				t.Errorf("release %q: a quirk without a reason", tc.release)
+			}
 		}
-	}
-}
-
-// TestNICQuirks: virtio-net loses its event index on 3.0 and 3.1 only.
-func TestNICQuirks(t *testing.T) {
-	for _, tc := range []struct{ release, want string }{
-		{"2.6.39", ""},
-		{"3.0.0", ",event_idx=off"},
-		{"3.1.10", ",event_idx=off"},
-		{"3.2.4", ""},
-		{"6.1.0-57-amd64", ""},
-	} {
-		if _, got, _ := quirksOf(tc.release); got != tc.want {
-			t.Errorf("NIC quirks of %q = %q, want %q", tc.release, got, tc.want)
+		if cpu := TCGCPU(tc.release); cpu != tc.cpu || nic != tc.nic {
+			t.Errorf("release %q: -cpu %q, virtio-net %q; want %q, %q", tc.release, cpu, nic, tc.cpu, tc.nic)
 		}
 	}
 }

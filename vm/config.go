@@ -65,7 +65,7 @@ type QEMUOptions struct {
 	Machine string
 	// CPU is the -cpu model; empty means "max" under TCG (AES-NI, PCLMUL,
 	// AVX2 for the guest's crypto; less the features an old release
-	// cannot take, see tcgCPUQuirks) and "host" under KVM.
+	// cannot take, see releaseQuirks) and "host" under KVM.
 	CPU string
 	// Firmware is "qboot" (Debian's /usr/share/qemu/qboot.rom, a minimal
 	// BIOS that jumps straight to -kernel), "seabios" (QEMU's default) or a

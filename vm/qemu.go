@@ -141,7 +141,6 @@ func (qemuBackend) start(ctx context.Context, cfg *Config, h hooks) (machine, er
 	qmpPath := filepath.Join(tmpDir, "qmp.sock")
 	setup := qemuSetup{
 		kernel:   kernel,
-		release:  ki.Release,
 		accel:    accel,
 		firmware: firmware,
 		qmp:      qmpPath,
@@ -149,17 +148,18 @@ func (qemuBackend) start(ctx context.Context, cfg *Config, h hooks) (machine, er
 	if accel == AccelTCG {
 		setup.tsc = tscAppend()
 	}
-	if cpu, nic, why := quirksOf(ki.Release); len(why) > 0 {
-		var with []string
-		if cpu != "" && cfg.QEMU.CPU == "" && accel == AccelTCG {
-			with = append(with, "-cpu max"+cpu)
+	// A CPU quirk only changes QEMU's TCG default model.
+	var why []string
+	for _, q := range quirksOf(ki.Release) {
+		if q.CPU != "" && (accel != AccelTCG || cfg.QEMU.CPU != "") {
+			continue
 		}
-		if nic != "" {
-			with = append(with, "virtio-net-pci"+nic)
-		}
-		if len(with) > 0 {
-			cfg.logf("guest %s: Linux %s runs with %s: %s", cfg.Name, ki.Release, strings.Join(with, " and "), strings.Join(why, "; "))
-		}
+		setup.cpuQuirk += q.CPU
+		setup.nicQuirk += q.NIC
+		why = append(why, q.Why)
+	}
+	if len(why) > 0 {
+		cfg.logf("guest %s: Linux %s runs with %s", cfg.Name, ki.Release, strings.Join(why, " and "))
 	}
 	m.args = qemuArgs(cfg, setup)
 
@@ -374,12 +374,14 @@ func (m *qemuMachine) cleanup() error {
 
 // qemuSetup is what start resolved before building the command line.
 type qemuSetup struct {
-	kernel   string // the image to pass to -kernel
-	release  string // its Linux release, "" when unknown
-	accel    string
-	firmware string // ROM path, "" for QEMU's default
-	qmp      string // QMP socket path
-	tsc      string // tsc_early_khz= under TCG, or ""
+	kernel string // the image to pass to -kernel
+	// cpuQuirk and nicQuirk are what its release needs appended to the
+	// TCG CPU model and to virtio-net's properties (releaseQuirks).
+	cpuQuirk, nicQuirk string
+	accel              string
+	firmware           string // ROM path, "" for QEMU's default
+	qmp                string // QMP socket path
+	tsc                string // tsc_early_khz= under TCG, or ""
 }
 
 // Fixed descriptors in the child: ExtraFiles start at 3.
@@ -398,7 +400,7 @@ func qemuArgs(cfg *Config, s qemuSetup) []string {
 
 	cpu := cfg.QEMU.CPU
 	if cpu == "" {
-		cpu = TCGCPU(s.release)
+		cpu = "max" + s.cpuQuirk
 		if s.accel == AccelKVM {
 			cpu = "host"
 		}
@@ -454,8 +456,7 @@ func qemuArgs(cfg *Config, s qemuSetup) []string {
 		}
 		model, props := nd.Model, ""
 		if model == "" {
-			model = "virtio-net-pci"
-			_, props, _ = quirksOf(s.release)
+			model, props = "virtio-net-pci", s.nicQuirk
 		}
 		a = append(a, "-device", fmt.Sprintf("%s,netdev=%s,mac=%s%s", model, id, nd.MAC, props))
 	}

@@ -6,52 +6,56 @@ import "github.com/kbisect/kbisect/kconfigs"
 // named needs from the machine, with the releases that showed it: version
 // knowledge as a table. Each is a no-op for a release that lacks the
 // feature turned off.
-var releaseQuirks = []struct {
-	From, Until kconfigs.Version // From <= release < Until
-	// CPU is appended to the TCG CPU model "max"; NIC to each virtio-net
-	// device's properties.
-	CPU, NIC string
-	Why      string
-}{{
-	From: kconfigs.V(3, 0, 0), Until: kconfigs.V(3, 2, 0), NIC: ",event_idx=off",
+var releaseQuirks = []releaseQuirk{{
+	Versions: kconfigs.Range{From: kconfigs.V(3, 0, 0), Until: kconfigs.V(3, 2, 0)}, NIC: ",event_idx=off",
 	// Virtio's event index (VIRTIO_RING_F_EVENT_IDX) came in 3.0; with
 	// it on, 3.0.0's virtio-net stopped moving (the sender's write timed
 	// out after 3 to 194 MB, four runs of four) and ran clean with it off
-	// (three runs of 30 s, 59-68 Mbit/s). 3.1.0 ran clean twice with it, but its
-	// virtio code differs from 3.0's only in statistics, so it is off
-	// there too; 3.2.4 and later run with it.
-	Why: "virtio-net stalls with the event index (3.0.0)",
+	// (three runs of 30 s, 59-68 Mbit/s). 3.1.0 ran clean twice with it,
+	// but its virtio code differs from 3.0's only in statistics, so it is
+	// off there too; 3.2.4 and later run with it.
+	Why: "virtio-net without its event index (3.0.0's traffic stalls with it)",
 }, {
-	From: kconfigs.V(3, 7, 0), Until: kconfigs.V(3, 14, 0), CPU: ",-smap",
+	Versions: kconfigs.Range{From: kconfigs.V(3, 7, 0), Until: kconfigs.V(3, 14, 0)}, CPU: ",-smap",
 	// SMAP came in 3.7; with it on, 3.7.2's agent got EFAULT from its
 	// first sendto() and 3.8.0's init died of SIGSEGV at its first signal
 	// (exit code 0xb, no oops): user memory touched without STAC. Both
 	// run clean without it. 3.14.5 runs with it; 3.9 to 3.13 are
 	// untested, so it stays off there.
-	Why: "user accesses without STAC fault under SMAP (3.7.2: sendto EFAULT; 3.8.0: init killed by SIGSEGV)",
+	Why: "a CPU without SMAP (3.7.2's sendto got EFAULT and 3.8.0's init SIGSEGV under it)",
 }}
 
-// quirksOf returns the CPU and NIC quirks of Linux release ("" or
-// unreadable: none) and why each applies.
-func quirksOf(release string) (cpu, nic string, why []string) {
+// releaseQuirk is one row of releaseQuirks.
+type releaseQuirk struct {
+	Versions kconfigs.Range
+	// CPU is appended to the TCG CPU model "max"; NIC to each virtio-net
+	// device's properties.
+	CPU, NIC string
+	Why      string
+}
+
+// quirksOf returns the quirks of Linux release ("" or unreadable: none).
+func quirksOf(release string) []releaseQuirk {
 	v, err := kconfigs.ParseVersion(release)
 	if err != nil {
-		return "", "", nil
+		return nil
 	}
+	var out []releaseQuirk
 	for _, q := range releaseQuirks {
-		if !v.Less(q.From) && v.Less(q.Until) {
-			cpu += q.CPU
-			nic += q.NIC
-			why = append(why, q.Why)
+		if q.Versions.Contains(v) {
+			out = append(out, q)
 		}
 	}
-	return cpu, nic, why
+	return out
 }
 
 // TCGCPU is the CPU model of a TCG guest running Linux release (as
 // InspectKernel gives it; "" when unknown): "max" less the quirks of its
 // release. Guests elsewhere (a LAVA lab's QEMU) are given the same.
 func TCGCPU(release string) string {
-	cpu, _, _ := quirksOf(release)
-	return "max" + cpu
+	cpu := "max"
+	for _, q := range quirksOf(release) {
+		cpu += q.CPU
+	}
+	return cpu
 }
