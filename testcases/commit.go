@@ -145,7 +145,7 @@ func judge(r *Report) (Verdict, string) {
 func BootImage(a *kbuild.Artifact) (kernel, modules string) {
 	kernel = a.BzImage
 	if a.Vmlinux != "" {
-		if info, err := vm.InspectKernel(a.Vmlinux); err == nil && info.PVH {
+		if info, err := vm.InspectKernel(a.Vmlinux); err == nil && vm.QEMUBootsPVH(info) {
 			kernel = a.Vmlinux
 		}
 	}

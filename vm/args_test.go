@@ -235,23 +235,31 @@ func TestHostTSC(t *testing.T) {
 	}
 }
 
-// TestReleaseQuirks: each quirk applies to its releases only, both to
-// the CPU model TCGCPU gives (LAVA's too) and to virtio-net; a release
-// that cannot be read gets none.
+// TestReleaseQuirks: each quirk applies to its releases only, to the CPU
+// model TCGCPU gives (LAVA's too), to virtio-net and to the PVH boot; a
+// release that cannot be read gets none.
 func TestReleaseQuirks(t *testing.T) {
-	for _, tc := range []struct{ release, cpu, nic string }{
-		{"2.6.32.2", "max", ""},
-		{"2.6.39", "max", ""},
-		{"3.0.0", "max", ",event_idx=off"},
-		{"3.1.10", "max", ",event_idx=off"},
-		{"3.2.4", "max", ""},
-		{"3.7.2", "max,-smap", ""},
-		{"3.8.0", "max,-smap", ""},
-		{"3.13.11-rc1", "max,-smap", ""},
-		{"3.14.5", "max", ""},
-		{"6.1.0-57-amd64", "max", ""},
-		{"", "max", ""},
-		{"not a release", "max", ""},
+	for _, tc := range []struct {
+		release, cpu, nic string
+		pvh               bool // QEMU boots the release's PVH note
+	}{
+		{"2.6.32.2", "max", "", true},
+		{"2.6.39", "max", "", true},
+		{"3.0.0", "max", ",event_idx=off", true},
+		{"3.1.10", "max", ",event_idx=off", true},
+		{"3.2.4", "max", "", true},
+		{"3.7.2", "max,-smap", "", true},
+		{"3.8.0", "max,-smap", "", true},
+		{"3.13.11-rc1", "max,-smap", "", true},
+		{"3.14.5", "max", "", true},
+		{"4.11.0", "max", "", false},
+		{"4.14.5", "max", "", false},
+		{"4.19.78", "max", "", false},
+		{"5.0.0", "max", "", true},
+		{"5.4.0", "max", "", true},
+		{"6.1.0-57-amd64", "max", "", true},
+		{"", "max", "", true},
+		{"not a release", "max", "", true},
 	} {
 		var nic string
 		for _, q := range quirksOf(tc.release) {
@@ -262,6 +270,12 @@ func TestReleaseQuirks(t *testing.T) {
 		}
 		if cpu := TCGCPU(tc.release); cpu != tc.cpu || nic != tc.nic {
 			t.Errorf("release %q: -cpu %q, virtio-net %q; want %q, %q", tc.release, cpu, nic, tc.cpu, tc.nic)
+		}
+		if got := QEMUBootsPVH(&KernelInfo{Release: tc.release, PVH: true}); got != tc.pvh {
+			t.Errorf("release %q with a PVH note: QEMU boots it through PVH %v, want %v", tc.release, got, tc.pvh)
+		}
+		if QEMUBootsPVH(&KernelInfo{Release: tc.release}) {
+			t.Errorf("release %q without a PVH note: QEMU boots it through PVH", tc.release)
 		}
 	}
 }

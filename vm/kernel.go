@@ -44,7 +44,8 @@ const (
 	// kernel built with Xen PV guest support has it.
 	xenElfnoteEntry = 1
 	// xenElfnotePhys32Entry is XEN_ELFNOTE_PHYS32_ENTRY, the 32-bit PVH
-	// entry point (Linux >= 4.11 with CONFIG_PVH).
+	// entry point (Linux >= 4.11 with CONFIG_XEN_PVH, >= 5.0 with
+	// CONFIG_PVH).
 	xenElfnotePhys32Entry = 18
 )
 
@@ -65,9 +66,10 @@ type KernelInfo struct {
 	// "zstd", "lz4", "lzma", "bzip2", "lzo"); empty for an ELF or when the
 	// payload is not described (boot protocol < 2.08).
 	Compression string
-	// PVH reports an ELF image with the XEN_ELFNOTE_PHYS32_ENTRY note:
-	// QEMU boots it directly with -kernel, skipping firmware real-mode setup
-	// and in-guest decompression.
+	// PVH reports an ELF image with the XEN_ELFNOTE_PHYS32_ENTRY note: Xen
+	// can run it as a PVH domU, and QEMU boots it directly with -kernel,
+	// skipping firmware real-mode setup and in-guest decompression, when
+	// QEMUBootsPVH says so (not before 5.0).
 	PVH bool
 	// PVHEntry is the physical PVH entry point when PVH is set.
 	PVHEntry uint64
@@ -473,11 +475,12 @@ func (c ctxReader) Read(p []byte) (int, error) {
 // path: path itself for a PVH-capable ELF; for a bzImage, its vmlinux
 // extracted once into the cache (keyed by the image's SHA-256) when that
 // vmlinux has the PVH note. ok is false when the kernel cannot boot via PVH
-// (no CONFIG_PVH, or a payload this package cannot extract); err is set only
+// (no PVH note, a release whose note only Xen can use, or a payload this
+// package cannot extract); err is set only
 // for infrastructure failures (unreadable file, full disk).
 func PVHImage(ctx context.Context, path string) (image string, ok bool, err error) {
 	elfPath, info, ok, err := vmlinuxOf(ctx, path)
-	if err != nil || !ok || !info.PVH {
+	if err != nil || !ok || !QEMUBootsPVH(info) {
 		return "", false, err
 	}
 	return elfPath, true, nil

@@ -86,8 +86,12 @@ func (qemuBackend) start(ctx context.Context, cfg *Config, h hooks) (machine, er
 		return nil, fmt.Errorf("guest %s: %w", cfg.Name, err)
 	}
 	kernel := cfg.Kernel
-	if ki.Format == FormatELF && !ki.PVH {
-		return nil, fmt.Errorf("guest %s: %s is a vmlinux without the PVH entry note (CONFIG_PVH, Linux >= 4.11), which QEMU cannot boot: pass its bzImage", cfg.Name, cfg.Kernel)
+	if ki.Format == FormatELF && !QEMUBootsPVH(ki) {
+		why := "without the PVH entry note (CONFIG_PVH, Linux >= 5.0)"
+		if ki.PVH {
+			why = fmt.Sprintf("of Linux %s, whose PVH entry (CONFIG_XEN_PVH) runs only under Xen", ki.Release)
+		}
+		return nil, fmt.Errorf("guest %s: %s is a vmlinux %s, which QEMU cannot boot: pass its bzImage", cfg.Name, cfg.Kernel, why)
 	}
 	if ki.Format == FormatBzImage && !cfg.QEMU.NoPVH {
 		img, ok, err := PVHImage(ctx, cfg.Kernel)
