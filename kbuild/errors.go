@@ -62,14 +62,21 @@ var (
 	errorLine = []*regexp.Regexp{
 		regexp.MustCompile(`(?i)(^|\s|:)(fatal )?error:`),
 		regexp.MustCompile(`undefined reference to|multiple definition of|No rule to make target|^FATAL: `),
-		regexp.MustCompile(`^make(\[\d+\])?: \*\*\*`),
+		makeLine: regexp.MustCompile(`^make(\[\d+\])?: \*\*\*`),
 		regexp.MustCompile(`(?i)\berror\b`),
 	}
+	// makeTarget is the target of a make "***" line that names one.
+	makeTarget = regexp.MustCompile(`^make(?:\[\d+\])?: \*\*\* \[[^\]]*: (\S+)\] Error`)
 )
+
+// makeLine is the index of make's "***" line in errorLine.
+const makeLine = 2
 
 // FirstError returns the most telling error line of a build log: the first
 // compiler or assembler error, else the first linker or modpost error,
-// else make's first "***" line.
+// else make's first "***" line, or the line before it that a tool wrote
+// about the target make gave up on (objtool's "thunk_64.o: warning: objtool:
+// missing symbol table" stops the build as a warning).
 func FirstError(log string) string {
 	f, err := os.Open(log)
 	if err != nil {
@@ -82,11 +89,19 @@ func FirstError(log string) string {
 	for sc.Scan() {
 		lines = append(lines, sc.Text())
 	}
-	for _, re := range errorLine {
-		for _, l := range lines {
-			if re.MatchString(l) {
-				return strings.TrimSpace(l)
+	for r, re := range errorLine {
+		for i, l := range lines {
+			if !re.MatchString(l) {
+				continue
 			}
+			if m := makeTarget.FindStringSubmatch(l); r == makeLine && m != nil {
+				for k := i - 1; k >= 0; k-- {
+					if strings.HasPrefix(lines[k], m[1]+": ") {
+						return strings.TrimSpace(lines[k])
+					}
+				}
+			}
+			return strings.TrimSpace(l)
 		}
 	}
 	if len(lines) > 0 {

@@ -388,6 +388,14 @@ var Fixups = []Fixup{
 		Apply:    replace(subcmdUtil, subcmdXreallocOld, subcmdXreallocNew, 1),
 	},
 	{
+		ID:       "objtool-empty-object/1",
+		Upstream: "1d489151e9f9 (objtool: Don't fail on missing symbol table, v5.11)",
+		Summary:  "binutils >= 2.36 writes no symbol table for an object with no symbols, and arch/x86/entry/thunk_64.o is empty without preemption; objtool stops the build with \"thunk_64.o: warning: objtool: missing symbol table\" (4.19.78, 5.4.0, 5.10.7 from tinyconfig): read an empty object as empty, as upstream does",
+		Versions: kconfigs.Range{Until: kconfigs.V(5, 11, 0)},
+		Detect:   contains(objtoolElf, objtoolNoSymtabOld),
+		Apply:    replace(objtoolElf, objtoolNoSymtabOld, objtoolNoSymtabNew, 1),
+	},
+	{
 		ID:       "start-secondary-no-tail-call/1",
 		Upstream: "a9a3ed1eff36 (x86: Fix early boot crash on gcc-10, third try, v5.7)",
 		Summary:  "gcc >= 10 turns start_secondary's last call into a tail call after the stack canary changed: boot panic on SMP with the stack protector; keep the call from being a tail call",
@@ -535,9 +543,24 @@ func earlyIDTSlot(t Tree, head []byte) (int, error) {
 }
 
 // subcmdUtil holds libsubcmd's xrealloc() (4.5 to 5.16), and
-// subcmdXreallocOld its body before upstream 52a9dab6d892.
+// subcmdXreallocOld its body before upstream 52a9dab6d892; objtoolElf
+// objtool's read_symbols(), objtoolNoSymtabOld its refusal of an object
+// without a symbol table before upstream 1d489151e9f9.
 const (
-	subcmdUtil        = "tools/lib/subcmd/subcmd-util.h"
+	subcmdUtil         = "tools/lib/subcmd/subcmd-util.h"
+	objtoolElf         = "tools/objtool/elf.c"
+	objtoolNoSymtabOld = `	if (!symtab) {
+		WARN("missing symbol table");
+		return -1;
+	}`
+	objtoolNoSymtabNew = `	if (!symtab) {
+		/*
+		 * A missing symbol table is actually possible if it's an empty
+		 * .o file.  This can happen for thunk_64.o. (kbisect: upstream
+		 * 1d489151e9f9)
+		 */
+		return 0;
+	}`
 	subcmdXreallocOld = `	void *ret = realloc(ptr, size);
 	if (!ret && !size)
 		ret = realloc(ptr, 1);

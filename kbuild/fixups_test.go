@@ -164,6 +164,13 @@ func TestFixupTable(t *testing.T) {
 					t.Errorf("subcmd-util.h:\n%s", got)
 				}
 			}},
+		{"objtool-empty-object", FixupEnv{Version: kconfigs.V(5, 4, 0), GCCMajor: 12},
+			map[string]string{"tools/objtool/elf.c": "static int read_symbols(struct elf *elf)\n{\n\tsymtab = find_section_by_name(elf, \".symtab\");\n" + objtoolNoSymtabOld + "\n\n\tsymbols_nr = symtab->sh.sh_size / symtab->sh.sh_entsize;\n}\n"},
+			func(t *testing.T, tree DirTree) {
+				if got := read(t, tree, "tools/objtool/elf.c"); strings.Contains(got, "return -1;") || !strings.Contains(got, "if (!symtab) {\n\t\t/*") || !strings.Contains(got, "\t\treturn 0;\n\t}\n\n\tsymbols_nr") {
+					t.Errorf("elf.c:\n%s", got)
+				}
+			}},
 		{"acpi-os-initialize-init", FixupEnv{Version: kconfigs.V(3, 1, 0), GCCMajor: 12}, map[string]string{"include/acpi/acpiosxf.h": acpiosxf3_1},
 			func(t *testing.T, tree DirTree) {
 				if got := read(t, tree, "include/acpi/acpiosxf.h"); !strings.Contains(got, "acpi_status __init acpi_os_initialize(void);") || strings.Contains(got, "__initdata") {
@@ -513,6 +520,10 @@ func TestFirstError(t *testing.T) {
 		// turned SECTION_MISMATCH_WARN_ONLY on.
 		{"  935 | SYSCALL_DEFINE1(exit, int, error_code)\n  MODPOST vmlinux.o\nWARNING: modpost: Found 1 section mismatch(es).\nFATAL: modpost: Section mismatches detected.\nSet CONFIG_SECTION_MISMATCH_WARN_ONLY=y to allow them.\nmake[2]: *** [scripts/Makefile.modpost:98: vmlinux.o] Error 1\n",
 			"FATAL: modpost: Section mismatches detected."},
+		// 4.19.78 from tinyconfig with binutils 2.40, before the
+		// objtool-empty-object fixup: a warning that stops the build.
+		{"  AS      arch/x86/entry/thunk_64.o\narch/x86/entry/thunk_64.o: warning: objtool: missing symbol table\nmake[3]: *** [/c/slot0/src/scripts/Makefile.build:403: arch/x86/entry/thunk_64.o] Error 1\nmake[3]: *** Deleting file 'arch/x86/entry/thunk_64.o'\n",
+			"arch/x86/entry/thunk_64.o: warning: objtool: missing symbol table"},
 		{"Can't use 'defined(@array)' (Maybe you should just omit the defined()?) at kernel/timeconst.pl line 373.\nmake[1]: *** [kernel/Makefile:129: kernel/timeconst.h] Error 255\n",
 			"make[1]: *** [kernel/Makefile:129: kernel/timeconst.h] Error 255"},
 	} {
