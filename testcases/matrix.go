@@ -232,7 +232,10 @@ func WriteMatrixMarkdown(w io.Writer, cells []MatrixCell, hypervisors []string) 
 				}
 				fmt.Fprintf(w, "%.1f | %s | %.1f | ", c.BootSeconds, v, c.Mbit)
 			default:
-				fmt.Fprintf(w, " | %s: %s | | ", c.Verdict, oneLine(c.Reason, 80))
+				// The reason without the log's path (the cell keeps it):
+				// a build failure's first error fits whole.
+				reason, _, _ := strings.Cut(c.Reason, " (log: ")
+				fmt.Fprintf(w, " | %s: %s | | ", c.Verdict, oneLine(reason, 160))
 			}
 		}
 		fmt.Fprintln(w)
