@@ -476,8 +476,8 @@ func (c ctxReader) Read(p []byte) (int, error) {
 // extracted once into the cache (keyed by the image's SHA-256) when that
 // vmlinux has the PVH note. ok is false when the kernel cannot boot via PVH
 // (no PVH note, a release whose note only Xen can use, or a payload this
-// package cannot extract); err is set only
-// for infrastructure failures (unreadable file, full disk).
+// package cannot extract); err is set only for infrastructure failures
+// (unreadable file, full disk).
 func PVHImage(ctx context.Context, path string) (image string, ok bool, err error) {
 	elfPath, info, ok, err := vmlinuxOf(ctx, path)
 	if err != nil || !ok || !QEMUBootsPVH(info) {
