@@ -396,6 +396,14 @@ var Fixups = []Fixup{
 		Apply:    replace(objtoolElf, objtoolNoSymtabOld, objtoolNoSymtabNew, 1),
 	},
 	{
+		ID:       "vendor-s3c-adc-arm-only/1",
+		Upstream: "none: a vendor (Android) addition; mainline's S3C2410 touchscreen depends on ARCH_S3C2410",
+		Summary:  "the shared 2.6.32.2 tree (a vendor tree defaulting to ARM) adds ADC_S3C and TOUCHSCREEN_S3C, default y with no architecture dependency: x86_64_defconfig builds them and stops on \"plat/adc.h: No such file or directory\" (ARM's header); make them ARM-only",
+		Versions: kconfigs.Range{Until: kconfigs.V(2, 6, 33)},
+		Detect:   contains(touchscreenKconfig, s3cADCOld),
+		Apply:    replace(touchscreenKconfig, s3cADCOld, s3cADCNew, 1),
+	},
+	{
 		ID:       "start-secondary-no-tail-call/1",
 		Upstream: "a9a3ed1eff36 (x86: Fix early boot crash on gcc-10, third try, v5.7)",
 		Summary:  "gcc >= 10 turns start_secondary's last call into a tail call after the stack canary changed: boot panic on SMP with the stack protector; keep the call from being a tail call",
@@ -541,6 +549,14 @@ func earlyIDTSlot(t Tree, head []byte) (int, error) {
 	}
 	return 9, nil // 2 + pushq $i (2) + jmp rel32 (5)
 }
+
+// touchscreenKconfig holds the vendor ADC_S3C entry of the shared 2.6.32.2
+// tree (s3cADCOld), s3cADCNew the entry made ARM-only.
+const (
+	touchscreenKconfig = "drivers/input/touchscreen/Kconfig"
+	s3cADCOld          = "config ADC_S3C\n\tbool \"s3c adc inferface support\"\n\tdefault y\n"
+	s3cADCNew          = "config ADC_S3C\n\tbool \"s3c adc inferface support\"\n\tdepends on ARM\n\tdefault y\n"
+)
 
 // subcmdUtil holds libsubcmd's xrealloc() (4.5 to 5.16), and
 // subcmdXreallocOld its body before upstream 52a9dab6d892; objtoolElf

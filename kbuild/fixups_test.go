@@ -171,6 +171,12 @@ func TestFixupTable(t *testing.T) {
 					t.Errorf("elf.c:\n%s", got)
 				}
 			}},
+		{"vendor-s3c-adc-arm-only", v2632, map[string]string{touchscreenKconfig: "\t  WM9712 touchscreen controller.\n" + s3cADCOld + "\thelp\n\t  Say Y here\nconfig TOUCHSCREEN_S3C\n\tdepends on ADC_S3C\n"},
+			func(t *testing.T, tree DirTree) {
+				if got := read(t, tree, touchscreenKconfig); !strings.Contains(got, "config ADC_S3C\n\tbool \"s3c adc inferface support\"\n\tdepends on ARM\n\tdefault y\n\thelp\n") {
+					t.Errorf("touchscreen Kconfig:\n%s", got)
+				}
+			}},
 		{"acpi-os-initialize-init", FixupEnv{Version: kconfigs.V(3, 1, 0), GCCMajor: 12}, map[string]string{"include/acpi/acpiosxf.h": acpiosxf3_1},
 			func(t *testing.T, tree DirTree) {
 				if got := read(t, tree, "include/acpi/acpiosxf.h"); !strings.Contains(got, "acpi_status __init acpi_os_initialize(void);") || strings.Contains(got, "__initdata") {

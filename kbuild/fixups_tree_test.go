@@ -10,22 +10,49 @@ import (
 	"github.com/kbisect/kbisect/kconfigs"
 )
 
-// oldTreeFixups is what the fixup table must select on the real trees of
-// the seed's range with gcc 12, as verified by building and booting them
-// (issue #8): every fixup whose broken construct the tree has.
+// oldTreeFixups is what the fixup table must select on real trees with
+// gcc 12, as verified by building and booting them: the seed's two
+// (issue #8) and the releases of the ladder matrix (README, "A release
+// ladder"): every fixup whose broken construct the tree has.
 var oldTreeFixups = map[kconfigs.Version][]string{
+	kconfigs.V(2, 6, 32): {"acpi-os-initialize-init/1", "build-user-host/1", "compiler-gcc-header/1", "decompressor-no-sse/1", "early-idt-stub-padding/1",
+		"ld-max-page-size/1", "make-mixed-rules/1", "module-device-table-typeof/1", "module-plt32/1", "start-secondary-no-tail-call/1",
+		"timeconst-defined-array/1", "vdso-m64/1", "vendor-s3c-adc-arm-only/1", "xen-callback-end-name/1"},
+	kconfigs.V(2, 6, 35): {"acpi-os-initialize-init/1", "build-user-host/1", "compiler-gcc-header/1", "decompressor-no-sse/1", "early-idt-stub-padding/1",
+		"ld-max-page-size/1", "make-mixed-rules/1", "module-device-table-typeof/1", "module-plt32/1", "start-secondary-no-tail-call/1",
+		"timeconst-defined-array/1", "vdso-m64/1", "xen-callback-end-name/1"},
+	kconfigs.V(2, 6, 38): {"acpi-os-initialize-init/1", "build-user-host/1", "compiler-gcc-header/1", "decompressor-no-sse/1", "early-idt-stub-padding/1",
+		"ld-max-page-size/1", "module-device-table-typeof/1", "module-plt32/1", "start-secondary-no-tail-call/1", "timeconst-defined-array/1",
+		"xen-callback-end-name/1"},
+	kconfigs.V(3, 0, 0): v30to38Fixups,
+	kconfigs.V(3, 2, 4): v30to38Fixups,
+	kconfigs.V(3, 4, 2): v30to38Fixups,
+	kconfigs.V(3, 8, 0): v30to38Fixups,
+	kconfigs.V(3, 10, 99): {"compiler-gcc-header/1", "ld-max-page-size/1", "module-device-table-typeof/1", "module-plt32/1",
+		"start-secondary-no-tail-call/1"},
 	kconfigs.V(3, 14, 5): {"compiler-gcc-header/1", "early-idt-stub-padding/1", "ld-max-page-size/1", "module-device-table-typeof/1",
 		"module-plt32/1", "start-secondary-no-tail-call/1"},
-	kconfigs.V(2, 6, 32): {"build-user-host/1", "compiler-gcc-header/1", "decompressor-no-sse/1", "early-idt-stub-padding/1", "ld-max-page-size/1",
-		"make-mixed-rules/1", "module-device-table-typeof/1", "module-plt32/1", "start-secondary-no-tail-call/1", "timeconst-defined-array/1", "vdso-m64/1"},
+	kconfigs.V(3, 18, 9): {"compiler-gcc-header/1", "early-idt-stub-padding/1", "ld-max-page-size/1", "module-plt32/1",
+		"start-secondary-no-tail-call/1"},
+	kconfigs.V(4, 4, 121): {"ld-max-page-size/1", "module-plt32/1", "start-secondary-no-tail-call/1"},
+	kconfigs.V(4, 19, 78): v419to510Fixups,
+	kconfigs.V(5, 4, 0):   v419to510Fixups,
+	kconfigs.V(5, 10, 7):  v419to510Fixups,
 }
+
+var (
+	v30to38Fixups = []string{"acpi-os-initialize-init/1", "compiler-gcc-header/1", "decompressor-no-sse/1", "early-idt-stub-padding/1",
+		"ld-max-page-size/1", "module-device-table-typeof/1", "module-plt32/1", "start-secondary-no-tail-call/1", "timeconst-defined-array/1"}
+	v419to510Fixups = []string{"objtool-empty-object/1", "subcmd-xrealloc/1"}
+)
 
 // TestFixupsOnTrees runs the detectors on real old trees, read from git as
 // kbisect's build planner does: KBISECT_OLD_TREES lists "repo@rev" entries
 // separated by spaces, e.g. clones of the public snapshots
 // github.com/chealy/linux-3.14.5-ims at cd075efe (plain 3.14.5) and
-// github.com/zybsyzlz/linux-2.6.32 (2.6.32.2). CI has no old trees; TestFixupTable covers every fixup on
-// fragments of them.
+// github.com/zybsyzlz/linux-2.6.32 (2.6.32.2), or the tags of a ladder
+// ("LADDER@v3.2.4 LADDER@v4.19.78 ..."). CI has no old trees;
+// TestFixupTable covers every fixup on fragments of them.
 func TestFixupsOnTrees(t *testing.T) {
 	list := os.Getenv("KBISECT_OLD_TREES")
 	if list == "" {
