@@ -404,6 +404,14 @@ var Fixups = []Fixup{
 		Apply:    replace(touchscreenKconfig, s3cADCOld, s3cADCNew, 1),
 	},
 	{
+		ID:       "rdtsc-barrier-always-inline/1",
+		Upstream: "2.6.35 declares rdtsc_barrier() __always_inline (the ladder's 2.6.35 has it, 2.6.34 not)",
+		Summary:  "with CONFIG_OPTIMIZE_INLINING (x86_64_defconfig sets it) gcc 12 makes rdtsc_barrier() an out-of-line kernel function that the vsyscall page's vread_tsc() calls from user space: init dies at its first clock read (2.6.32.2 from x86_64_defconfig: \"init[1]: segfault at ffffffff8101646d\", rdtsc_barrier); make it always inline",
+		Versions: kconfigs.Range{Until: kconfigs.V(2, 6, 35)},
+		Detect:   contains(systemH, rdtscBarrierOld),
+		Apply:    replace(systemH, rdtscBarrierOld, rdtscBarrierNew, 1),
+	},
+	{
 		ID:       "start-secondary-no-tail-call/1",
 		Upstream: "a9a3ed1eff36 (x86: Fix early boot crash on gcc-10, third try, v5.7)",
 		Summary:  "gcc >= 10 turns start_secondary's last call into a tail call after the stack canary changed: boot panic on SMP with the stack protector; keep the call from being a tail call",
@@ -549,6 +557,13 @@ func earlyIDTSlot(t Tree, head []byte) (int, error) {
 	}
 	return 9, nil // 2 + pushq $i (2) + jmp rel32 (5)
 }
+
+// systemH declares rdtsc_barrier() in 2.6.32 to 2.6.34 as rdtscBarrierOld.
+const (
+	systemH         = "arch/x86/include/asm/system.h"
+	rdtscBarrierOld = "static inline void rdtsc_barrier(void)"
+	rdtscBarrierNew = "static __always_inline void rdtsc_barrier(void)"
+)
 
 // touchscreenKconfig holds the vendor ADC_S3C entry of the shared 2.6.32.2
 // tree (s3cADCOld), s3cADCNew the entry made ARM-only.

@@ -177,6 +177,12 @@ func TestFixupTable(t *testing.T) {
 					t.Errorf("touchscreen Kconfig:\n%s", got)
 				}
 			}},
+		{"rdtsc-barrier-always-inline", v2632, map[string]string{systemH: " * (Could use an alternative three way for this if there was one.)\n */\n" + rdtscBarrierOld + "\n{\n"},
+			func(t *testing.T, tree DirTree) {
+				if got := read(t, tree, systemH); !strings.Contains(got, "*/\nstatic __always_inline void rdtsc_barrier(void)\n{\n") {
+					t.Errorf("system.h:\n%s", got)
+				}
+			}},
 		{"acpi-os-initialize-init", FixupEnv{Version: kconfigs.V(3, 1, 0), GCCMajor: 12}, map[string]string{"include/acpi/acpiosxf.h": acpiosxf3_1},
 			func(t *testing.T, tree DirTree) {
 				if got := read(t, tree, "include/acpi/acpiosxf.h"); !strings.Contains(got, "acpi_status __init acpi_os_initialize(void);") || strings.Contains(got, "__initdata") {

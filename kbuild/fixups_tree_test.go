@@ -16,8 +16,8 @@ import (
 // ladder"): every fixup whose broken construct the tree has.
 var oldTreeFixups = map[kconfigs.Version][]string{
 	kconfigs.V(2, 6, 32): {"acpi-os-initialize-init/1", "build-user-host/1", "compiler-gcc-header/1", "decompressor-no-sse/1", "early-idt-stub-padding/1",
-		"ld-max-page-size/1", "make-mixed-rules/1", "module-device-table-typeof/1", "module-plt32/1", "start-secondary-no-tail-call/1",
-		"timeconst-defined-array/1", "vdso-m64/1", "vendor-s3c-adc-arm-only/1", "xen-callback-end-name/1"},
+		"ld-max-page-size/1", "make-mixed-rules/1", "module-device-table-typeof/1", "module-plt32/1", "rdtsc-barrier-always-inline/1",
+		"start-secondary-no-tail-call/1", "timeconst-defined-array/1", "vdso-m64/1", "vendor-s3c-adc-arm-only/1", "xen-callback-end-name/1"},
 	kconfigs.V(2, 6, 35): {"acpi-os-initialize-init/1", "build-user-host/1", "compiler-gcc-header/1", "decompressor-no-sse/1", "early-idt-stub-padding/1",
 		"ld-max-page-size/1", "make-mixed-rules/1", "module-device-table-typeof/1", "module-plt32/1", "start-secondary-no-tail-call/1",
 		"timeconst-defined-array/1", "vdso-m64/1", "xen-callback-end-name/1"},
