@@ -117,47 +117,73 @@ func TestInspectKernelRejects(t *testing.T) {
 	}
 }
 
-// TestELFWithoutPVH: a vmlinux whose PVH note is removed is still a kernel,
-// but QEMU cannot boot it, and Start says so.
+// TestELFWithoutPVH: a vmlinux whose PVH note is removed is still a
+// kernel, but QEMU cannot boot it, and Start says so; nor one whose note
+// is CONFIG_XEN_PVH's (a release from 4.11 to 4.20: Debian's vmlinux with
+// its release string made 4.14.5's).
 func TestELFWithoutPVH(t *testing.T) {
 	img, ok, err := PVHImage(context.Background(), testKernel(t))
 	if err != nil || !ok {
 		testenv.Missing(t, fmt.Sprintf("no PVH vmlinux to start from (Debian's kernel has one): %v", err))
 	}
-	data, err := os.ReadFile(img)
+	orig, err := InspectKernel(img)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Rename the note: Xen note type 18 -> 0x7f, wherever its header is.
-	hdr := []byte{4, 0, 0, 0, 8, 0, 0, 0, 18, 0, 0, 0, 'X', 'e', 'n', 0}
-	n := 0
-	for i := 0; ; {
-		j := bytes.Index(data[i:], hdr)
-		if j < 0 {
-			break
-		}
-		data[i+j+8] = 0x7f
-		i += j + len(hdr)
-		n++
-	}
-	if n == 0 {
-		t.Fatal("PVH note header not found")
-	}
-	path := filepath.Join(t.TempDir(), "vmlinux-nopvh")
-	if err := os.WriteFile(path, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	ki, err := InspectKernel(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if ki.Format != FormatELF || ki.PVH || ki.Release == "" {
-		t.Errorf("patched vmlinux: %+v, want an ELF kernel without PVH", ki)
-	}
-	needQEMU(t)
-	_, err = Start(context.Background(), Config{Name: "nopvh", Kernel: path})
-	if err == nil || !strings.Contains(err.Error(), "without the PVH entry note") {
-		t.Errorf("Start = %v, want the PVH error", err)
+	for _, tc := range []struct {
+		name  string
+		patch func(data []byte) int // returns the number of edits
+		pvh   bool                  // the patched kernel still has the note
+		want  string                // in Start's error
+	}{
+		{"no-note", func(data []byte) int {
+			// Rename the note: Xen note type 18 -> 0x7f, wherever its header is.
+			hdr := []byte{4, 0, 0, 0, 8, 0, 0, 0, 18, 0, 0, 0, 'X', 'e', 'n', 0}
+			n := 0
+			for i := 0; ; {
+				j := bytes.Index(data[i:], hdr)
+				if j < 0 {
+					return n
+				}
+				data[i+j+8] = 0x7f
+				i += j + len(hdr)
+				n++
+			}
+		}, false, "without the PVH entry note"},
+		{"xen-only-note", func(data []byte) int {
+			// The release string, same length, made 4.14.5-...
+			old := []byte(orig.Release)
+			rel := []byte("4.14.5-" + strings.Repeat("x", len(old)))[:len(old)]
+			n := bytes.Count(data, old)
+			copy(data, bytes.ReplaceAll(data, old, rel))
+			return n
+		}, true, "runs only under Xen"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			data, err := os.ReadFile(img)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.patch(data) == 0 {
+				t.Fatal("nothing to patch found")
+			}
+			path := filepath.Join(t.TempDir(), "vmlinux-"+tc.name)
+			if err := os.WriteFile(path, data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			ki, err := InspectKernel(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ki.Format != FormatELF || ki.PVH != tc.pvh || ki.Release == "" || QEMUBootsPVH(ki) {
+				t.Errorf("patched vmlinux: %+v, want an ELF kernel (PVH note %v) that QEMU cannot boot", ki, tc.pvh)
+			}
+			needQEMU(t)
+			_, err = Start(context.Background(), Config{Name: tc.name, Kernel: path})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Start = %v, want an error saying %q", err, tc.want)
+			}
+		})
 	}
 }
 
