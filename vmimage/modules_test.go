@@ -240,13 +240,14 @@ func TestModulesWithoutBuiltinList(t *testing.T) {
 		}
 	}
 	// Modules only newer kernels have are skipped when absent (3.14 has
-	// modules.builtin but no echainiv or drbg).
+	// modules.builtin but no echainiv or drbg; 3.2 no xfrm_algo module
+	// and no SIMD SHA-256).
 	if err := os.WriteFile(filepath.Join(dir, "modules.builtin"), []byte("kernel/crypto/cbc.ko\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	os.WriteFile(filepath.Join(dir, "modules.dep"), []byte("kernel/net/ipv4/esp4.ko:\n"), 0o644)
-	if mods, err := resolveModules(dir, []string{"esp4", "echainiv", "drbg"}); err != nil || len(mods) != 1 {
-		t.Errorf("old kernel without echainiv/drbg: %d modules, %v", len(mods), err)
+	if mods, err := resolveModules(dir, []string{"esp4", "echainiv", "drbg", "xfrm_algo", "sha256_ssse3"}); err != nil || len(mods) != 1 {
+		t.Errorf("old kernel without echainiv/drbg/xfrm_algo/sha256_ssse3: %d modules, %v", len(mods), err)
 	}
 	// With the list, an unknown name is still an error.
 	if _, err := resolveModules(deb, []string{"not_a_module_here"}); err == nil {
