@@ -65,8 +65,9 @@ var newerModules = map[string]string{
 	"jitterentropy_rng": "3.17",
 	"sha3_generic":      "4.10",
 	"geniv":             "after 4.2 (split out of the AEAD core)",
-	// The ladder's 3.2.4 from x86_64_defconfig lacked these four: its
-	// xfrm_algo is built into the XFRM core, not built in as a module.
+	// The ladder's 3.2.4 from x86_64_defconfig stopped on xfrm_algo: it is
+	// part of its XFRM core, not a module built in. The SIMD hashes came
+	// after 2.6.32 (each release checked in the ladder's arch/x86/crypto).
 	"xfrm_algo":           "3.5 (before, part of the XFRM core)",
 	"sha1_ssse3":          "3.2",
 	"sha256_ssse3":        "3.10",
