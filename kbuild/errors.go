@@ -62,15 +62,12 @@ var (
 	errorLine = []*regexp.Regexp{
 		regexp.MustCompile(`(?i)(^|\s|:)(fatal )?error:`),
 		regexp.MustCompile(`undefined reference to|multiple definition of|No rule to make target|^FATAL: `),
-		makeLine: regexp.MustCompile(`^make(\[\d+\])?: \*\*\*`),
+		regexp.MustCompile(`^make(\[\d+\])?: \*\*\*`),
 		regexp.MustCompile(`(?i)\berror\b`),
 	}
 	// makeTarget is the target of a make "***" line that names one.
 	makeTarget = regexp.MustCompile(`^make(?:\[\d+\])?: \*\*\* \[[^\]]*: (\S+)\] Error`)
 )
-
-// makeLine is the index of make's "***" line in errorLine.
-const makeLine = 2
 
 // FirstError returns the most telling error line of a build log: the first
 // compiler or assembler error, else the first linker or modpost error,
@@ -89,12 +86,12 @@ func FirstError(log string) string {
 	for sc.Scan() {
 		lines = append(lines, sc.Text())
 	}
-	for r, re := range errorLine {
+	for _, re := range errorLine {
 		for i, l := range lines {
 			if !re.MatchString(l) {
 				continue
 			}
-			if m := makeTarget.FindStringSubmatch(l); r == makeLine && m != nil {
+			if m := makeTarget.FindStringSubmatch(l); m != nil {
 				for k := i - 1; k >= 0; k-- {
 					if strings.HasPrefix(lines[k], m[1]+": ") {
 						return strings.TrimSpace(lines[k])
