@@ -70,7 +70,8 @@ bench-xen: setup build
 # What one run tests per minute: ESP Mbit/s, packets/s and the ratio to plain
 # TCP, QEMU and Xen, direct and NAT, one and four streams, 6.1 and 3.14.5
 # (24 runs of 20 s, each with its boot; KBISECT_BENCH_ONLY=SUBSTRING runs
-# the rows whose name has it, e.g. 6.1/qemu/direct/1stream).
+# the rows whose name has it, e.g. 6.1/qemu/direct/1stream;
+# KBISECT_BENCH_BESIDE=build runs each row beside a kernel build).
 bench-throughput: setup build
 	$(GO) test -run '^$$' -bench BenchmarkThroughput -benchtime 1x -timeout 90m ./testcases/
 

@@ -4,10 +4,13 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/kbisect/kbisect/internal/linuxsrc"
 	"github.com/kbisect/kbisect/internal/testenv"
 	"github.com/kbisect/kbisect/testcases"
 )
@@ -21,10 +24,21 @@ import (
 // depends on it. 3.14.5 corrupts ESP under Xen with AES-NI (issue #15):
 // such a run is a fail, and its throughput counts all the same. `make
 // bench-throughput` prints the table (-benchtime 1x; 24 runs of 20 s, each
-// with its boot).
+// with its boot). With KBISECT_BENCH_BESIDE=build every row runs beside a
+// kernel build (`make -j2` of Debian's 6.1 source, in a session of its own
+// as a build from another terminal would be): what a user's machine gives
+// a bisection while they work.
 func BenchmarkThroughput(b *testing.B) {
 	testenv.NeedRoot(b)
 	testenv.NeedXen(b)
+	var beside func(testing.TB) func()
+	switch os.Getenv("KBISECT_BENCH_BESIDE") {
+	case "":
+	case "build":
+		beside = besideBuild(b)
+	default:
+		b.Fatalf("KBISECT_BENCH_BESIDE=%q: give build, or leave it unset", os.Getenv("KBISECT_BENCH_BESIDE"))
+	}
 	deb, debMods := testenv.DebianKernel(b)
 	old := oldKernel(b, testenv.Tarball3_14)
 	oldK, oldMods := testcases.BootImage(old)
@@ -43,6 +57,9 @@ func BenchmarkThroughput(b *testing.B) {
 						continue
 					}
 					b.Run(name, func(b *testing.B) {
+						if beside != nil {
+							defer beside(b)()
+						}
 						for i := 0; i < b.N; i++ {
 							if streams == 1 {
 								r, _ := throughputRun(b, "tcp", k.kernel, k.modules, hv, topo, streams)
@@ -87,6 +104,33 @@ func throughputRun(b *testing.B, test, kernel, modules, hv, topo string, streams
 		b.Fatalf("%s %s on %s: %s", test, r.Verdict, r.Path, r.Reason)
 	}
 	return r, load
+}
+
+// besideBuild unpacks Debian's 6.1 source once and returns a function that
+// starts building it (defconfig, make -j2, over and over) in a session of
+// its own and returns what stops it.
+func besideBuild(b *testing.B) func(testing.TB) func() {
+	testenv.NeedLinuxSource(b)
+	dir := b.TempDir()
+	tar := exec.Command("tar", "-xf", linuxsrc.Tarball, "-C", dir, "--strip-components=1")
+	if out, err := tar.CombinedOutput(); err != nil {
+		b.Fatalf("unpack %s: %v: %s", linuxsrc.Tarball, err, out)
+	}
+	return func(tb testing.TB) func() {
+		// Each pass starts from clean, so the load never runs out.
+		loop := "make O=out defconfig >/dev/null 2>&1; while :; do make -j2 O=out >/dev/null 2>&1; make O=out clean >/dev/null 2>&1; done"
+		cmd := exec.Command("sh", "-c", loop)
+		cmd.Dir = dir
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL}
+		if err := cmd.Start(); err != nil {
+			tb.Fatalf("start the build beside: %v", err)
+		}
+		time.Sleep(30 * time.Second) // past defconfig, into the compiler
+		return func() {
+			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			cmd.Wait()
+		}
+	}
 }
 
 // loadAverage is the host's 1-minute load average.

@@ -172,14 +172,11 @@ func (qemuBackend) start(ctx context.Context, cfg *Config, h hooks) (machine, er
 	cmd.Stdin = nil
 	cmd.Stdout = m.stderr
 	cmd.Stderr = m.stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Setpgid:   true,
-		Pdeathsig: syscall.SIGKILL,
-	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	cmd.WaitDelay = 2 * time.Second
 	m.cmd = cmd
 	m.t0 = time.Now()
-	if err := cmd.Start(); err != nil {
+	if err := startPrioritized(cmd, cfg.logf); err != nil {
 		return fail(fmt.Errorf("guest %s: start %s: %w", cfg.Name, binPath, err))
 	}
 	go func() {

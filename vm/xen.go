@@ -330,11 +330,11 @@ func startXenHost(ctx context.Context, xo *XenOptions, cfgs [2]Config) (*xenHost
 	cmd := exec.Command(qemuPath, h.args...)
 	cmd.ExtraFiles = []*os.File{serGuest}
 	cmd.Stdout, cmd.Stderr = h.stderr, h.stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	cmd.WaitDelay = 2 * time.Second
 	h.cmd = cmd
 	h.t0 = time.Now()
-	if err := cmd.Start(); err != nil {
+	if err := startPrioritized(cmd, xo.logf); err != nil {
 		return nil, fmt.Errorf("xen host: start %s: %w", qemuPath, err)
 	}
 	xo.logf("xen: booting Xen, dom0 and %s, %s (%s) nested under QEMU TCG", cfgs[0].Name, cfgs[1].Name, xo.GuestType)
