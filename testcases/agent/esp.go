@@ -253,6 +253,11 @@ func (s *espSetup) addState(sa proto.SA, legacy bool) error {
 	e.EncapSport = nl.Swap16(sa.SrcPort)
 	e.EncapDport = nl.Swap16(sa.DstPort)
 	req.AddData(nl.NewRtAttr(nl.XFRMA_ENCAP, encap))
+	// The kernel waits up to 60 s for a crypto instance to be made and
+	// self-tested (crypto_larval_wait) before it answers; netlink's own 60 s
+	// receive timeout would turn that answer into EAGAIN. Wait longer, so
+	// that the kernel's own error is what the run reports.
+	nl.SocketTimeoutTv = unix.Timeval{Sec: 150}
 	if _, err := req.Execute(unix.NETLINK_XFRM, 0); err != nil {
 		return fmt.Errorf("add SA %#x %s:%d -> %s:%d (%s): %w%s", sa.SPI, sa.Src, sa.SrcPort, sa.Dst, sa.DstPort, s.suite.Name, err, missingFeature(err, s.suite))
 	}
@@ -274,6 +279,10 @@ func missingFeature(err error, suite proto.Suite) string {
 		return fmt.Sprintf(": the kernel does not know %s/%s (CONFIG_CRYPTO_*)", suite.Enc, suite.Auth)
 	case errors.Is(err, unix.ENOENT):
 		return fmt.Sprintf(": the kernel cannot instantiate %s with %s (a crypto template, or stdrng for the IV generator, is missing)", suite.Enc, suite.Auth)
+	case errors.Is(err, unix.ETIMEDOUT):
+		return fmt.Sprintf(": the kernel's crypto API waited 60 s for %s with %s to be made and self-tested, in vain (crypto_larval_wait)", suite.Enc, suite.Auth)
+	case errors.Is(err, unix.EAGAIN):
+		return ": the kernel did not answer in 150 s"
 	}
 	return ""
 }
