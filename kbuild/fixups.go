@@ -412,6 +412,35 @@ var Fixups = []Fixup{
 		Apply:    replace(systemH, rdtscBarrierOld, rdtscBarrierNew, 1),
 	},
 	{
+		ID:       "firmware-dirs-addprefix/1",
+		Upstream: "2.6.38's firmware/Makefile makes firmware-dirs with addprefix (the ladder's 2.6.38 has it, 2.6.35 not)",
+		Summary:  "firmware-dirs ends each directory in two slashes (patsubst of a dir that already ends in one), so make >= 3.82 finds no rule for the directory a built-in firmware's .gen.S needs (2.6.35 from x86_64_defconfig: \"No rule to make target '.../firmware/e100/'\"); build the names with addprefix",
+		Versions: kconfigs.Range{Until: kconfigs.V(2, 6, 38)},
+		Detect:   contains(firmwareMakefile, firmwareDirsOld),
+		Apply:    replace(firmwareMakefile, firmwareDirsOld, firmwareDirsNew, 1),
+	},
+	{
+		ID:       "srctree-build-products/1",
+		Upstream: "none: `make mrproper`, which the kernel asks for; some snapshots commit a build's output",
+		Summary:  "a tree with a build's .config or include/config/ committed (a vendor snapshot: the ladder's 2.6.38) cannot be built out of tree: \"... is not clean, please run 'make mrproper'\"; remove the configuration state from kbisect's checkout",
+		Detect: func(t Tree, env FixupEnv) (bool, error) {
+			for _, f := range []string{".config", "include/config/auto.conf", "include/config/kernel.release"} {
+				if ok, err := exists(t, f); ok || err != nil {
+					return ok, err
+				}
+			}
+			return false, nil
+		},
+		Apply: func(t WritableTree, env FixupEnv) error {
+			for _, f := range []string{".config", "include/config", "include/generated"} {
+				if err := t.Remove(f); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+	},
+	{
 		ID:       "start-secondary-no-tail-call/1",
 		Upstream: "a9a3ed1eff36 (x86: Fix early boot crash on gcc-10, third try, v5.7)",
 		Summary:  "gcc >= 10 turns start_secondary's last call into a tail call after the stack canary changed: boot panic on SMP with the stack protector; keep the call from being a tail call",
@@ -563,6 +592,14 @@ const (
 	systemH         = "arch/x86/include/asm/system.h"
 	rdtscBarrierOld = "static inline void rdtsc_barrier(void)"
 	rdtscBarrierNew = "static __always_inline void rdtsc_barrier(void)"
+)
+
+// firmwareMakefile builds firmware-dirs as firmwareDirsOld before 2.6.38:
+// "%/" appended to $(dir ...) names, which already end in "/".
+const (
+	firmwareMakefile = "firmware/Makefile"
+	firmwareDirsOld  = "firmware-dirs := $(sort $(patsubst %,$(objtree)/$(obj)/%/,$(dir $(fw-external-y) $(fw-shipped-all))))"
+	firmwareDirsNew  = "firmware-dirs := $(sort $(addprefix $(objtree)/$(obj)/,$(dir $(fw-external-y) $(fw-shipped-all))))"
 )
 
 // touchscreenKconfig holds the vendor ADC_S3C entry of the shared 2.6.32.2

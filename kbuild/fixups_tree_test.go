@@ -13,17 +13,20 @@ import (
 // oldTreeFixups is what the fixup table must select on real trees with
 // gcc 12, as verified by building and booting them: the seed's two
 // (issue #8) and the releases of the ladder matrix (README, "A release
-// ladder"): every fixup whose broken construct the tree has.
+// ladder"): every fixup whose broken construct the tree has. Some depend
+// on the snapshot, not only the release: the ladder's 2.6.38
+// (github.com/zekezang/linux-2.6.38 at 9e03466d) has a build's
+// include/config/ committed.
 var oldTreeFixups = map[kconfigs.Version][]string{
 	kconfigs.V(2, 6, 32): {"acpi-os-initialize-init/1", "build-user-host/1", "compiler-gcc-header/1", "decompressor-no-sse/1", "early-idt-stub-padding/1",
-		"ld-max-page-size/1", "make-mixed-rules/1", "module-device-table-typeof/1", "module-plt32/1", "rdtsc-barrier-always-inline/1",
+		"firmware-dirs-addprefix/1", "ld-max-page-size/1", "make-mixed-rules/1", "module-device-table-typeof/1", "module-plt32/1", "rdtsc-barrier-always-inline/1",
 		"start-secondary-no-tail-call/1", "timeconst-defined-array/1", "vdso-m64/1", "vendor-s3c-adc-arm-only/1", "xen-callback-end-name/1"},
 	kconfigs.V(2, 6, 35): {"acpi-os-initialize-init/1", "build-user-host/1", "compiler-gcc-header/1", "decompressor-no-sse/1", "early-idt-stub-padding/1",
-		"ld-max-page-size/1", "make-mixed-rules/1", "module-device-table-typeof/1", "module-plt32/1", "start-secondary-no-tail-call/1",
+		"firmware-dirs-addprefix/1", "ld-max-page-size/1", "make-mixed-rules/1", "module-device-table-typeof/1", "module-plt32/1", "start-secondary-no-tail-call/1",
 		"timeconst-defined-array/1", "vdso-m64/1", "xen-callback-end-name/1"},
 	kconfigs.V(2, 6, 38): {"acpi-os-initialize-init/1", "build-user-host/1", "compiler-gcc-header/1", "decompressor-no-sse/1", "early-idt-stub-padding/1",
-		"ld-max-page-size/1", "module-device-table-typeof/1", "module-plt32/1", "start-secondary-no-tail-call/1", "timeconst-defined-array/1",
-		"xen-callback-end-name/1"},
+		"ld-max-page-size/1", "module-device-table-typeof/1", "module-plt32/1", "srctree-build-products/1", "start-secondary-no-tail-call/1",
+		"timeconst-defined-array/1", "xen-callback-end-name/1"},
 	kconfigs.V(3, 0, 0): v30to38Fixups,
 	kconfigs.V(3, 2, 4): v30to38Fixups,
 	kconfigs.V(3, 4, 2): v30to38Fixups,

@@ -26,6 +26,9 @@ type WritableTree interface {
 	Tree
 	// WriteFile replaces (or creates) the file at name.
 	WriteFile(name string, data []byte) error
+	// Remove deletes the file or directory tree at name; an absent one is
+	// no error.
+	Remove(name string) error
 }
 
 // DirTree is a kernel tree in a directory.
@@ -53,6 +56,11 @@ func (d DirTree) WriteFile(name string, data []byte) error {
 		return err
 	}
 	return os.WriteFile(p, data, mode)
+}
+
+// Remove implements WritableTree.
+func (d DirTree) Remove(name string) error {
+	return os.RemoveAll(filepath.Join(string(d), filepath.FromSlash(name)))
 }
 
 // commitTree reads files of one commit from a repository with git.
