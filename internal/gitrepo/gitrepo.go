@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"os/user"
@@ -172,8 +173,13 @@ func (r *Repo) Workspace(ctx context.Context, dir string) (*Workspace, error) {
 
 // Checkout makes the workspace's files exactly those of commit (fetching it
 // from the user's repository if the clone predates it) and removes anything
-// else, such as fixups applied for a previous build.
+// else, such as fixups applied for a previous build. A git index lock left
+// by a kbisect stopped in the middle of a checkout is removed first: the
+// workspace's users serialise themselves, so no git of theirs holds it.
 func (w *Workspace) Checkout(ctx context.Context, commit string) error {
+	if err := os.Remove(filepath.Join(w.Dir, ".git", "index.lock")); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("workspace %s: stale index lock: %w", w.Dir, err)
+	}
 	if _, err := git(ctx, w.Dir, "cat-file", "-e", commit+"^{commit}"); err != nil {
 		if _, err := git(ctx, w.Dir, "fetch", "--quiet", "--no-tags", w.repo.Dir, commit); err != nil {
 			return fmt.Errorf("fetch %s into workspace %s: %w", commit, w.Dir, err)

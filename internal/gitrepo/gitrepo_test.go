@@ -177,3 +177,31 @@ func TestRefs(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckoutStaleIndexLock: a kbisect stopped in the middle of a checkout
+// leaves git's index lock in its workspace; the next checkout goes on.
+func TestCheckoutStaleIndexLock(t *testing.T) {
+	ctx := context.Background()
+	dir, a, b := newRepo(t)
+	r, err := Open(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws, err := r.Workspace(ctx, filepath.Join(t.TempDir(), "ws"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ws.Checkout(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	lock := filepath.Join(ws.Dir, ".git", "index.lock")
+	if err := os.WriteFile(lock, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := ws.Checkout(ctx, b); err != nil {
+		t.Fatalf("checkout with a stale index lock: %v", err)
+	}
+	if head, err := ws.Git(ctx, "rev-parse", "HEAD"); err != nil || strings.TrimSpace(head) != b {
+		t.Errorf("HEAD = %q, %v; want %s", head, err, b)
+	}
+}
