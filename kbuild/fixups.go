@@ -441,6 +441,14 @@ var Fixups = []Fixup{
 		},
 	},
 	{
+		ID:       "boot-force-order-once/1",
+		Upstream: "df6d4f9db79c (x86/boot/compressed: Don't declare __force_order in kaslr_64.c, v5.6; 4.19.109, 4.14.173)",
+		Summary:  "gcc >= 10 defaults to -fno-common, and the decompressor defines __force_order in both kaslr_64.c and pgtable_64.c: with RANDOMIZE_BASE (x86_64_defconfig) ld stops on \"multiple definition of `__force_order'\" (4.19.78 from x86_64_defconfig); keep pgtable_64.c's",
+		Versions: kconfigs.Range{Until: kconfigs.V(5, 6, 0)},
+		Detect:   contains(kaslr64, forceOrderKaslrOld),
+		Apply:    replace(kaslr64, forceOrderKaslrOld, "", 1),
+	},
+	{
 		ID:       "start-secondary-no-tail-call/1",
 		Upstream: "a9a3ed1eff36 (x86: Fix early boot crash on gcc-10, third try, v5.7)",
 		Summary:  "gcc >= 10 turns start_secondary's last call into a tail call after the stack canary changed: boot panic on SMP with the stack protector; keep the call from being a tail call",
@@ -600,6 +608,13 @@ const (
 	firmwareMakefile = "firmware/Makefile"
 	firmwareDirsOld  = "firmware-dirs := $(sort $(patsubst %,$(objtree)/$(obj)/%/,$(dir $(fw-external-y) $(fw-shipped-all))))"
 	firmwareDirsNew  = "firmware-dirs := $(sort $(addprefix $(objtree)/$(obj)/,$(dir $(fw-external-y) $(fw-shipped-all))))"
+)
+
+// kaslr64 defines the decompressor's __force_order (forceOrderKaslrOld)
+// from 4.13 until upstream df6d4f9db79c; pgtable_64.c defines it too.
+const (
+	kaslr64            = "arch/x86/boot/compressed/kaslr_64.c"
+	forceOrderKaslrOld = "/* Used by pgtable.h asm code to force instruction serialization. */\nunsigned long __force_order;\n\n"
 )
 
 // touchscreenKconfig holds the vendor ADC_S3C entry of the shared 2.6.32.2

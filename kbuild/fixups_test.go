@@ -196,6 +196,13 @@ func TestFixupTable(t *testing.T) {
 					t.Error("sources went with the build products")
 				}
 			}},
+		{"boot-force-order-once", FixupEnv{Version: kconfigs.V(4, 19, 78), GCCMajor: 12},
+			map[string]string{kaslr64: "#include \"../../mm/ident_map.c\"\n\n" + forceOrderKaslrOld + "/* Used to track our page table allocation area. */\n"},
+			func(t *testing.T, tree DirTree) {
+				if got := read(t, tree, kaslr64); got != "#include \"../../mm/ident_map.c\"\n\n/* Used to track our page table allocation area. */\n" {
+					t.Errorf("kaslr_64.c:\n%s", got)
+				}
+			}},
 		{"rdtsc-barrier-always-inline", v2632, map[string]string{systemH: " * (Could use an alternative three way for this if there was one.)\n */\n" + rdtscBarrierOld + "\n{\n"},
 			func(t *testing.T, tree DirTree) {
 				if got := read(t, tree, systemH); !strings.Contains(got, "*/\nstatic __always_inline void rdtsc_barrier(void)\n{\n") {

@@ -38,15 +38,16 @@ var oldTreeFixups = map[kconfigs.Version][]string{
 	kconfigs.V(3, 18, 9): {"compiler-gcc-header/1", "early-idt-stub-padding/1", "ld-max-page-size/1", "module-plt32/1",
 		"start-secondary-no-tail-call/1"},
 	kconfigs.V(4, 4, 121): {"ld-max-page-size/1", "module-plt32/1", "start-secondary-no-tail-call/1"},
-	kconfigs.V(4, 19, 78): v419to510Fixups,
-	kconfigs.V(5, 4, 0):   v419to510Fixups,
-	kconfigs.V(5, 10, 7):  v419to510Fixups,
+	kconfigs.V(4, 9, 0):   {"ld-max-page-size/1", "module-plt32/1", "objtool-empty-object/1", "subcmd-xrealloc/1"},
+	kconfigs.V(4, 19, 78): v419to54Fixups,
+	kconfigs.V(5, 4, 0):   v419to54Fixups,
+	kconfigs.V(5, 10, 7):  {"objtool-empty-object/1", "subcmd-xrealloc/1"},
 }
 
 var (
 	v30to38Fixups = []string{"acpi-os-initialize-init/1", "compiler-gcc-header/1", "decompressor-no-sse/1", "early-idt-stub-padding/1",
 		"ld-max-page-size/1", "module-device-table-typeof/1", "module-plt32/1", "start-secondary-no-tail-call/1", "timeconst-defined-array/1"}
-	v419to510Fixups = []string{"objtool-empty-object/1", "subcmd-xrealloc/1"}
+	v419to54Fixups = []string{"boot-force-order-once/1", "objtool-empty-object/1", "subcmd-xrealloc/1"}
 )
 
 // TestFixupsOnTrees runs the detectors on real old trees, read from git as
