@@ -449,6 +449,42 @@ var Fixups = []Fixup{
 		Apply:    replace(kaslr64, forceOrderKaslrOld, "", 1),
 	},
 	{
+		ID:       "selinux-kernel-socket-h/1",
+		Upstream: "dfbd199a7cfe (selinux: use kernel linux/socket.h for genheaders and mdp, v5.1; 4.14.114, 4.19.38)",
+		Summary:  "SELinux's host tools count address families with the host's <sys/socket.h>, whose PF_MAX today's glibc has raised: \"classmap.h: #error New address family defined, please update secclass_map\" (4.14.5 from x86_64_defconfig); take the kernel's own linux/socket.h",
+		Versions: kconfigs.Range{Until: kconfigs.V(5, 1, 0)},
+		Detect: func(t Tree, env FixupEnv) (bool, error) {
+			data, err := t.ReadFile(selinuxClassmap)
+			if errors.Is(err, fs.ErrNotExist) {
+				return false, nil
+			}
+			return err == nil && strings.Contains(string(data), "#if PF_MAX > ") && !strings.Contains(string(data), selinuxKernelSocket), err
+		},
+		Apply: func(t WritableTree, env FixupEnv) error {
+			data, err := t.ReadFile(selinuxClassmap)
+			if err != nil {
+				return err
+			}
+			if !strings.Contains(string(data), selinuxKernelSocket) {
+				if err := replace(selinuxClassmap, "#include <linux/capability.h>\n", "#include <linux/capability.h>\n"+selinuxKernelSocket, 1)(t, env); err != nil {
+					return err
+				}
+			}
+			for _, f := range selinuxHostTools {
+				if ok, err := exists(t, f); err != nil || !ok {
+					if err != nil {
+						return err
+					}
+					continue
+				}
+				if err := replace(f, "#include <sys/socket.h>\n", "", 1)(t, env); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+	},
+	{
 		ID:       "start-secondary-no-tail-call/1",
 		Upstream: "a9a3ed1eff36 (x86: Fix early boot crash on gcc-10, third try, v5.7)",
 		Summary:  "gcc >= 10 turns start_secondary's last call into a tail call after the stack canary changed: boot panic on SMP with the stack protector; keep the call from being a tail call",
@@ -615,6 +651,15 @@ const (
 const (
 	kaslr64            = "arch/x86/boot/compressed/kaslr_64.c"
 	forceOrderKaslrOld = "/* Used by pgtable.h asm code to force instruction serialization. */\nunsigned long __force_order;\n\n"
+)
+
+// selinuxClassmap checks PF_MAX (4.11 on); until upstream dfbd199a7cfe the
+// host tools that include it (selinuxHostTools) take PF_MAX from the host.
+var selinuxHostTools = []string{"scripts/selinux/genheaders/genheaders.c", "scripts/selinux/mdp/mdp.c"}
+
+const (
+	selinuxClassmap     = "security/selinux/include/classmap.h"
+	selinuxKernelSocket = "#include <linux/socket.h>\n"
 )
 
 // touchscreenKconfig holds the vendor ADC_S3C entry of the shared 2.6.32.2

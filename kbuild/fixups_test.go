@@ -203,6 +203,20 @@ func TestFixupTable(t *testing.T) {
 					t.Errorf("kaslr_64.c:\n%s", got)
 				}
 			}},
+		{"selinux-kernel-socket-h", FixupEnv{Version: kconfigs.V(4, 14, 5), GCCMajor: 12},
+			map[string]string{selinuxClassmap: "#include <linux/capability.h>\n\n#if PF_MAX > 44\n#error New address family\n#endif\n",
+				"scripts/selinux/genheaders/genheaders.c": "#include <ctype.h>\n#include <sys/socket.h>\n\n#include \"classmap.h\"\n",
+				"scripts/selinux/mdp/mdp.c":               "#include <string.h>\n#include <sys/socket.h>\n\n#include \"classmap.h\"\n"},
+			func(t *testing.T, tree DirTree) {
+				if got := read(t, tree, selinuxClassmap); !strings.HasPrefix(got, "#include <linux/capability.h>\n#include <linux/socket.h>\n\n#if PF_MAX") {
+					t.Errorf("classmap.h:\n%s", got)
+				}
+				for _, f := range selinuxHostTools {
+					if got := read(t, tree, f); strings.Contains(got, "sys/socket.h") || !strings.Contains(got, "#include \"classmap.h\"") {
+						t.Errorf("%s:\n%s", f, got)
+					}
+				}
+			}},
 		{"rdtsc-barrier-always-inline", v2632, map[string]string{systemH: " * (Could use an alternative three way for this if there was one.)\n */\n" + rdtscBarrierOld + "\n{\n"},
 			func(t *testing.T, tree DirTree) {
 				if got := read(t, tree, systemH); !strings.Contains(got, "*/\nstatic __always_inline void rdtsc_barrier(void)\n{\n") {
