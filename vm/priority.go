@@ -26,9 +26,9 @@ import (
 // kbisect), the host runs them one or two at a time and the pipeline
 // stalls for tens to hundreds of milliseconds. Beside a `make -j2` kernel
 // build, one netfront stream of a 6.1 pair through the NAT moved 1.0 Mbit/s
-// at nice 0 and 19.2 at -10 (-5 was in between and erratic: 4.9, 16.7); a
-// QEMU pair 27.1 and 51.5 (`make bench-throughput` with
-// KBISECT_BENCH_BESIDE=build). The test's power is its
+// at nice 0 and 19.2 at -10, a QEMU pair 27.1 and 51.5 (`make
+// bench-throughput` with KBISECT_BENCH_BESIDE=build); at -5, two `kbisect
+// run`s moved 4.9 and 16.7 through netfront. The test's power is its
 // traffic, so while a test runs its VMs come first; kbisect's own builds
 // run at nice 10.
 const DefaultNice = -10
