@@ -39,6 +39,7 @@ var oldTreeFixups = map[kconfigs.Version][]string{
 		"start-secondary-no-tail-call/1"},
 	kconfigs.V(4, 4, 121): {"ld-max-page-size/1", "module-plt32/1", "start-secondary-no-tail-call/1"},
 	kconfigs.V(4, 9, 0):   {"ld-max-page-size/1", "module-plt32/1", "objtool-empty-object/1", "subcmd-xrealloc/1"},
+	kconfigs.V(4, 14, 5):  {"ld-max-page-size/1", "module-plt32/1", "objtool-empty-object/1", "selinux-kernel-socket-h/1", "subcmd-xrealloc/1"},
 	kconfigs.V(4, 19, 78): v419to54Fixups,
 	kconfigs.V(5, 4, 0):   v419to54Fixups,
 	kconfigs.V(5, 10, 7):  {"objtool-empty-object/1", "subcmd-xrealloc/1"},
