@@ -454,30 +454,25 @@ var Fixups = []Fixup{
 		Summary:  "SELinux's host tools count address families with the host's <sys/socket.h>, whose PF_MAX today's glibc has raised: \"classmap.h: #error New address family defined, please update secclass_map\" (4.14.5 from x86_64_defconfig); take the kernel's own linux/socket.h",
 		Versions: kconfigs.Range{Until: kconfigs.V(5, 1, 0)},
 		Detect: func(t Tree, env FixupEnv) (bool, error) {
-			data, err := t.ReadFile(selinuxClassmap)
-			if errors.Is(err, fs.ErrNotExist) {
-				return false, nil
+			checked, err := contains(selinuxClassmap, "#if PF_MAX > ")(t, env)
+			if !checked || err != nil {
+				return false, err
 			}
-			return err == nil && strings.Contains(string(data), "#if PF_MAX > ") && !strings.Contains(string(data), selinuxKernelSocket), err
+			fixed, err := contains(selinuxClassmap, selinuxKernelSocket)(t, env)
+			return !fixed, err
 		},
 		Apply: func(t WritableTree, env FixupEnv) error {
-			data, err := t.ReadFile(selinuxClassmap)
+			fixed, err := contains(selinuxClassmap, selinuxKernelSocket)(t, env)
 			if err != nil {
 				return err
 			}
-			if !strings.Contains(string(data), selinuxKernelSocket) {
+			if !fixed {
 				if err := replace(selinuxClassmap, "#include <linux/capability.h>\n", "#include <linux/capability.h>\n"+selinuxKernelSocket, 1)(t, env); err != nil {
 					return err
 				}
 			}
 			for _, f := range selinuxHostTools {
-				if ok, err := exists(t, f); err != nil || !ok {
-					if err != nil {
-						return err
-					}
-					continue
-				}
-				if err := replace(f, "#include <sys/socket.h>\n", "", 1)(t, env); err != nil {
+				if err := replace(f, "#include <sys/socket.h>\n", "", 1)(t, env); err != nil && !errors.Is(err, fs.ErrNotExist) {
 					return err
 				}
 			}
