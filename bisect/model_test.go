@@ -147,3 +147,42 @@ func TestTimeModelRate(t *testing.T) {
 		t.Errorf("rate %g per minute, want about 0.5", r)
 	}
 }
+
+// TestTarget checks the posterior the search stops at: Margin·(1-Confidence)
+// of error while a run rarely fails, all of 1-Confidence once it nearly
+// always does; in time mode the rate per run is that of a RunBase-minute run
+// at the test's yield of exposure per minute.
+func TestTarget(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		unit    Unit
+		runBase float64
+		yield   float64 // exposure per minute of test (time mode; 0 means 1)
+		fails   int     // failures recorded on bad
+		each    float64 // exposure of each: runs, or minutes to the failure
+		passes  int     // passes recorded on bad (runs mode)
+		want    float64
+	}{
+		{"runs, fails 1 run in 10", UnitRuns, 0, 0, 10, 1, 90, 0.995},
+		{"runs, fails every run", UnitRuns, 0, 0, 40, 1, 0, 0.99},
+		{"time, 1 fail per 20 min, 1-min runs", UnitTime, 1, 0, 40, 20, 0, 0.995},
+		{"time, 1 fail per min, 1-min runs", UnitTime, 1, 0, 40, 1, 0, 0.9917},
+		{"time, 1 fail per 20 s, 1-min runs", UnitTime, 1, 0, 40, 1.0 / 3, 0, 0.99},
+		{"time, 1 fail per min, 20-s runs", UnitTime, 1.0 / 3, 0, 40, 1, 0, 0.995},
+		// The demo: 20-s runs of traffic at 4.5 times the reference.
+		{"time, 1 fail per min of exposure, 20-s runs of 90 s", UnitTime, 1.0 / 3, 4.5, 40, 1, 0, 0.9903},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := NewCore(11, Plan{Unit: tc.unit, RunBase: tc.runBase, Confidence: 0.99, Costs: Costs{Yield: tc.yield}})
+			for i := 0; i < tc.fails; i++ {
+				c.Record(10, true, tc.each, tc.each)
+			}
+			for i := 0; i < tc.passes; i++ {
+				c.Record(10, false, 1, 1)
+			}
+			if got := c.target(); math.Abs(got-tc.want) > 5e-4 {
+				t.Errorf("target %.4f, want %.4f (rate estimate %.3g)", got, tc.want, c.Search.RateEstimate())
+			}
+		})
+	}
+}
