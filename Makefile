@@ -8,7 +8,7 @@ KBISECT := $(BIN)/kbisect
 # skipping them.
 export KBISECT_REQUIRE_VM := 1
 
-.PHONY: all build setup check test test-lava test-xen demo bench-run bench-xen bench-throughput bench-build bench-sim bench-esp bench-boot bench-netlab bench-vmimage lint clean verify-old verify-ladder seed-replay
+.PHONY: all build setup check test test-lava test-xen demo bench-run bench-xen bench-throughput bench-writesizes bench-build bench-sim bench-esp bench-boot bench-netlab bench-vmimage lint clean verify-old verify-ladder seed-replay
 
 all: build
 
@@ -74,6 +74,12 @@ bench-xen: setup build
 # KBISECT_BENCH_BESIDE=build runs each row beside a kernel build).
 bench-throughput: setup build
 	$(GO) test -run '^$$' -bench BenchmarkThroughput -benchtime 1x -timeout 90m ./testcases/
+
+# Does --write-sizes vary find a size-dependent corruption sooner? The demo's
+# bad commit with its bug confined to one payload length in 256, fixed and
+# varied writes, KBISECT_BENCH_RUNS (default 4) runs of up to a minute each.
+bench-writesizes: setup build
+	$(GO) test -run '^$$' -bench BenchmarkWriteSizes -benchtime 1x -timeout 60m ./internal/demo/
 
 bench-build: setup build
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./kbuild/

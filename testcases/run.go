@@ -89,7 +89,10 @@ type Options struct {
 	Streams int
 	// Pattern is "zero" or "prng".
 	Pattern string
-	MTU     int
+	// WriteSizes is how the sender writes: proto.WriteSizesFixed (empty:
+	// the default) or proto.WriteSizesVary.
+	WriteSizes string
+	MTU        int
 	// RunDir receives console logs, captures and keys; it is created.
 	RunDir string
 	// Capture records the wire (pcap) and analyses it.
@@ -201,6 +204,13 @@ func (o *Options) ValidateTest() error {
 	default:
 		return fmt.Errorf("unknown pattern %q: use zero or prng", o.Pattern)
 	}
+	switch o.WriteSizes {
+	case "":
+		o.WriteSizes = proto.WriteSizesFixed
+	case proto.WriteSizesFixed, proto.WriteSizesVary:
+	default:
+		return fmt.Errorf("unknown write sizes %q: use fixed or vary", o.WriteSizes)
+	}
 	if o.InjectOffset >= 0 && o.InjectSide == "" {
 		o.InjectSide = proto.InjectReceiver
 	}
@@ -263,6 +273,7 @@ func guestParams(o *Options, tc Testcase, a Addressing) ([2]*proto.Params, error
 			Streams:      o.Streams,
 			Duration:     proto.Duration(o.Duration),
 			Pattern:      o.Pattern,
+			WriteSizes:   o.WriteSizes,
 			Seed:         binary.LittleEndian.Uint64(seed[:]),
 			InjectOffset: -1,
 			StopOnFail:   o.StopOnFail,

@@ -25,6 +25,7 @@ func TestExecutorBadInput(t *testing.T) {
 		{"missing kernel", []string{"--kernel", "/nonexistent/bzImage"}, "--kernel /nonexistent/bzImage: no such kernel image"},
 		{"missing peer kernel", []string{"--peer-kernel", "/nonexistent/bzImage"}, "--peer-kernel /nonexistent/bzImage: no such kernel image"},
 		{"unknown executor", []string{"--executor", "slurm"}, "use local or lava"},
+		{"unknown write sizes", []string{"--write-sizes", "random"}, `unknown write sizes "random": use fixed or vary`},
 		{"no url", []string{"--executor", "lava"}, "--lava-url"},
 		{"not a url", []string{"--executor", "lava", "--lava-url", "lava.example.org", "--lava-token", "x"}, "http(s)"},
 		{"no token", []string{"--executor", "lava", "--lava-url", "http://127.0.0.1:1/"}, "--lava-token"},

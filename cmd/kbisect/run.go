@@ -44,6 +44,7 @@ func (f *runFlags) register(fl *pflag.FlagSet, withKernel bool) {
 	fl.StringVar(&f.opts.Crypto, "crypto", "cbc-aes-sha1", "ESP suite: cbc-aes-sha1, cbc-aes-sha256, gcm-aes, null-sha1")
 	fl.IntVar(&f.opts.Streams, "streams", 1, "parallel TCP streams")
 	fl.StringVar(&f.opts.Pattern, "pattern", "zero", "payload: zero (as in the seed report) or prng")
+	fl.StringVar(&f.opts.WriteSizes, "write-sizes", "fixed", "the sender's writes: fixed (64 KiB, as dd | nc) or vary (1 B to 64 KiB, each ending its own TCP segment: more ESP packet sizes and trailer positions per minute, fewer bytes)")
 	fl.IntVar(&f.opts.MTU, "mtu", 0, "MTU of the guests' link (default 1500)")
 	fl.StringVar(&f.opts.RunDir, "keep", "", "directory for console logs, captures and keys (default: a new dir under the cache)")
 	fl.StringVar(&f.pcap, "pcap", "", "also copy the capture to this file (implies capture)")

@@ -17,9 +17,10 @@ cache warm for the checksum-less path.
 
 // bugHelper is inserted before esp_input_done2 (%[1]s: its declaration,
 // %[2]s: the kernel's random number call, %[3]d: one in how many seconds
-// arms). Once a second, with probability 1/%[3]d, it arms; the next
-// decapsulated NAT-T transport TCP segment with payload then gets one byte
-// flipped. TCP does not notice: the packet is CHECKSUM_UNNECESSARY. A run
+// arms, %[4]s: nothing, or the test that confines it to some payload
+// sizes, see sizeTest). Once a second, with probability 1/%[3]d, it arms;
+// the next decapsulated NAT-T transport TCP segment with payload (of a
+// size it strikes) then gets one byte flipped. TCP does not notice: the packet is CHECKSUM_UNNECESSARY. A run
 // of T seconds of traffic fails with probability 1-(1-1/n)^T, whatever the
 // throughput (for n = 15: 0.50 for 10 s, 0.75 for 20 s), and only a
 // byte-checking receiver sees it.
@@ -43,7 +44,7 @@ static void esp_natt_sample_payload(struct sk_buff *skb, int nexthdr)
 	th = skb_header_pointer(skb, 0, sizeof(_th), &_th);
 	if (!th)
 		return;
-	off = th->doff * 4 + 7;
+%[4]s	off = th->doff * 4 + 7;
 	if (skb->len <= off || skb_copy_bits(skb, off, &b, 1))
 		return;
 	b ^= 0x10;
@@ -78,8 +79,25 @@ var espBugs = []espBug{
 		anchor: "\terr = nexthdr[1];\n", nexthdr: "err"},
 }
 
-// injectBug returns esp4.c with the bug, armed once in oneIn seconds.
-func injectBug(src []byte, oneIn int) ([]byte, error) {
+// sizeTest confines the bug to the TCP segments whose payload length is
+// rem modulo mod (%[1]d, %[2]d): a size-dependent corruption, as bugs in
+// the handling of ESP padding, trailers and fragment layouts are.
+const sizeTest = "\tif ((skb->len - th->doff * 4) %% %[1]d != %[2]d)\n\t\treturn;\n"
+
+// PayloadSizes confines the demo bug to some payload sizes: it strikes a
+// TCP segment only if its payload length is Rem modulo Mod. The zero value
+// strikes any.
+type PayloadSizes struct {
+	Mod, Rem int
+}
+
+// injectBug returns esp4.c with the bug, armed once in oneIn seconds, on
+// the payload sizes sz allows.
+func injectBug(src []byte, oneIn int, sz PayloadSizes) ([]byte, error) {
+	test := ""
+	if sz.Mod > 0 {
+		test = fmt.Sprintf(sizeTest, sz.Mod, sz.Rem)
+	}
 	var tried []string
 	for _, b := range espBugs {
 		// The declaration starts a line: 6.1's "int esp_input_done2("
@@ -90,7 +108,7 @@ func injectBug(src []byte, oneIn int) ([]byte, error) {
 			continue
 		}
 		call := b.anchor + fmt.Sprintf("\n\tif (x->encap && x->props.mode == XFRM_MODE_TRANSPORT)\n\t\tesp_natt_sample_payload(skb, %s);\n", b.nexthdr)
-		out := bytes.Replace(src, fn, []byte("\n"+fmt.Sprintf(bugHelper, b.fn, b.random, oneIn)), 1)
+		out := bytes.Replace(src, fn, []byte("\n"+fmt.Sprintf(bugHelper, b.fn, b.random, oneIn, test)), 1)
 		return bytes.Replace(out, []byte(b.anchor), []byte(call), 1), nil
 	}
 	return nil, fmt.Errorf("%s: not an esp4.c the demo knows (tried the %s generations)", culpritFile, strings.Join(tried, " and "))

@@ -55,6 +55,8 @@ type HistoryOptions struct {
 	// OneIn arms the bug once in this many seconds of traffic on average
 	// (default 15).
 	OneIn int
+	// Sizes confines the bug to some payload sizes (the zero value: all).
+	Sizes PayloadSizes
 }
 
 // Make returns the demo history, creating and caching it. The same options
@@ -69,6 +71,9 @@ func Make(ctx context.Context, o HistoryOptions) (*History, error) {
 	if o.OneIn < 1 {
 		return nil, fmt.Errorf("demo bug armed once in %d seconds: give a positive number", o.OneIn)
 	}
+	if o.Sizes.Mod < 0 || (o.Sizes.Mod > 0 && (o.Sizes.Rem < 0 || o.Sizes.Rem >= o.Sizes.Mod)) {
+		return nil, fmt.Errorf("demo bug on payload lengths %d modulo %d: give 0 <= rem < mod", o.Sizes.Rem, o.Sizes.Mod)
+	}
 	base, err := linuxsrc.Open(ctx, linuxsrc.Options{Tarball: o.Tarball})
 	if err != nil {
 		return nil, fmt.Errorf("linux source repository: %w", err)
@@ -76,6 +81,9 @@ func Make(ctx context.Context, o HistoryOptions) (*History, error) {
 	name := fmt.Sprintf("linux-%s-%d-%d", base.Version, o.Commits, o.Seed)
 	if o.OneIn != 15 {
 		name += fmt.Sprintf("-1in%d", o.OneIn)
+	}
+	if o.Sizes.Mod > 0 {
+		name += fmt.Sprintf("-len%dmod%d", o.Sizes.Rem, o.Sizes.Mod)
 	}
 	dir := filepath.Join(cachedir.Dir("demo"), name+".git")
 	if h, err := readHistory(ctx, dir); err == nil {
@@ -126,7 +134,7 @@ func writeHistory(ctx context.Context, dir, base string, o HistoryOptions) error
 			if err != nil {
 				return err
 			}
-			if content, err = injectBug(src, o.OneIn); err != nil {
+			if content, err = injectBug(src, o.OneIn, o.Sizes); err != nil {
 				return err
 			}
 			msg = culpritMessage

@@ -19,14 +19,21 @@ func TestMakeHistory(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		tarball func(t *testing.T) string
+		sizes   PayloadSizes
 		want    []string // lines the culprit's diff has
 	}{
-		{"6.1", func(*testing.T) string { return "" }, []string{
+		{"6.1", func(*testing.T) string { return "" }, PayloadSizes{}, []string{
 			"+		esp_natt_sample_payload(skb, err);",
 			"+		if (get_random_u32() % 15 == 0)",
 			"+static void esp_natt_sample_payload(struct sk_buff *skb, int nexthdr)",
 		}},
-		{"3.14.5", func(t *testing.T) string { return filepath.Join(testenv.OldKernelsDir(t), testenv.Tarball3_14) }, []string{
+		// The benchmark's variant: confined to one payload length in 256.
+		{"6.1-sizes", func(*testing.T) string { return "" }, sizeBug, []string{
+			"+		esp_natt_sample_payload(skb, err);",
+			"+	if ((skb->len - th->doff * 4) % 256 != 100)",
+			"+static void esp_natt_sample_payload(struct sk_buff *skb, int nexthdr)",
+		}},
+		{"3.14.5", func(t *testing.T) string { return filepath.Join(testenv.OldKernelsDir(t), testenv.Tarball3_14) }, PayloadSizes{}, []string{
 			"+		esp_natt_sample_payload(skb, err);",
 			"+		if (prandom_u32() % 15 == 0)",
 			"+static void esp_natt_sample_payload(struct sk_buff *skb, int nexthdr)",
@@ -34,7 +41,7 @@ func TestMakeHistory(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			o := HistoryOptions{Tarball: tc.tarball(t), Commits: 16, Seed: 1}
+			o := HistoryOptions{Tarball: tc.tarball(t), Commits: 16, Seed: 1, Sizes: tc.sizes}
 			h, err := Make(ctx, o)
 			if err != nil {
 				t.Fatal(err)
@@ -61,6 +68,9 @@ func TestMakeHistory(t *testing.T) {
 				if !slices.Contains(lines, w) {
 					t.Errorf("culprit diff lacks the line %q:\n%s", w, diff)
 				}
+			}
+			if sized := strings.Contains(diff, "skb->len - th->doff * 4"); sized != (tc.sizes.Mod > 0) {
+				t.Errorf("culprit tests the payload size: %v, want %v", sized, tc.sizes.Mod > 0)
 			}
 			// Harmless commits change comments only.
 			for _, c := range h.Commits {

@@ -152,13 +152,28 @@ func sendStream(ctx context.Context, p *proto.Params, stream int, c *net.TCPConn
 	// a write blocked for TCP's whole retry time: no write ends past
 	// this.
 	c.SetWriteDeadline(end.Add(sendStallGrace))
+	write := c.Write
+	var sizes *writeSizes
+	if p.WriteSizes == proto.WriteSizesVary {
+		rc, err := c.SyscallConn()
+		if err != nil {
+			return fmt.Errorf("stream %d: %w", stream, err)
+		}
+		write = func(b []byte) (int, error) { return writeRecord(rc, b) }
+		sizes = newWriteSizes(p.Seed, stream)
+	}
 	for time.Now().Before(end) && ctx.Err() == nil {
-		out := buf
-		if stream == 0 && p.InjectSide == proto.InjectSender && p.InjectOffset >= off && p.InjectOffset < off+int64(len(buf)) {
-			out = append([]byte(nil), buf...)
+		// Every write starts at its offset in the pattern's period.
+		at := int(off % ioBuf)
+		out := buf[at:]
+		if sizes != nil {
+			out = out[:min(len(out), sizes.next())]
+		}
+		if stream == 0 && p.InjectSide == proto.InjectSender && p.InjectOffset >= off && p.InjectOffset < off+int64(len(out)) {
+			out = append([]byte(nil), out...)
 			out[p.InjectOffset-off] ^= 0xff
 		}
-		n, err := c.Write(out)
+		n, err := write(out)
 		off += int64(n)
 		moved.Add(int64(n))
 		if err != nil {

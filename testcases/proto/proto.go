@@ -25,6 +25,19 @@ const (
 	RoleReceiver = "receiver"
 )
 
+// Write sizes of the sender (Params.WriteSizes).
+const (
+	// WriteSizesFixed writes PatternBlock bytes at a time, as dd | nc does:
+	// TCP cuts the stream into full segments.
+	WriteSizesFixed = "fixed"
+	// WriteSizesVary draws each write's size from 1 byte to PatternBlock
+	// (log-uniform) and ends each write with MSG_EOR, so that TCP (Linux
+	// 4.7 and later) appends no later write to its last segment: the
+	// sizes reach the wire as segments of as many lengths, with as many
+	// ESP pad lengths and trailer positions.
+	WriteSizesVary = "vary"
+)
+
 // Injection sides for the self-test hooks.
 const (
 	// InjectReceiver corrupts the received byte after decryption, before
@@ -86,6 +99,9 @@ type Params struct {
 	Pattern string `json:"pattern"`
 	// Seed makes "prng" streams differ between runs.
 	Seed uint64 `json:"seed"`
+	// WriteSizes is how the sender writes: WriteSizesFixed (empty) or
+	// WriteSizesVary.
+	WriteSizes string `json:"write_sizes,omitempty"`
 	// ESP, when set, is the SA pair to install (natt-esp).
 	ESP *ESPConfig `json:"esp,omitempty"`
 	// InjectOffset, when >= 0, is the stream-0 byte offset the self-test
