@@ -79,20 +79,11 @@ func (cs *captures) capture(vif, path string) error {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, int(htons(unix.ETH_P_ALL)))
+	ring, err := newPacketRing(ifi.Index)
 	if err != nil {
 		return err
 	}
-	defer unix.Close(fd)
-	// A large socket queue and a writer of its own: writes to the 9p share
-	// stall now and then, and the frames that arrive meanwhile must wait
-	// in memory, not be dropped (with 16 MiB and writes in line, a 20 s
-	// run under load lost 27 of 30,000 frames).
-	unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 64<<20)
-	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Usec: 200000})
-	if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: ifi.Index}); err != nil {
-		return err
-	}
+	defer ring.close()
 	f, err := os.Create(path)
 	if err != nil {
 		return err
@@ -107,6 +98,9 @@ func (cs *captures) capture(vif, path string) error {
 		ci   gopacket.CaptureInfo
 		data []byte
 	}
+	// A writer of its own: writes to the 9p share stall now and then.
+	// While it waits, frames queue here, then in the ring, whose
+	// overflow the kernel counts: the capture loses no frame unsaid.
 	frames := make(chan frame, 1<<15)
 	written := make(chan error, 1)
 	go func() {
@@ -124,51 +118,58 @@ func (cs *captures) capture(vif, path string) error {
 		}
 		written <- werr
 	}()
-	buf := make([]byte, snaplen)
-	var n, queueDrops int
-	// recv queues the next frame; flags MSG_DONTWAIT for the drain.
-	recv := func(flags int) error {
-		m, _, err := unix.Recvfrom(fd, buf, unix.MSG_TRUNC|flags)
-		if err != nil {
-			return err
-		}
-		caplen := min(m, len(buf))
-		fr := frame{ci: gopacket.CaptureInfo{Timestamp: time.Now(), CaptureLength: caplen, Length: m}, data: append([]byte(nil), buf[:caplen]...)}
-		select {
-		case frames <- fr:
-			n++
-		default:
-			queueDrops++
-		}
-		return nil
+	var n int
+	keep := func(ts time.Time, data []byte, length int) {
+		caplen := min(len(data), snaplen)
+		frames <- frame{ci: gopacket.CaptureInfo{Timestamp: ts, CaptureLength: caplen, Length: length}, data: append([]byte(nil), data[:caplen]...)}
+		n++
 	}
-	for {
+	var rerr error
+	for rerr == nil {
 		select {
 		case <-cs.stop:
-			// The socket may still hold the run's last frames (its FINs
-			// among them) when the domUs are gone: a reader that fell
-			// behind under load. They are part of the run.
+			// The ring may still hold the run's last frames (its FINs
+			// among them) when the domUs are gone: they are part of the
+			// run. A block not full is handed over after ringRetire.
 			stopped, backlog := time.Now(), n
-			for recv(unix.MSG_DONTWAIT) == nil {
+			for {
+				k, err := ring.read(10*ringRetire, keep)
+				if err != nil && !ifaceGone(err) {
+					rerr = err
+				}
+				if k == 0 || err != nil {
+					break
+				}
 			}
 			backlog = n - backlog
 			close(frames)
-			err := <-written
-			kernelDrops := -1 // unknown
-			if st, gerr := unix.GetsockoptTpacketStats(fd, unix.SOL_PACKET, unix.PACKET_STATISTICS); gerr == nil {
-				kernelDrops = int(st.Drops)
+			if err := <-written; rerr == nil {
+				rerr = err
 			}
-			cs.c.logf("capture %s: %d frames in %s (%d left in the socket at the end), %d dropped by the socket, %d by the writer; written out in %.1fs", vif, n, filepath.Base(path), backlog, kernelDrops, queueDrops, time.Since(stopped).Seconds())
-			if err == nil {
+			drops, err := ring.drops()
+			if err != nil {
+				drops = -1 // unknown
+			}
+			cs.c.logf("capture %s: %d frames in %s (%d read after the run), %d dropped by the ring; written out in %.1fs", vif, n, filepath.Base(path), backlog, drops, time.Since(stopped).Seconds())
+			if rerr == nil {
 				cs.mu.Lock()
-				cs.stats.Vifs = append(cs.stats.Vifs, xenctl.VifCapture{Vif: vif, Pcap: filepath.Base(path), Frames: n, SocketDrops: kernelDrops, WriterDrops: queueDrops})
+				cs.stats.Vifs = append(cs.stats.Vifs, xenctl.VifCapture{Vif: vif, Pcap: filepath.Base(path), Frames: n, SocketDrops: drops})
 				cs.mu.Unlock()
 			}
-			return err
+			return rerr
 		default:
 		}
-		recv(0) // a timeout: look at stop again
+		// A timeout, to look at stop again.
+		if _, err := ring.read(200*time.Millisecond, keep); ifaceGone(err) {
+			// The domU is gone, and its vif: the capture is over.
+			<-cs.stop
+		} else {
+			rerr = err
+		}
 	}
+	close(frames)
+	<-written
+	return rerr
 }
 
 // close ends the captures and writes out the pcaps.

@@ -37,17 +37,16 @@ type VifCapture struct {
 	Vif    string `json:"vif"`
 	Pcap   string `json:"pcap"`
 	Frames int    `json:"frames"`
-	// SocketDrops are frames the packet socket dropped (-1: unknown);
-	// WriterDrops frames the pcap writer could not keep.
+	// SocketDrops are frames the packet socket dropped (its receive ring
+	// full; -1: unknown).
 	SocketDrops int `json:"socket_drops"`
-	WriterDrops int `json:"writer_drops"`
 }
 
 // Lossless reports whether every vif's capture holds every frame that
 // crossed it.
 func (s *CaptureStats) Lossless() bool {
 	for _, v := range s.Vifs {
-		if v.SocketDrops != 0 || v.WriterDrops != 0 {
+		if v.SocketDrops != 0 {
 			return false
 		}
 	}
