@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -197,18 +198,10 @@ func (o *Options) ValidateTest() error {
 	if o.Streams < 1 || o.Streams > 64 {
 		return fmt.Errorf("streams %d: use 1..64", o.Streams)
 	}
-	switch o.Pattern {
-	case "":
-		o.Pattern = "zero"
-	case "zero", "prng":
-	default:
+	if !oneOf(&o.Pattern, "zero", "prng") {
 		return fmt.Errorf("unknown pattern %q: use zero or prng", o.Pattern)
 	}
-	switch o.WriteSizes {
-	case "":
-		o.WriteSizes = proto.WriteSizesFixed
-	case proto.WriteSizesFixed, proto.WriteSizesVary:
-	default:
+	if !oneOf(&o.WriteSizes, proto.WriteSizesFixed, proto.WriteSizesVary) {
 		return fmt.Errorf("unknown write sizes %q: use fixed or vary", o.WriteSizes)
 	}
 	if o.InjectOffset >= 0 && o.InjectSide == "" {
@@ -241,6 +234,15 @@ func (o *Options) ValidateTest() error {
 		return fmt.Errorf("unknown hypervisor %q: use qemu or xen", o.Hypervisor)
 	}
 	return nil
+}
+
+// oneOf sets an empty *v to the first of values (the default) and reports
+// whether *v is one of them.
+func oneOf(v *string, values ...string) bool {
+	if *v == "" {
+		*v = values[0]
+	}
+	return slices.Contains(values, *v)
 }
 
 func (o *Options) progress(format string, args ...any) {

@@ -217,11 +217,7 @@ func Dom0Kernel(path string) (kernel, modules string, err error) {
 
 // validateXen checks the options a Xen run cannot honour.
 func (o *Options) validateXen() error {
-	switch o.XenGuestType {
-	case "":
-		o.XenGuestType = vm.XenPV
-	case vm.XenPV, vm.XenPVH:
-	default:
+	if !oneOf(&o.XenGuestType, vm.XenPV, vm.XenPVH) {
 		return fmt.Errorf("unknown Xen guest type %q: use pv or pvh", o.XenGuestType)
 	}
 	if o.Shell {

@@ -26,6 +26,8 @@ func TestExecutorBadInput(t *testing.T) {
 		{"missing peer kernel", []string{"--peer-kernel", "/nonexistent/bzImage"}, "--peer-kernel /nonexistent/bzImage: no such kernel image"},
 		{"unknown executor", []string{"--executor", "slurm"}, "use local or lava"},
 		{"unknown write sizes", []string{"--write-sizes", "random"}, `unknown write sizes "random": use fixed or vary`},
+		{"unknown pattern", []string{"--pattern", "ones"}, `unknown pattern "ones": use zero or prng`},
+		{"unknown Xen guest type", []string{"--hypervisor", "xen", "--xen-guest", "hvm"}, `unknown Xen guest type "hvm": use pv or pvh`},
 		{"no url", []string{"--executor", "lava"}, "--lava-url"},
 		{"not a url", []string{"--executor", "lava", "--lava-url", "lava.example.org", "--lava-token", "x"}, "http(s)"},
 		{"no token", []string{"--executor", "lava", "--lava-url", "http://127.0.0.1:1/"}, "--lava-token"},
