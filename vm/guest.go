@@ -208,6 +208,13 @@ func (g *Guest) Status(ctx context.Context) (string, error) {
 	}
 	s, err := g.m.status(ctx)
 	if err != nil {
+		// QEMU may have exited between the check above and the query
+		// (a guest that powers off), taking its QMP socket with it.
+		select {
+		case <-g.done:
+			return "ended", nil
+		case <-time.After(2 * time.Second):
+		}
 		return "", fmt.Errorf("guest %s: status: %w", g.cfg.Name, err)
 	}
 	return s, nil
