@@ -214,6 +214,7 @@ func (g *Guest) Status(ctx context.Context) (string, error) {
 		case <-g.done:
 			return "ended", nil
 		case <-time.After(2 * time.Second):
+		case <-ctx.Done():
 		}
 		return "", fmt.Errorf("guest %s: status: %w", g.cfg.Name, err)
 	}
