@@ -32,16 +32,35 @@ type captures struct {
 	wg    sync.WaitGroup
 	on    map[string]bool
 	stats xenctl.CaptureStats
+	// rings are made before the domUs, one per vif to capture: see
+	// newPacketRing. A capture takes its ring out.
+	rings map[string]*packetRing
 }
 
-// startCaptures mounts the host's share; nil if it cannot.
+// startCaptures mounts the host's share and makes the receive rings of the
+// plan's vifs, before any domU exists; nil if it cannot.
 func (c *controller) startCaptures() *captures {
 	os.MkdirAll(outDir, 0o755)
 	if err := unix.Mount(c.plan.ShareTag, outDir, "9p", 0, "trans=virtio,version=9p2000.L,msize=262144,cache=none"); err != nil {
 		c.logf("capture: mount the 9p share %q: %v; no capture", c.plan.ShareTag, err)
 		return nil
 	}
-	return &captures{c: c, stop: make(chan struct{}), on: map[string]bool{}}
+	cs := &captures{c: c, stop: make(chan struct{}), on: map[string]bool{}, rings: map[string]*packetRing{}}
+	start := time.Now()
+	for _, d := range c.plan.DomUs {
+		if d.Pcap == "" {
+			continue
+		}
+		r, err := newPacketRing()
+		if err != nil {
+			// Its pcap and stats will be missing: the wire is unknown.
+			c.logf("capture %s: %v", d.Vif, err)
+			continue
+		}
+		cs.rings[d.Vif] = r
+	}
+	c.logf("capture: %d receive rings made in %.1fs", len(cs.rings), time.Since(start).Seconds())
+	return cs
 }
 
 // add starts capturing vif into its pcap once the interface exists (the
@@ -57,17 +76,25 @@ func (cs *captures) add(vif, pcap string) {
 		return
 	}
 	cs.on[vif] = true
+	ring := cs.rings[vif]
+	delete(cs.rings, vif)
+	if ring == nil {
+		cs.c.logf("capture %s: no receive ring", vif)
+		return
+	}
 	cs.wg.Add(1)
 	go func() {
 		defer cs.wg.Done()
-		if err := cs.capture(vif, filepath.Join(outDir, pcap)); err != nil {
+		defer ring.close()
+		if err := cs.capture(ring, vif, filepath.Join(outDir, pcap)); err != nil {
 			cs.c.logf("capture %s: %v", vif, err)
 		}
 	}()
 }
 
-func (cs *captures) capture(vif, path string) error {
+func (cs *captures) capture(ring *packetRing, vif, path string) error {
 	var ifi *net.Interface
+	start := time.Now()
 	for {
 		var err error
 		if ifi, err = net.InterfaceByName(vif); err == nil {
@@ -79,11 +106,12 @@ func (cs *captures) capture(vif, path string) error {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	ring, err := newPacketRing(ifi.Index)
-	if err != nil {
+	// The hotplug renames the vif, then brings it up: it may still be
+	// down here, and the ring takes its frames from when it is up.
+	if err := ring.bind(ifi.Index); err != nil {
 		return err
 	}
-	defer ring.close()
+	cs.c.logf("capture %s: bound %.2fs after the domU's creation", vif, time.Since(start).Seconds())
 	f, err := os.Create(path)
 	if err != nil {
 		return err
@@ -136,8 +164,9 @@ func (cs *captures) capture(vif, path string) error {
 				k, err := ring.read(10*ringRetire, keep)
 				if err != nil && !ifaceGone(err) {
 					rerr = err
+					break
 				}
-				if k == 0 || err != nil {
+				if k == 0 && err == nil {
 					break
 				}
 			}
@@ -159,11 +188,11 @@ func (cs *captures) capture(vif, path string) error {
 			return rerr
 		default:
 		}
-		// A timeout, to look at stop again.
-		if _, err := ring.read(200*time.Millisecond, keep); ifaceGone(err) {
-			// The domU is gone, and its vif: the capture is over.
-			<-cs.stop
-		} else {
+		// A timeout, to look at stop again. The vif going down (bound
+		// before it was up, or its domU destroyed) is no reason to stop:
+		// frames come again when it is up, and the run's end says when
+		// the capture is over.
+		if _, err := ring.read(200*time.Millisecond, keep); err != nil && !ifaceGone(err) {
 			rerr = err
 		}
 	}
@@ -179,6 +208,12 @@ func (cs *captures) close() {
 	}
 	close(cs.stop)
 	cs.wg.Wait()
+	cs.mu.Lock()
+	for vif, r := range cs.rings { // never captured: its domU never came
+		r.close()
+		delete(cs.rings, vif)
+	}
+	cs.mu.Unlock()
 	// Written last: its presence says every pcap is complete on disk.
 	unix.Sync()
 	if b, err := json.Marshal(&cs.stats); err == nil {
