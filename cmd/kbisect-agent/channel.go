@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/kbisect/kbisect/testcases/proto"
 	"golang.org/x/sys/unix"
@@ -59,5 +60,34 @@ func (c *channel) send(ev proto.Event) {
 	}
 	if c.dev == nil || ev.Type != "progress" {
 		c.console.Write(line)
+	}
+}
+
+// drainLimit bounds drain: a UART that never empties must not keep the
+// machine up (the host's deadline would stop it, as an error).
+const drainLimit = 10 * time.Second
+
+// drain waits until the UARTs have sent every byte written to them
+// (tcdrain). A write to a tty returns once the bytes are in its buffer, and
+// a machine restarted before they left loses them: on a loaded CI host a
+// receiver's result was still there 50 ms after it was written, and its
+// run ended as an error ("guest ended without a result").
+func (c *channel) drain() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for _, f := range []*os.File{c.dev, c.console} {
+			if f != nil {
+				// TCSBRK with a non-zero argument is tcdrain; on a file
+				// that is not a tty it fails at once.
+				unix.IoctlSetInt(int(f.Fd()), unix.TCSBRK, 1)
+			}
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(drainLimit):
 	}
 }

@@ -27,7 +27,7 @@ func main() {
 	ch := openChannel(params)
 	if err != nil {
 		ch.send(proto.Event{Type: "error", Message: err.Error()})
-		finish(params)
+		finish(params, ch)
 	}
 	// A module that fails to load is reported but not fatal: some are
 	// optional (jitterentropy_rng refuses TCG's timer), and a missing
@@ -37,7 +37,7 @@ func main() {
 	}
 	if err := setupNetwork(params); err != nil {
 		ch.send(proto.Event{Type: "error", Role: params.Role, Message: fmt.Sprintf("network: %v", err)})
-		finish(params)
+		finish(params, ch)
 	}
 	ch.send(proto.Event{Type: "ready", Role: params.Role})
 	// The host enforces the real deadline; this one only keeps a guest
@@ -50,7 +50,7 @@ func main() {
 	} else {
 		ch.send(proto.Event{Type: "result", Role: params.Role, Result: res})
 	}
-	finish(params)
+	finish(params, ch)
 }
 
 func readParams(path string) (*proto.Params, error) {
@@ -65,9 +65,10 @@ func readParams(path string) (*proto.Params, error) {
 	return p, nil
 }
 
-// finish ends the agent: a shell for --shell, otherwise power off. It never
-// returns.
-func finish(p *proto.Params) {
+// finish ends the agent once ch has sent everything: a shell for --shell,
+// otherwise power off. It never returns.
+func finish(p *proto.Params, ch *channel) {
+	ch.drain()
 	if p != nil && p.Shell {
 		for _, sh := range []string{"/bbin/gosh", "/bin/gosh", "/bbin/elvish", "/bin/sh"} {
 			if _, err := os.Stat(sh); err != nil {

@@ -96,8 +96,6 @@ func powerOff() {
 	if os.Getpid() != 1 {
 		os.Exit(0)
 	}
-	// Let the serial lines drain before the machine goes away.
-	time.Sleep(50 * time.Millisecond)
 	unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART)
 	unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
 	for {
