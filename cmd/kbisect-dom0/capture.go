@@ -162,7 +162,7 @@ func (cs *captures) capture(ring *packetRing, vif, path string) error {
 			stopped, backlog := time.Now(), n
 			for {
 				k, err := ring.read(10*ringRetire, keep)
-				if err != nil && !ifaceGone(err) {
+				if err != nil && !ifaceDown(err) {
 					rerr = err
 					break
 				}
@@ -192,7 +192,7 @@ func (cs *captures) capture(ring *packetRing, vif, path string) error {
 		// before it was up, or its domU destroyed) is no reason to stop:
 		// frames come again when it is up, and the run's end says when
 		// the capture is over.
-		if _, err := ring.read(200*time.Millisecond, keep); err != nil && !ifaceGone(err) {
+		if _, err := ring.read(200*time.Millisecond, keep); err != nil && !ifaceDown(err) {
 			rerr = err
 		}
 	}

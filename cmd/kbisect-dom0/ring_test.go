@@ -251,13 +251,13 @@ func TestPacketRingInterfaceDown(t *testing.T) {
 	if o.err != nil {
 		t.Fatalf("%s: %v", o.step, o.err)
 	}
-	if !ifaceGone(o.atBind) {
+	if !ifaceDown(o.atBind) {
 		t.Errorf("read after binding to an interface that is down: %v, want ENETDOWN", o.atBind)
 	}
 	if o.seen != frames || o.wrong != 0 {
 		t.Errorf("%d of %d frames seen once after the interface came up, %d wrong or twice", o.seen, frames, o.wrong)
 	}
-	if !ifaceGone(o.afterGone) {
+	if !ifaceDown(o.afterGone) {
 		t.Errorf("read after the interface went away: %v, want ENETDOWN", o.afterGone)
 	}
 	if o.idle < 250*time.Millisecond {
