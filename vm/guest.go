@@ -210,8 +210,9 @@ func (g *Guest) Status(ctx context.Context) (string, error) {
 	if err != nil {
 		// QEMU may have exited between the check above and the query
 		// (a guest that powers off), taking its QMP socket with it.
+		// exited says so at once; done waits for the console readers.
 		select {
-		case <-g.done:
+		case <-g.exited:
 			return "ended", nil
 		case <-time.After(2 * time.Second):
 		case <-ctx.Done():

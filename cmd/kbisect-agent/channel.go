@@ -69,9 +69,10 @@ const drainLimit = 10 * time.Second
 
 // drain waits until the UARTs have sent every byte written to them
 // (tcdrain). A write to a tty returns once the bytes are in its buffer, and
-// a machine restarted before they left loses them: on a loaded CI host a
-// receiver's result was still there 50 ms after it was written, and its
-// run ended as an error ("guest ended without a result").
+// a machine restarted before they left loses them. The agent used to sleep
+// 50 ms instead; on a loaded CI host a receiver's run once ended as an
+// error, "guest ended without a result", which this explains (it was not
+// reproduced on demand).
 func (c *channel) drain() {
 	c.mu.Lock()
 	defer c.mu.Unlock()

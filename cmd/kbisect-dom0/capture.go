@@ -30,7 +30,6 @@ type captures struct {
 	mu    sync.Mutex
 	stop  chan struct{}
 	wg    sync.WaitGroup
-	on    map[string]bool
 	stats xenctl.CaptureStats
 	// rings are made before the domUs, one per vif to capture: see
 	// newPacketRing. A capture takes its ring out.
@@ -45,7 +44,7 @@ func (c *controller) startCaptures() *captures {
 		c.logf("capture: mount the 9p share %q: %v; no capture", c.plan.ShareTag, err)
 		return nil
 	}
-	cs := &captures{c: c, stop: make(chan struct{}), on: map[string]bool{}, rings: map[string]*packetRing{}}
+	cs := &captures{c: c, stop: make(chan struct{}), rings: map[string]*packetRing{}}
 	start := time.Now()
 	for _, d := range c.plan.DomUs {
 		if d.Pcap == "" {
@@ -64,24 +63,20 @@ func (c *controller) startCaptures() *captures {
 }
 
 // add starts capturing vif into its pcap once the interface exists (the
-// hotplug of a domU being created adds it); a vif without a pcap name is
-// skipped.
+// hotplug of a domU being created adds it); a vif without a pcap name, or
+// without a ring (its making failed, logged by startCaptures, or a capture
+// took it already), is skipped.
 func (cs *captures) add(vif, pcap string) {
 	if cs == nil || pcap == "" {
 		return
 	}
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
-	if cs.on[vif] {
-		return
-	}
-	cs.on[vif] = true
 	ring := cs.rings[vif]
-	delete(cs.rings, vif)
 	if ring == nil {
-		cs.c.logf("capture %s: no receive ring", vif)
 		return
 	}
+	delete(cs.rings, vif)
 	cs.wg.Add(1)
 	go func() {
 		defer cs.wg.Done()
