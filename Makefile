@@ -86,6 +86,7 @@ bench-build: setup build
 
 bench-sim: build
 	$(KBISECT) sim --commits 1024 --trials 400
+	$(KBISECT) sim --commits 1024 --trials 400 --strategies bayes,oracle,oracle-stop,oracle-plan
 
 bench-esp:
 	$(GO) test -run '^$$' -bench . -cpu 1 ./testcases/esp/

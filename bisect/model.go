@@ -280,6 +280,11 @@ type Search struct {
 	best   int
 	bestP  float64
 	cumM   []float64 // cumM[j] = Σ_{k<j} segM[k]
+
+	// known, when set, is a shadow search that is told the rate and is
+	// fed every change made to this one (the simulator's oracle-stop and
+	// oracle-plan strategies).
+	known *Search
 }
 
 // NewSearch returns a search over n positions (n >= 2: good, the commits of
@@ -314,6 +319,9 @@ func (s *Search) Len() int { return len(s.prior) }
 // Record adds one run at position pos: failed or not, with exposure e
 // (1 for a run in runs mode, minutes of test in time mode).
 func (s *Search) Record(pos int, failed bool, e float64) {
+	if s.known != nil {
+		s.known.Record(pos, failed, e)
+	}
 	st := &s.st[pos]
 	st.runs++
 	st.built = true
@@ -332,6 +340,9 @@ func (s *Search) Record(pos int, failed bool, e float64) {
 // signature than the one bisected, with exposure e: it counts as neither a
 // pass nor a fail.
 func (s *Search) RecordOther(pos int, e float64) {
+	if s.known != nil {
+		s.known.RecordOther(pos, e)
+	}
 	st := &s.st[pos]
 	st.other++
 	st.otherE += e
@@ -346,12 +357,20 @@ func (s *Search) Other(pos int) (runs int, exposure float64) {
 
 // MarkSkip records that position pos cannot be tested.
 func (s *Search) MarkSkip(pos int) {
+	if s.known != nil {
+		s.known.MarkSkip(pos)
+	}
 	s.st[pos].skip = true
 	s.dirty = true
 }
 
 // MarkBuilt records that pos has a build (a run there costs no build).
-func (s *Search) MarkBuilt(pos int) { s.st[pos].built = true }
+func (s *Search) MarkBuilt(pos int) {
+	if s.known != nil {
+		s.known.MarkBuilt(pos)
+	}
+	s.st[pos].built = true
+}
 
 // Insert inserts len(w) new positions before position pos with prior
 // weights w taken from pos's own weight (which keeps what is left), e.g. to
@@ -359,6 +378,9 @@ func (s *Search) MarkBuilt(pos int) { s.st[pos].built = true }
 func (s *Search) Insert(pos int, w []float64) {
 	if len(w) == 0 {
 		return
+	}
+	if s.known != nil {
+		s.known.Insert(pos, w)
 	}
 	prior := make([]float64, 0, len(s.prior)+len(w))
 	prior = append(prior, s.prior[:pos]...)
@@ -375,6 +397,9 @@ func (s *Search) Insert(pos int, w []float64) {
 
 // SetPrior replaces the prior weight of pos.
 func (s *Search) SetPrior(pos int, w float64) {
+	if s.known != nil {
+		s.known.SetPrior(pos, w)
+	}
 	s.prior[pos] = w
 	s.recum()
 	s.dirty = true

@@ -180,7 +180,7 @@ func TestTarget(t *testing.T) {
 			for i := 0; i < tc.passes; i++ {
 				c.Record(10, false, 1, 1)
 			}
-			if got := c.target(); math.Abs(got-tc.want) > 5e-4 {
+			if got := c.target(c.Search); math.Abs(got-tc.want) > 5e-4 {
 				t.Errorf("target %.4f, want %.4f (rate estimate %.3g)", got, tc.want, c.Search.RateEstimate())
 			}
 		})

@@ -190,8 +190,10 @@ func (o *Options) Validate() error {
 // Validate checked, or that a job directory holds.
 func (o *Options) settle() error {
 	o.defaults()
-	if _, err := ParseStrategy(o.Strategy); err != nil {
+	if sp, err := ParseStrategy(o.Strategy); err != nil {
 		return fmt.Errorf("--strategy: %w", err)
+	} else if sp.SimOnly() {
+		return fmt.Errorf("--strategy %s: the simulator's strategy is told the failure rate, which a bisection does not know; use %s", o.Strategy, strings.Join(Strategies, ", "))
 	}
 	if o.Unit != UnitRuns && o.Unit != UnitTime {
 		return fmt.Errorf("--unit %q: use runs or time", o.Unit)

@@ -35,7 +35,10 @@ type Conclusion struct {
 // "classic", "classic:5" (5 passes make a commit good), "syzkaller" (10
 // runs per commit, 2 failures make it bad), "bisectkit" (a Bayesian search
 // that plugs in an estimate of p, and ignores build cost), "oracle" (knows
-// the rate; simulator only).
+// the rate; simulator only). "oracle-stop" and "oracle-plan" (simulator
+// only) split what not knowing the rate costs: the first chooses its tests
+// as bayes does and stops on the posterior that knows the rate, the second
+// chooses them as the oracle does and stops as bayes does.
 type StrategySpec struct {
 	Name    string
 	Repeats int
@@ -54,7 +57,7 @@ func ParseStrategy(s string) (StrategySpec, error) {
 	name, arg, _ := strings.Cut(s, ":")
 	sp := StrategySpec{Name: name}
 	switch name {
-	case "bayes", "bisectkit", "oracle":
+	case "bayes", "bisectkit", Oracle, OracleStop, OraclePlan:
 		if arg != "" {
 			return sp, fmt.Errorf("strategy %q takes no parameter", s)
 		}
@@ -74,6 +77,19 @@ func ParseStrategy(s string) (StrategySpec, error) {
 		return sp, fmt.Errorf("unknown strategy %q: use one of %s", s, strings.Join(Strategies, ", "))
 	}
 	return sp, nil
+}
+
+// The simulator's strategies that are told the rate (see StrategySpec).
+const (
+	Oracle     = "oracle"
+	OracleStop = "oracle-stop"
+	OraclePlan = "oracle-plan"
+)
+
+// SimOnly reports whether the strategy needs to be told the rate, which
+// only the simulator knows.
+func (sp StrategySpec) SimOnly() bool {
+	return sp.Name == Oracle || sp.Name == OracleStop || sp.Name == OraclePlan
 }
 
 // String returns the spec in the form ParseStrategy accepts.
@@ -172,7 +188,15 @@ func NewCore(n int, plan Plan) *Core {
 	if plan.Strategy.Name == "bisectkit" {
 		mp.PlugIn = true
 	}
+	var known *Search
+	if name := plan.Strategy.Name; (name == OracleStop || name == OraclePlan) && mp.KnownRate > 0 {
+		// The search does not know the rate; its shadow, fed the same
+		// runs, does (see Search.known).
+		known = NewSearch(n, plan.Unit, mp)
+		mp.KnownRate = 0
+	}
 	c := &Core{Plan: plan, Search: NewSearch(n, plan.Unit, mp)}
+	c.Search.known = known
 	c.opts = exposureOptions(plan.Unit, plan.RunBase, plan.RunMax)
 	if plan.Signature != "" {
 		// Options.Validate has checked it; an invalid one matches all.
@@ -284,12 +308,23 @@ func (c *Core) Next(pending []Request) (Request, *Conclusion) {
 	if c.Plan.Strategy.Name == "classic" || c.Plan.Strategy.Name == "syzkaller" {
 		return c.nextClassic(pending)
 	}
-	pos, p := s.Best()
-	target := c.target()
+	// stop is the posterior the search stops on, planner the one it
+	// chooses tests on: the search's own but for the simulator's
+	// oracle-stop and oracle-plan.
+	stop, planner := s, s
+	switch {
+	case s.known == nil:
+	case c.Plan.Strategy.Name == OracleStop:
+		stop = s.known
+	case c.Plan.Strategy.Name == OraclePlan:
+		planner = s.known
+	}
+	pos, p := stop.Best()
+	target := c.target(stop)
 	if p >= target {
 		return Request{}, c.conclude(pos, p)
 	}
-	if lo, hi, mass := s.credibleRun(target); mass >= target && lo < hi && s.untestable(lo, hi-1) {
+	if lo, hi, mass := stop.credibleRun(target); mass >= target && lo < hi && s.untestable(lo, hi-1) {
 		// The culprit is one of lo..hi and nothing can split them: all but
 		// the last are untestable.
 		return Request{}, &Conclusion{Status: StatusInconclusive, Pos: hi, Lo: lo, Hi: hi, Confidence: mass,
@@ -299,12 +334,17 @@ func (c *Core) Next(pending []Request) (Request, *Conclusion) {
 	if c.Plan.Strategy.Name == "bisectkit" {
 		costs.Build = 0
 	}
-	req, ok := s.plan(costs, c.opts, pending)
+	req, ok := planner.plan(costs, c.opts, pending)
+	if !ok && planner != s {
+		// Told the rate, the oracle's planner may see nothing left to
+		// learn before the search that stops without it is sure.
+		req, ok = s.plan(costs, c.opts, pending)
+	}
 	if !ok {
 		if len(pending) > 0 {
 			return Request{Pos: -1}, nil
 		}
-		lo, hi, mass := s.credibleRun(target)
+		lo, hi, mass := stop.credibleRun(target)
 		return Request{}, &Conclusion{Status: StatusInconclusive, Pos: pos, Lo: lo, Hi: hi, Confidence: mass,
 			Reason: "no commit left that can be tested: the first bad commit is one of the candidates (untestable commits in between: they do not build or boot, or fail with another signature)"}
 	}
@@ -315,9 +355,9 @@ func (c *Core) Next(pending []Request) (Request, *Conclusion) {
 	return req, nil
 }
 
-// target is the posterior probability the search stops at. A posterior
-// that integrates over the unknown rate is calibrated on average over its
-// prior, not at every rate: at a fixed rate of 0.2 or 0.5 per run, 98.9% of
+// target is the posterior probability the search stops at; s is the search
+// whose rate estimate sets the margin. A posterior that integrates over the
+// unknown rate is calibrated on average over its prior, not at every rate: at a fixed rate of 0.2 or 0.5 per run, 98.9% of
 // the searches that stopped at 0.99 were right (2,000 simulated searches
 // each). At high rates every run moves the posterior far and the search
 // overshoots the threshold (100% right at 0.9); at lower rates it creeps up
@@ -332,9 +372,9 @@ func (c *Core) Next(pending []Request) (Request, *Conclusion) {
 // 0.991-0.993, 1,000 searches each), so the same rule is on the safe side.
 // A demo that ran 23 runs to 0.996 under Margin would have stopped at its
 // 21st, at 0.993.
-func (c *Core) target() float64 {
+func (c *Core) target(s *Search) float64 {
 	m := c.Plan.Margin
-	r := c.Search.RateEstimate()
+	r := s.RateEstimate()
 	if c.Plan.Unit == UnitTime {
 		r = -math.Expm1(-r * c.Plan.RunBase * c.Plan.Costs.yield())
 	}

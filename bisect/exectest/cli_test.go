@@ -340,6 +340,7 @@ func TestCLIBadInput(t *testing.T) {
 		{"not a repo", []string{"--repo", dir, "--good", "a", "--bad", "b", "--exec", ok}, "is not a git repository"},
 		{"bad budget", []string{"--good", hashes[0], "--bad", "main", "--exec", ok, "--budget", "soon"}, "--budget"},
 		{"bad strategy", []string{"--good", hashes[0], "--bad", "main", "--exec", ok, "--strategy", "magic"}, "unknown strategy"},
+		{"simulator's strategy", []string{"--good", hashes[0], "--bad", "main", "--exec", ok, "--strategy", "oracle-stop"}, "--strategy oracle-stop: the simulator's strategy is told the failure rate"},
 		{"bad confidence", []string{"--good", hashes[0], "--bad", "main", "--exec", ok, "--confidence", "1.5"}, "--confidence"},
 		{"zero confidence", []string{"--good", hashes[0], "--bad", "main", "--exec", ok, "--confidence", "0"}, "--confidence 0: give a probability"},
 		{"zero parallel", []string{"--good", hashes[0], "--bad", "main", "--exec", ok, "--parallel", "0"}, "--parallel 0: give 1 to 64"},

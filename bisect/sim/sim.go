@@ -337,8 +337,9 @@ func (c *Config) play(t *trial, sp bisect.StrategySpec, timeMode bool) result {
 		plan.RunBase = c.RunMinutes
 		plan.RunMax = 16 * c.RunMinutes
 	}
-	if sp.Name == "oracle" {
-		// The oracle knows the rate of the bad commits.
+	if sp.SimOnly() {
+		// The oracle knows the rate of the bad commits (oracle-stop and
+		// oracle-plan use it for one half of their decisions).
 		plan.Model.KnownRate = t.rate[t.n-1]
 	}
 	core := bisect.NewCore(t.n, plan)

@@ -93,6 +93,34 @@ func TestDefaultStrategy(t *testing.T) {
 	}
 }
 
+// TestOracleSplit: what not knowing p costs is split between the two
+// decisions a search makes. Told p only for when to stop (oracle-stop), or
+// only for which test to run (oracle-plan), the search needs fewer runs
+// than bayes, which is told neither, and more than the oracle, told both;
+// each is right as often as a 99% rate allows. Were either half free, the
+// split would show it.
+func TestOracleSplit(t *testing.T) {
+	const trials = 200
+	rows, err := Run(context.Background(), Config{Commits: 1024, Trials: trials, Ps: []float64{0.5}, BuildCost: 2, Seed: 11,
+		Strategies: strategies(t, "bayes", "oracle", bisect.OracleStop, bisect.OraclePlan)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bayes, oracle := rows[0], rows[1]
+	for _, r := range rows[2:] {
+		if !(oracle.MeanRuns < r.MeanRuns && r.MeanRuns < bayes.MeanRuns) {
+			t.Errorf("%s: %.1f mean runs, not between the oracle's %.1f and bayes's %.1f", r.Strategy, r.MeanRuns, oracle.MeanRuns, bayes.MeanRuns)
+		}
+	}
+	for _, r := range rows {
+		fails := int(math.Round((1 - r.Success) * trials))
+		if max := maxFailures(trials, 0.01); fails > max {
+			t.Errorf("%s: %d of %d wrong, more than the %d a 99%% success rate allows", r.Strategy, fails, trials, max)
+		}
+		t.Logf("%s: success %.1f%%, %.1f runs (%.2fx the bound)", r.Strategy, 100*r.Success, r.MeanRuns, r.MeanRuns/r.Bound)
+	}
+}
+
 // TestRobustness checks success >= 97% when bad commits fail at different
 // rates, good commits fail spuriously, commits cannot be built, or the
 // range holds no regression.

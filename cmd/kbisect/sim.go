@@ -55,7 +55,7 @@ func newSimCmd() *cobra.Command {
 	f.Float64Var(&cfg.Overhead, "overhead", 0.5, "with --rate: the fixed cost of one run (boot), in minutes")
 	f.Float64Var(&cfg.BuildCost, "build-cost", 2, "cost of a build, in runs (or minutes with --rate)")
 	f.IntSliceVar(&parallel, "parallel", []int{1}, "tests in flight at once (multisection); several (1,2,4,8) print the wall time and the speed-up over one")
-	f.StringVar(&strategies, "strategies", "", "comma-separated strategies: bayes, git-bisect, classic:K, syzkaller, bisectkit, oracle (default all but oracle)")
+	f.StringVar(&strategies, "strategies", "", "comma-separated strategies: bayes, git-bisect, classic:K, syzkaller, bisectkit, oracle, oracle-stop, oracle-plan (default all but the three oracles, which are told p)")
 	f.StringVar(&cfg.Scenario, "scenario", sim.Normal, "normal, varying, spurious, skips, none, old or twobugs")
 	f.Uint64Var(&cfg.Seed, "seed", 1, "random seed")
 	f.Float64Var(&cfg.Confidence, "confidence", 0.99, "stop when one commit holds this posterior probability")
