@@ -357,6 +357,19 @@ func (m *qemuMachine) cleanup() error {
 	var err error
 	m.cleanOnce.Do(func() {
 		if m.mon != nil {
+			// QEMU writes its last events (GUEST_PANICKED, when it
+			// exits on a panic) just before it exits, and go-qemu's
+			// Disconnect drops those its reader has not passed on yet:
+			// once QEMU is gone, let the reader reach the end of the
+			// socket first (bounded, should anything still hold it).
+			select {
+			case <-m.exited:
+				select {
+				case <-m.monDone:
+				case <-time.After(5 * time.Second):
+				}
+			default:
+			}
 			m.mon.Disconnect()
 			<-m.monDone
 		}
