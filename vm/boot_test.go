@@ -51,8 +51,11 @@ func TestBootHello(t *testing.T) {
 	if strings.Contains(string(log), "Marking TSC unstable") {
 		t.Errorf("the guest lost its TSC clocksource:\n%s", grepLines(string(log), "tsc"))
 	}
-	if strings.Contains(string(log), "\r") {
-		t.Errorf("console log has carriage returns")
+	// CRLF pairs become LF (TestConsoleSink). A CR the guest sent without
+	// an LF after it stays: 1 boot in 60 beside six busy loops had one,
+	// where kernel messages and init's output share the UART.
+	if strings.Contains(string(log), "\r\n") {
+		t.Errorf("console log has CRLF line ends")
 	}
 	// -cpu max under TCG gives the guest's crypto its instructions.
 	if strings.Contains(strings.Join(g.Cmdline(), " "), "-accel tcg -cpu max") {

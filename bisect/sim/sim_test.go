@@ -96,9 +96,9 @@ func TestDefaultStrategy(t *testing.T) {
 // TestOracleSplit: what not knowing p costs is split between the two
 // decisions a search makes. Told p only for when to stop (oracle-stop), or
 // only for which test to run (oracle-plan), the search needs fewer runs
-// than bayes, which is told neither, and more than the oracle, told both;
-// each is right as often as a 99% rate allows. Were either half free, the
-// split would show it.
+// than bayes, which is told neither, and more than the oracle, told both
+// (a decision that p did not matter to would cost the oracle's runs); each
+// is right as often as a 99% rate allows.
 func TestOracleSplit(t *testing.T) {
 	const trials = 200
 	rows, err := Run(context.Background(), Config{Commits: 1024, Trials: trials, Ps: []float64{0.5}, BuildCost: 2, Seed: 11,
