@@ -185,6 +185,38 @@ func TestConsoleSink(t *testing.T) {
 	}
 }
 
+// TestConsoleEnd: the sink spots the kernel's last line before a reset or
+// power-off, of every kernel kbisect boots, and nothing else.
+func TestConsoleEnd(t *testing.T) {
+	tests := []struct {
+		line, how string // how "": not an end
+	}{
+		{"[    2.072775] reboot: Restarting system", "guest rebooted"},       // 3.14, 6.1
+		{"[    2.072912] reboot: machine restart", "guest rebooted"},         // x86, after it
+		{"[    1.234567] Restarting system.", "guest rebooted"},              // 2.6.32
+		{"Restarting system with command 'kexec'.", "guest rebooted"},        // no timestamp
+		{"[   10.000000] reboot: Power down", "guest powered off"},           // 3.14, 6.1
+		{"[   10.000000] Power down.", "guest powered off"},                  // 2.6.32
+		{"[   10.000000] reboot: System halted", "guest halted"},             // 3.14, 6.1
+		{"testinit: Restarting system soon", ""},                             // a program's words
+		{"[    0.100000] ACPI: Power down button", ""},                       // a device, not the end
+		{"[    0.200000] Kernel panic - not syncing: Restarting system", ""}, // a panic, counted apart
+		{"[    3.000000] reboot: Restarting systemd-networkd", ""},           // not the word
+	}
+	for _, tc := range tests {
+		var got []string
+		c := newConsoleSink(nil, nil)
+		c.onEnd = func(how, evidence string) { got = append(got, how+" | "+evidence) }
+		c.write([]byte("\r\n" + tc.line + "\r\n"))
+		switch {
+		case tc.how == "" && len(got) > 0:
+			t.Errorf("%q: seen as the end: %q", tc.line, got)
+		case tc.how != "" && (len(got) != 1 || !strings.HasPrefix(got[0], tc.how+" | ") || !strings.Contains(got[0], strings.TrimSpace(tc.line))):
+			t.Errorf("%q: got %q, want %q with the line as evidence", tc.line, got, tc.how)
+		}
+	}
+}
+
 func TestLineQueue(t *testing.T) {
 	q := newLineQueue()
 	out := make(chan string)

@@ -69,6 +69,33 @@ func TestBootHello(t *testing.T) {
 	}
 }
 
+// TestExitGrace: a hypervisor that stays up after the guest has rebooted
+// (QEMU told to pause on the guest's shutdown instead of exiting, as QEMU
+// once in about a hundred boots did on its own) is stopped ExitGrace after
+// the kernel's last line, and the guest's end counts as clean, not as the
+// timeout it used to be.
+func TestExitGrace(t *testing.T) {
+	needQEMU(t)
+	cfg := testConfig(t, "exitgrace", testInitramfs(t), "hello")
+	cfg.QEMU.ExtraArgs = []string{"-action", "shutdown=pause"}
+	cfg.ExitGrace = 2 * time.Second
+	g, err := Start(testCtx(t), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	o := g.Wait()
+	if o.Kind != ExitClean || o.Err() != nil {
+		t.Fatalf("outcome %s (%v), want clean\nconsole:\n%s", o.Kind, o.Err(), o.ConsoleTail)
+	}
+	for _, want := range []string{"guest rebooted (", "the hypervisor did not exit within 2s and was stopped"} {
+		if !strings.Contains(o.Reason, want) {
+			t.Errorf("reason %q lacks %q", o.Reason, want)
+		}
+	}
+	assertGone(t, g)
+}
+
 func grepLines(s, sub string) string {
 	var out []string
 	for _, l := range strings.Split(s, "\n") {

@@ -113,6 +113,11 @@ type Config struct {
 	Timeout time.Duration
 	// StopGrace is how long a graceful stop waits before SIGKILL; 0 means 3s.
 	StopGrace time.Duration
+	// ExitGrace is how long the hypervisor may take to exit once the guest
+	// has ended itself (its kernel said it restarts, powers off or halts,
+	// or QEMU reported the guest's reset or shutdown); then it is stopped
+	// and the guest's end counts as clean. 0 means 10s.
+	ExitGrace time.Duration
 	// Logf receives the few things worth telling a user (the TCG fallback,
 	// a PVH boot from an extracted vmlinux, a forced kill); nil discards them.
 	Logf func(format string, args ...any)
@@ -158,6 +163,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.StopGrace == 0 {
 		c.StopGrace = 3 * time.Second
+	}
+	if c.ExitGrace == 0 {
+		c.ExitGrace = 10 * time.Second
 	}
 	c.Netdevs = append([]Netdev(nil), c.Netdevs...)
 	for i, nd := range c.Netdevs {

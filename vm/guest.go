@@ -96,6 +96,12 @@ type Guest struct {
 	closeMu  sync.Mutex
 	closed   bool
 
+	// ended is closed once the guest has ended itself (see guestEnded);
+	// endedHow says how ("guest rebooted", ...) and by what evidence.
+	ended    chan struct{}
+	endOnce  sync.Once
+	endedHow string
+
 	mu           sync.Mutex
 	stopKind     ExitKind // set when we stop the guest
 	stopReason   string
@@ -144,6 +150,7 @@ func startGuest(ctx context.Context, cfg Config, launch func(context.Context, *C
 		lines:   make(chan string),
 		queue:   newLineQueue(),
 		console: newConsoleSink(logFile, cfg.ConsoleOutput),
+		ended:   make(chan struct{}),
 		done:    make(chan struct{}),
 		exited:  make(chan struct{}),
 		stopCh:  make(chan struct{}),
@@ -159,6 +166,7 @@ func startGuest(ctx context.Context, cfg Config, launch func(context.Context, *C
 		return nil, err
 	}
 	g.m = m
+	g.console.onEnd = g.guestEnded
 	g.readersDone.Add(2)
 	go g.readConsole()
 	go g.readAgent()
@@ -271,7 +279,28 @@ func (g *Guest) onEvent(ev machineEvent) {
 		if g.shutdownWhy == "" {
 			g.shutdownWhy = ev.reason
 		}
+		if how, ok := shutdownReasons[ev.reason]; ok {
+			g.guestEnded(how, "QEMU's SHUTDOWN event, "+ev.reason)
+		}
 	}
+}
+
+// shutdownReasons are the hypervisor's reasons for a shutdown that the
+// guest asked for, and what they mean.
+var shutdownReasons = map[string]string{
+	"guest-reset":    "guest rebooted",
+	"guest-shutdown": "guest powered off",
+}
+
+// guestEnded records that the guest has ended itself (how, and the evidence
+// for it) and starts supervise's wait for the hypervisor to exit. The first
+// call counts. It must not block: the console sink and the QMP reader call
+// it.
+func (g *Guest) guestEnded(how, evidence string) {
+	g.endOnce.Do(func() {
+		g.endedHow = fmt.Sprintf("%s (%s)", how, evidence)
+		close(g.ended)
+	})
 }
 
 // supervise waits for the machine to end, enforcing the timeout, the
@@ -285,6 +314,14 @@ func (g *Guest) supervise(ctx context.Context) {
 		defer t.Stop()
 		timeout = t.C
 	}
+	// Once the guest has ended itself, the hypervisor has ExitGrace to
+	// exit. QEMU under -no-reboot exits within milliseconds of the guest's
+	// reset, but once in about a hundred boots on a loaded machine it
+	// stayed up (and ignored QMP quit): without this the run would wait
+	// for its whole timeout and end as one, an error for a guest that had
+	// finished its work.
+	ended := g.ended
+	var exitGrace <-chan time.Time
 	var st exitStatus
 	stopping := false
 	for done := false; !done; {
@@ -302,6 +339,15 @@ func (g *Guest) supervise(ctx context.Context) {
 		case <-timeout:
 			g.requestStop(ExitTimeout, fmt.Sprintf("timeout after %v", g.cfg.Timeout))
 			timeout = nil
+		case <-ended:
+			ended = nil
+			t := time.NewTimer(g.cfg.ExitGrace)
+			defer t.Stop()
+			exitGrace = t.C
+		case <-exitGrace:
+			exitGrace = nil
+			g.cfg.logf("guest %s: %s, but the hypervisor has not exited %v later: stopping it", g.cfg.Name, g.endedHow, g.cfg.ExitGrace)
+			g.requestStop(ExitClean, fmt.Sprintf("%s; the hypervisor did not exit within %v and was stopped", g.endedHow, g.cfg.ExitGrace))
 		case <-g.stopCh:
 			if !stopping {
 				stopping = true
@@ -374,16 +420,11 @@ func (g *Guest) classify(st exitStatus) *Outcome {
 			o.Reason += ": " + lastLine(st.stderr)
 		}
 	default:
-		o.Kind = ExitClean
-		switch g.shutdownWhy {
-		case "guest-reset":
-			o.Reason = "guest rebooted"
-		case "guest-shutdown":
-			o.Reason = "guest powered off"
-		case "":
+		o.Kind, o.Reason = ExitClean, g.shutdownWhy
+		if how, ok := shutdownReasons[g.shutdownWhy]; ok {
+			o.Reason = how
+		} else if o.Reason == "" {
 			o.Reason = "hypervisor exited"
-		default:
-			o.Reason = g.shutdownWhy
 		}
 	}
 	return o
@@ -484,9 +525,24 @@ func (q *lineQueue) forward(out chan<- string, abandon <-chan struct{}) {
 // panicRE matches the kernel's panic line (all versions since 2.6).
 var panicRE = regexp.MustCompile(`Kernel panic - not syncing:\s*(.*)`)
 
+// endRE matches the kernel's last line before it resets or powers off the
+// machine (kernel_restart, kernel_power_off, kernel_halt and x86's
+// native_machine_restart: "reboot: Restarting system" in 3.14 and 6.1,
+// "Restarting system." in 2.6.32), after the optional timestamp.
+var endRE = regexp.MustCompile(`^(?:\[\s*\d+\.\d+\]\s*)?(?:reboot: )?(Restarting system|machine restart|Power down|System halted)\b`)
+
+// endHow is what each of endRE's lines says of the guest.
+var endHow = map[string]string{
+	"Restarting system": "guest rebooted",
+	"machine restart":   "guest rebooted",
+	"Power down":        "guest powered off",
+	"System halted":     "guest halted",
+}
+
 // consoleSink receives the console: it writes the log file (with CRLF
 // turned into LF), tees to an optional writer, keeps a tail and spots the
-// panic line.
+// panic line and the kernel's last line (calling onEnd, which must not
+// block).
 type consoleSink struct {
 	mu      sync.Mutex
 	file    *os.File
@@ -497,6 +553,7 @@ type consoleSink struct {
 	panic   string
 	panicNo int // line number of the panic line
 	pendCR  bool
+	onEnd   func(how, evidence string)
 }
 
 const maxTail = 200
@@ -549,6 +606,11 @@ func (c *consoleSink) endLine() {
 				c.panic = "Kernel panic"
 			}
 			c.panicNo = c.total
+		}
+	}
+	if c.onEnd != nil {
+		if m := endRE.FindStringSubmatch(line); m != nil {
+			c.onEnd(endHow[m[1]], fmt.Sprintf("the console's %q", strings.TrimSpace(line)))
 		}
 	}
 	c.total++
