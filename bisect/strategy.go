@@ -357,9 +357,9 @@ func (c *Core) Next(pending []Request) (Request, *Conclusion) {
 
 // target is the posterior probability the search stops at; s is the search
 // whose rate estimate sets the margin. A posterior that integrates over the
-// unknown rate is calibrated on average over its prior, not at every rate: at a fixed rate of 0.2 or 0.5 per run, 98.9% of
-// the searches that stopped at 0.99 were right (2,000 simulated searches
-// each). At high rates every run moves the posterior far and the search
+// unknown rate is calibrated on average over its prior, not at every
+// rate: at a fixed rate of 0.2 or 0.5 per run, 98.9% of the searches that
+// stopped at 0.99 were right (2,000 simulated searches each). At high rates every run moves the posterior far and the search
 // overshoots the threshold (100% right at 0.9); at lower rates it creeps up
 // to it. So the error allowed is Margin·(1-Confidence) when the estimated
 // rate per run is 0.3 or less, growing to all of 1-Confidence at 0.8 and
